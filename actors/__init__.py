@@ -1,0 +1,70 @@
+"""postroom: an embeddable job scheduler built on actors.
+
+The public surface; everything else lives in private modules. See DESIGN and
+``docs/`` for the contract.
+"""
+
+from __future__ import annotations
+
+from actors import messages
+from actors._cancel_result import CancelResult
+from actors._clock import Clock, ManualClock, MonotonicClock
+from actors._context import JobContext
+from actors._errors import (
+    DecodeError,
+    Fatal,
+    InvalidArgument,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    JobNotFound,
+    JobTimedOut,
+    NotSerializable,
+    QueueFull,
+    SchedulerClosed,
+    SchedulerCrashed,
+    SchedulerError,
+    UnknownHandler,
+)
+from actors._handle import JobHandle
+from actors._info import JobInfo, Progress, Stats
+from actors._priority import Priority
+from actors._repo_lock import RepoMode
+from actors._retry import RetryPolicy
+from actors._scheduler import OnFull, Scheduler
+from actors._status import JobStatus
+
+__all__ = [
+    "CancelResult",
+    "Clock",
+    "DecodeError",
+    "Fatal",
+    "InvalidArgument",
+    "JobCancelled",
+    "JobContext",
+    "JobError",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
+    "JobNotFound",
+    "JobStatus",
+    "JobTimedOut",
+    "ManualClock",
+    "MonotonicClock",
+    "NotSerializable",
+    "OnFull",
+    "Priority",
+    "Progress",
+    "QueueFull",
+    "RepoMode",
+    "RetryPolicy",
+    "Scheduler",
+    "SchedulerClosed",
+    "SchedulerCrashed",
+    "SchedulerError",
+    "Stats",
+    "UnknownHandler",
+    "messages",
+]
+
+__version__ = "0.1.0"

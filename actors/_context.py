@@ -1,0 +1,115 @@
+"""`JobContext`: what a handler knows about the attempt it is running."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+from actors._cancel import CancelScope
+from actors._errors import InvalidArgument, JobCancelled
+from actors._log import job_logger
+from actors.messages import Job
+
+__all__ = ["JobContext", "ProgressSink"]
+
+ProgressSink = Callable[[str, float, str], None]
+"""Receives ``(job_id, fraction, message)`` from `JobContext.progress`."""
+
+
+class JobContext:
+    """Passed to every handler call as its first argument.
+
+    It carries the job's identity, the attempt number, the deadline, the stop
+    signal (cancellation, timeout, shutdown) and a progress reporter.
+    """
+
+    __slots__ = ("_job", "_log", "_progress", "_scope", "deadline")
+
+    def __init__(
+        self,
+        job: Job,
+        scope: CancelScope,
+        progress: ProgressSink,
+        deadline: float | None,
+    ) -> None:
+        self._job = job
+        self._scope = scope
+        self._progress = progress
+        self.deadline = deadline
+        """Scheduler-clock time at which this attempt is told to stop, or None."""
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the job id, handler, repo and attempt."""
+        if self._log is None:
+            self._log = job_logger(self._job)
+        return self._log
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self._job.id
+
+    @property
+    def handler(self) -> str:
+        """The handler's name."""
+        return self._job.handler
+
+    @property
+    def repo(self) -> str | None:
+        """The job's repo, if it has one."""
+        return self._job.repo
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, and so on."""
+        return self._job.attempt
+
+    @property
+    def max_retries(self) -> int:
+        """How many retries the job may have after its first attempt."""
+        return self._job.max_retries
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this attempt has been told to stop (cancel, timeout, shutdown)."""
+        return self._scope.event.is_set()
+
+    @property
+    def timed_out(self) -> bool:
+        """True once this attempt has run past its timeout."""
+        return self._scope.reason == "timeout"
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early if told to stop.
+
+        Returns:
+            True if the attempt was told to stop.
+        """
+        return self._scope.event.wait(seconds)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `JobCancelled` if this attempt has been told to stop."""
+        if self.cancelled:
+            msg = f"job {self.job_id} was told to stop ({self._scope.reason})"
+            raise JobCancelled(msg, job_id=self.job_id)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress: ``fraction`` in [0, 1] and a short message.
+
+        Visible at once in `Scheduler.job`.
+        """
+        if (
+            not isinstance(fraction, int | float)
+            or isinstance(fraction, bool)
+            or math.isnan(fraction)
+            or not 0.0 <= fraction <= 1.0
+        ):
+            msg = f"progress fraction must be a number in [0, 1], not {fraction!r}"
+            raise InvalidArgument(msg)
+        if not isinstance(message, str):
+            msg = f"progress message must be a str, not {type(message).__name__}"
+            raise InvalidArgument(msg)
+        self._progress(self._job.id, float(fraction), message)

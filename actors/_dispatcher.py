@@ -1,0 +1,626 @@
+"""The Dispatcher actor: the front door and the only owner of the worker pool.
+
+It routes each job (to its repo's `RepoLock`, to the `Timer` for a delay, or
+straight to the ready queue), keeps the global ready queue ordered by priority
+then submission (rule 3), hands ready jobs to idle workers (work pulling: a
+worker gets a job only when it is free), forwards `Finished` to the repo so the
+repo lock can decide the retry, resolves every job exactly once (rule 5),
+counts the statistics, supervises its children and runs shutdown.
+
+Everything here runs on the Dispatcher's thread; other threads see job state
+only through `JobState` snapshots and handles.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+import pykka
+from sortedcontainers import SortedList
+
+from actors._actor import FailureReport, PostroomActor
+from actors._attempts import next_attempt
+from actors._cancel import CancelReason, CancelScope
+from actors._cancel_result import CancelResult
+from actors._clock import Clock
+from actors._handlers import HandlerSpec
+from actors._info import Progress, Stats
+from actors._jobs import JobState, JobTable
+from actors._log import job_extra, logger
+from actors._reaper import Reaper
+from actors._repo_lock import RepoLock, RepoMode
+from actors._status import JobStatus
+from actors._timer import Timer
+from actors._worker import Worker, error_info
+from actors.messages import (
+    After,
+    Cancel,
+    CancelTimer,
+    Close,
+    Done,
+    Enqueue,
+    ErrorInfo,
+    Finished,
+    Fire,
+    Forget,
+    Idle,
+    Job,
+    Outcome,
+    Ready,
+    Resize,
+    Retry,
+    Run,
+    Submit,
+    Tick,
+    TimerKind,
+    Wake,
+    Withdraw,
+)
+
+__all__ = ["BOOT", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
+
+# Where an unfinished job is, as the Dispatcher knows it.
+_TIMER = "timer"  # scheduled or retrying, held by the Timer only
+_HELD = "held"  # retrying in ordered mode: the Timer has its due time, the repo holds it
+_REPO = "repo"  # in its repo lock: waiting, or its outcome being decided there
+_READY = "ready"  # in the global ready queue
+_RUNNING = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    """What the facade configures the Dispatcher with."""
+
+    workers: int
+    repo_mode: RepoMode
+    repo_modes: Mapping[str, RepoMode]
+    restart_limit: int
+    """Worker crashes (postroom bugs) tolerated within ``restart_window`` seconds."""
+    restart_window: float
+
+
+@dataclass(slots=True)
+class _Slot:
+    ref: pykka.ActorRef[Any]
+    scope: CancelScope
+    job: JobState | None = None
+    retiring: bool = False
+
+
+@dataclass(slots=True)
+class _Repo:
+    ref: pykka.ActorRef[Any]
+    lock_id: int
+    mode: RepoMode
+    sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildFailed:
+    """A child actor died of an unexpected error (told from the child's thread)."""
+
+    kind: str
+    ident: int | str
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class _Boot:
+    """Start the Timer and the workers (asked once by the facade)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _GetStats:
+    """Ask for a `Stats` snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Halt:
+    """Stop every child actor (the last step of shutdown, or a crash)."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    runs: int = 0
+    run_time: float = 0.0
+    crashes: deque[float] = field(default_factory=deque)
+
+
+class Dispatcher(PostroomActor):
+    """Routes jobs, owns the pool, resolves handles. See the module docstring."""
+
+    def __init__(
+        self,
+        config: DispatcherConfig,
+        clock: Clock,
+        handlers: Mapping[str, HandlerSpec],
+        table: JobTable,
+        reaper: Reaper,
+        drained: Callable[[], None],
+        crash: Callable[[str], None],
+        counts: Callable[[], tuple[int, int]],
+        on_failure: FailureReport | None = None,
+    ) -> None:
+        super().__init__(on_failure)
+        self._config = config
+        self._clock = clock
+        self._handlers = handlers
+        self._table = table
+        self._reaper = reaper
+        self._drained = drained
+        self._crash = crash
+        self._counts = counts
+        self._states: dict[str, JobState] = {}
+        self._ready: SortedList = SortedList()  # (priority, seq, job id)
+        self._slots: dict[int, _Slot] = {}
+        self._idle: list[int] = []
+        self._target = config.workers
+        self._repos: dict[str, _Repo] = {}
+        self._timer: pykka.ActorRef[Any] | None = None
+        self._tokens = itertools.count(1)
+        self._worker_ids = itertools.count(1)
+        self._lock_ids = itertools.count(1)
+        self._counters = _Counters()
+        self._closing = False
+
+    # --- messages ---------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - a switch
+        """Handle one message; the hot ones first."""
+        if isinstance(message, Finished):
+            self._on_finished(message)
+        elif isinstance(message, Submit):
+            self._on_submit(message.job)
+        elif isinstance(message, Ready):
+            self._on_ready(message.job)
+        elif isinstance(message, Done):
+            self._on_done(message)
+        elif isinstance(message, Idle):
+            self._on_idle(message)
+        elif isinstance(message, Retry):
+            self._on_retry(message)
+        elif isinstance(message, Fire):
+            self._on_fire(message)
+        elif isinstance(message, Wake):
+            self._after(message.due, "tick", message.repo)
+        elif isinstance(message, Cancel):
+            return self._cancel(message.job_id, "cancel")
+        elif isinstance(message, _GetStats):
+            return self._stats()
+        elif isinstance(message, Resize):
+            return self._resize(message.workers)
+        elif isinstance(message, Close):
+            self._close(cancel=message.cancel)
+        elif isinstance(message, _ChildFailed):
+            self._on_child_failed(message)
+        elif isinstance(message, _Boot):
+            self._boot()
+        elif isinstance(message, _Halt):
+            self._halt()
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _boot(self) -> None:
+        timer = Timer.spawn(self._clock, self.actor_ref, self._child_failure("timer", 0))
+        self._reaper.add(timer.thread, timer.ref)
+        self._timer = timer.ref
+        for _ in range(self._config.workers):
+            self._spawn_worker()
+
+    # --- routing ----------------------------------------------------------------
+
+    def _on_submit(self, job: Job) -> None:
+        state = self._table.active.get(job.id)
+        if state is None:
+            return  # Resolved already (a crash path); nothing to route.
+        self._states[job.id] = state
+        self._counters.submitted += 1
+        self._route(state, job)
+
+    def _route(self, state: JobState, job: Job) -> None:
+        """Send a job that may run (now or at its ``not_before``) where it waits."""
+        repo = job.repo
+        due = job.not_before
+        if due is not None and due > self._clock.now():
+            if repo is not None and self._mode(repo) == "ordered":
+                # In ordered mode a delayed job keeps its place in the repo.
+                state.where = _REPO
+                self._to_repo(repo, Enqueue(job))
+            else:
+                state.where = _TIMER
+                state.timer = self._after(due, "start" if job.attempt == 1 else "retry", job.id)
+            return
+        if repo is not None:
+            state.where = _REPO
+            self._to_repo(repo, Enqueue(job))
+        else:
+            self._make_ready(state, job)
+
+    def _make_ready(self, state: JobState, job: Job) -> None:
+        state.job = job
+        if state.status is not JobStatus.PENDING:
+            state.set_status(JobStatus.PENDING)
+        if self._idle:
+            self._run(self._idle.pop(), state)
+        else:
+            state.where = _READY
+            self._ready.add((job.priority, job.seq, job.id))
+
+    def _run(self, worker_id: int, state: JobState) -> None:
+        slot = self._slots[worker_id]
+        job = state.job
+        slot.job = state
+        state.where = _RUNNING
+        state.worker = worker_id
+        state.start_attempt(job)
+        slot.scope.arm(job.id, job.attempt)
+        if job.timeout is not None:
+            state.deadline = self._after(self._clock.now() + job.timeout, "deadline", job.id)
+        slot.ref.tell(Run(job))
+
+    def _on_ready(self, job: Job) -> None:
+        state = self._states.get(job.id)
+        if state is None:
+            # Cancelled while the repo made it ready: let the repo go at once.
+            self._to_repo(job.repo, Finished(job, _cancelled("cancel")))  # type: ignore[arg-type]
+            return
+        self._make_ready(state, job)
+
+    # --- attempts ending ----------------------------------------------------------
+
+    def _on_finished(self, message: Finished) -> None:
+        job, outcome = message.job, message.outcome
+        slot = self._slots.get(message.worker)
+        state = self._states.get(job.id)
+        counters = self._counters
+        counters.runs += 1
+        counters.run_time += outcome.run_time
+        if state is not None:
+            if state.deadline is not None:
+                self._cancel_timer(state.deadline)
+                state.deadline = None
+            if state.cancel_requested and outcome.status == "failed" and not outcome.timed_out:
+                outcome = replace(outcome, status="cancelled", retryable=False)
+            elif state.cancel_requested and outcome.status == "failed":
+                outcome = replace(outcome, retryable=False)
+            if job.repo is not None:
+                state.where = _REPO
+                self._to_repo(job.repo, Finished(job, outcome))
+            else:
+                self._settle(state, job, outcome)
+        elif job.repo is not None:
+            self._to_repo(job.repo, Finished(job, outcome))
+        if slot is not None:
+            slot.job = None
+            self._free(message.worker, slot)
+
+    def _settle(self, state: JobState, job: Job, outcome: Outcome) -> None:
+        """Decide what follows an attempt of a job without a repo."""
+        retry = next_attempt(job, outcome, self._clock.now())
+        if retry is None:
+            self._finish(state, outcome)
+        else:
+            self._schedule_retry(state, retry, outcome, hold=False)
+
+    def _on_retry(self, message: Retry) -> None:
+        state = self._states.get(message.job.id)
+        if state is None:
+            if message.hold:
+                self._to_repo(message.job.repo, Withdraw(message.job.id))  # type: ignore[arg-type]
+            return
+        self._schedule_retry(state, message.job, message.outcome, hold=message.hold)
+
+    def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
+        self._counters.retried += 1
+        with state._lock:  # noqa: SLF001 - the record's own lock
+            state.job = job
+            state.status = JobStatus.RETRYING
+            state.error = outcome.error
+        if job.attempt == job.max_retries + 1:
+            logger.warning(
+                "job %s (%s) reached its retry cap: attempt %d of %d is its last",
+                job.id, job.handler, job.attempt, job.max_retries + 1,
+                extra=job_extra(job),
+            )
+        due = job.not_before
+        if due is not None and due > self._clock.now():
+            state.where = _HELD if hold else _TIMER
+            state.timer = self._after(due, "retry", job.id)
+        elif job.repo is not None:
+            state.where = _REPO
+            self._to_repo(job.repo, Enqueue(job))
+        else:
+            self._make_ready(state, job)
+
+    def _on_done(self, message: Done) -> None:
+        state = self._states.get(message.job.id)
+        if state is not None:
+            self._finish(state, message.outcome)
+
+    def _finish(self, state: JobState, outcome: Outcome) -> None:
+        job = state.job
+        del self._states[job.id]
+        status = JobStatus(outcome.status)
+        counters = self._counters
+        if status is JobStatus.COMPLETED:
+            counters.completed += 1
+        elif status is JobStatus.FAILED:
+            counters.failed += 1
+            logger.error(
+                "job %s (%s) failed for good after %d attempt(s): %s",
+                job.id, job.handler, job.attempt,
+                outcome.error.message if outcome.error else "unknown error",
+                extra=job_extra(job),
+            )
+        else:
+            counters.cancelled += 1
+        self._table.finish(state, status, outcome.result, outcome.error)
+        if self._closing and not self._states:
+            self._drained()
+
+    def _free(self, worker_id: int, slot: _Slot) -> None:
+        if slot.retiring:
+            self._retire_worker(worker_id)
+        elif self._ready:
+            _, _, job_id = self._ready.pop(0)
+            self._run(worker_id, self._states[job_id])
+        else:
+            self._idle.append(worker_id)
+
+    # --- timers -------------------------------------------------------------------
+
+    def _after(self, due: float, kind: TimerKind, key: str) -> int:
+        token = next(self._tokens)
+        assert self._timer is not None
+        self._timer.tell(After(token, due, kind, key))
+        return token
+
+    def _cancel_timer(self, token: int) -> None:
+        assert self._timer is not None
+        self._timer.tell(CancelTimer(token))
+
+    def _on_fire(self, message: Fire) -> None:
+        kind, key = message.kind, message.key
+        if kind == "tick":
+            if key in self._repos:
+                self._to_repo(key, Tick(key))
+            return
+        state = self._states.get(key)
+        if state is None:
+            return
+        if kind == "deadline":
+            if state.deadline == message.token and state.where == _RUNNING:
+                state.deadline = None
+                job = state.job
+                logger.warning(
+                    "job %s (%s) attempt %d passed its timeout of %ss: told to stop",
+                    job.id, job.handler, job.attempt, job.timeout,
+                    extra=job_extra(job),
+                )
+                self._slots[state.worker].scope.fire(job.id, job.attempt, "timeout")
+            return
+        if state.timer != message.token:
+            return  # Superseded or cancelled: never act on a stale entry.
+        state.timer = None
+        job = state.job
+        if job.repo is not None:
+            state.where = _REPO
+            self._to_repo(job.repo, Enqueue(job))
+        else:
+            self._make_ready(state, job)
+
+    # --- repos --------------------------------------------------------------------
+
+    def _mode(self, repo: str) -> RepoMode:
+        return self._config.repo_modes.get(repo, self._config.repo_mode)
+
+    def _to_repo(self, repo: str, message: Any) -> None:
+        entry = self._repos.get(repo)
+        if entry is None:
+            lock_id = next(self._lock_ids)
+            spawned = RepoLock.spawn(
+                repo, lock_id, self._mode(repo), self._clock, self.actor_ref,
+                self._child_failure("repo", repo),
+            )
+            self._reaper.add(spawned.thread, spawned.ref)
+            entry = self._repos[repo] = _Repo(spawned.ref, lock_id, self._mode(repo))
+        entry.sent += 1
+        entry.ref.tell(message)
+
+    def _on_idle(self, message: Idle) -> None:
+        entry = self._repos.get(message.repo)
+        if entry is None or entry.lock_id != message.lock_id or entry.sent != message.seen:
+            return  # Messages are on their way to it: it will not stay idle.
+        del self._repos[message.repo]
+        entry.ref.stop(block=False)
+
+    # --- cancellation ---------------------------------------------------------------
+
+    def _cancel(self, job_id: str, reason: CancelReason) -> CancelResult:
+        state = self._states.get(job_id)
+        if state is None:
+            self._table.get(job_id)  # raises JobNotFound for an unknown id
+            return CancelResult.ALREADY_FINISHED
+        if state.cancel_requested:
+            return CancelResult.ALREADY_CANCELLING
+        state.cancel_requested = True
+        job = state.job
+        where = state.where
+        if where == _RUNNING:
+            self._slots[state.worker].scope.fire(job.id, job.attempt, reason)
+            return CancelResult.SIGNALLED
+        if where in (_TIMER, _HELD) and state.timer is not None:
+            self._cancel_timer(state.timer)
+            state.timer = None
+        if where == _READY:
+            self._ready.remove((job.priority, job.seq, job.id))
+            if job.repo is not None:
+                self._to_repo(job.repo, Finished(job, _cancelled(reason)))
+        elif where in (_REPO, _HELD):
+            self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
+        self._finish(state, _cancelled(reason))
+        return CancelResult.CANCELLED
+
+    # --- pool -----------------------------------------------------------------------
+
+    def _spawn_worker(self) -> None:
+        worker_id = next(self._worker_ids)
+        scope = CancelScope()
+        table = self._table
+        spawned = Worker.spawn(
+            worker_id, self.actor_ref, self._handlers, scope,
+            _progress_sink(table), _exception_sink(table), self._clock,
+            self._child_failure("worker", worker_id),
+        )
+        self._reaper.add(spawned.thread, spawned.ref)
+        slot = self._slots[worker_id] = _Slot(spawned.ref, scope)
+        self._free(worker_id, slot)
+
+    def _retire_worker(self, worker_id: int) -> None:
+        slot = self._slots.pop(worker_id)
+        slot.ref.stop(block=False)
+
+    def _resize(self, workers: int) -> int:
+        self._target = workers
+        live = [wid for wid, slot in self._slots.items() if not slot.retiring]
+        for _ in range(workers - len(live)):
+            self._spawn_worker()
+        excess = len(live) - workers
+        while excess > 0 and self._idle:
+            self._retire_worker(self._idle.pop())
+            excess -= 1
+        for wid in live:
+            if excess <= 0:
+                break
+            slot = self._slots.get(wid)
+            if slot is not None and slot.job is not None and not slot.retiring:
+                slot.retiring = True
+                excess -= 1
+        return workers
+
+    # --- shutdown and supervision -----------------------------------------------------
+
+    def _close(self, *, cancel: bool) -> None:
+        self._closing = True
+        if cancel:
+            for job_id in list(self._states):
+                if job_id in self._states:
+                    self._cancel(job_id, "shutdown")
+        if not self._states:
+            self._drained()
+
+    def _child_failure(self, kind: str, ident: int | str) -> FailureReport:
+        me = self.actor_ref
+
+        def report(
+            _actor: PostroomActor,
+            _type: type[BaseException] | None,
+            exc: BaseException | None,
+            _tb: TracebackType | None,
+        ) -> None:
+            info = error_info(exc) if exc is not None else ErrorInfo("unknown", "")
+            if me.is_alive():
+                me.tell(_ChildFailed(kind, ident, info))
+
+        return report
+
+    def _on_child_failed(self, message: _ChildFailed) -> None:
+        if message.kind != "worker":
+            self._crash(f"the {message.kind} actor {message.ident!r} failed: {message.error.message}")
+            return
+        crashes = self._counters.crashes
+        now = time.monotonic()
+        crashes.append(now)
+        while crashes and crashes[0] < now - self._config.restart_window:
+            crashes.popleft()
+        if len(crashes) > self._config.restart_limit:
+            self._crash(
+                f"workers failed {len(crashes)} times within {self._config.restart_window}s "
+                f"(last: {message.error.message})"
+            )
+            return
+        worker_id = int(message.ident)
+        slot = self._slots.pop(worker_id, None)
+        if worker_id in self._idle:
+            self._idle.remove(worker_id)
+        logger.error("worker %s failed and is replaced: %s", worker_id, message.error.message)
+        if slot is not None and slot.job is not None:
+            state = slot.job
+            outcome = Outcome("failed", error=ErrorInfo("postroom.WorkerCrashed", message.error.message,
+                                                         message.error.traceback), retryable=False)
+            self._on_finished(Finished(state.job, outcome, -1))
+        if not slot or not slot.retiring:
+            self._spawn_worker()
+
+    def _stats(self) -> Stats:
+        counters = self._counters
+        running = sum(1 for slot in self._slots.values() if slot.job is not None)
+        dropped, rejected = self._counts()
+        return Stats(
+            submitted=counters.submitted,
+            completed=counters.completed,
+            failed=counters.failed,
+            cancelled=counters.cancelled,
+            retried=counters.retried,
+            dropped=dropped,
+            rejected=rejected,
+            running=running,
+            pending=len(self._states) - running,
+            workers=self._target,
+            repo_locks=len(self._repos),
+            avg_run_time=counters.run_time / counters.runs if counters.runs else 0.0,
+        )
+
+    def _halt(self) -> None:
+        """Stop every child; their threads are joined by the facade (the reaper)."""
+        refs = [slot.ref for slot in self._slots.values()]
+        refs.extend(entry.ref for entry in self._repos.values())
+        if self._timer is not None:
+            self._timer.tell(Forget())
+            refs.append(self._timer)
+        self._slots.clear()
+        self._idle.clear()
+        self._repos.clear()
+        self._timer = None
+        for ref in refs:
+            ref.stop(block=False)
+
+
+def _cancelled(reason: CancelReason) -> Outcome:
+    message = "cancelled by shutdown" if reason == "shutdown" else "cancelled"
+    return Outcome("cancelled", error=ErrorInfo("postroom.JobCancelled", message), retryable=False)
+
+
+def _progress_sink(table: JobTable) -> Callable[[str, float, str], None]:
+    def sink(job_id: str, fraction: float, message: str) -> None:
+        state = table.active.get(job_id)
+        if state is not None:
+            state.progress = Progress(fraction, message)
+
+    return sink
+
+
+def _exception_sink(table: JobTable) -> Callable[[str, BaseException], None]:
+    def sink(job_id: str, exc: BaseException) -> None:
+        state = table.active.get(job_id)
+        if state is not None:
+            state.exception = exc
+
+    return sink
+
+
+BOOT = _Boot()
+GET_STATS = _GetStats()
+HALT = _Halt()

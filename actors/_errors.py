@@ -1,0 +1,146 @@
+"""Every error postroom raises, under one root.
+
+The tree::
+
+    SchedulerError                    root: catch this to catch everything postroom raises
+    ├── InvalidArgument (ValueError, TypeError)
+    │   │                             a call got a value it cannot accept; nothing changed
+    │   └── NotSerializable           a payload or result is not JSON-able
+    ├── UnknownHandler (KeyError)     submit named a handler nobody registered
+    ├── QueueFull                     back-pressure: the pending bound is reached
+    ├── SchedulerClosed               the scheduler is not running (not started, shut down,
+    │                                 or crashed)
+    ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
+    ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
+    │   ├── JobFailed                 the last attempt raised, or the error was fatal
+    │   │   └── JobTimedOut           the last attempt ran past its timeout
+    │   └── JobCancelled              cancelled by the user or by shutdown
+    ├── SchedulerCrashed              an actor failed (a postroom bug); the scheduler stopped
+    └── DecodeError (ValueError)      bytes from the wire or a store are not a valid message
+
+`Fatal` is not an error postroom raises: a handler raises it (or wraps an error in
+it) to say that retrying cannot help.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.messages import ErrorInfo
+
+__all__ = [
+    "DecodeError",
+    "Fatal",
+    "InvalidArgument",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimedOut",
+    "NotSerializable",
+    "QueueFull",
+    "SchedulerClosed",
+    "SchedulerCrashed",
+    "SchedulerError",
+    "UnknownHandler",
+]
+
+
+class SchedulerError(Exception):
+    """The root of every error postroom raises."""
+
+
+class InvalidArgument(SchedulerError, ValueError, TypeError):
+    """A call got an argument it cannot accept (wrong type or out of range).
+
+    Raised at the boundary, before anything changes: fix the argument and call
+    again. The scheduler is unaffected.
+    """
+
+
+class NotSerializable(InvalidArgument):
+    """A payload (at submit) or a result (when a handler returns) is not JSON-able.
+
+    Payloads and results must be what `json.dumps` accepts without a ``default``:
+    dicts with str keys, lists, str, int, finite floats, bool and None.
+    """
+
+
+class UnknownHandler(SchedulerError, KeyError):
+    """`submit` named a handler that was never registered with `Scheduler.handler`."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a message reads better as it is.
+        return str(self.args[0]) if self.args else ""
+
+
+class QueueFull(SchedulerError):
+    """The scheduler holds ``max_pending`` unfinished jobs already.
+
+    Raised by `submit` under ``on_full="reject"``, and under ``on_full="wait"``
+    when no room appeared within the wait timeout. Retry later, or shed load.
+    """
+
+
+class SchedulerClosed(SchedulerError):
+    """The scheduler does not accept work: not started yet, shut down, or crashed."""
+
+
+class JobNotFound(SchedulerError, KeyError):
+    """No job has this id: it never existed here, or it aged out of the history."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class JobError(SchedulerError):
+    """A job did not complete; raised by `JobHandle.result()` and ``await handle``."""
+
+    def __init__(self, message: str, *, job_id: str, error: ErrorInfo | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        """The job that did not complete."""
+        self.error = error
+        """The last attempt's error as data (type, message, traceback), if any."""
+
+
+class JobFailed(JobError):
+    """The job failed for good: its last attempt raised, or its error was fatal.
+
+    ``__cause__`` is the handler's exception when it ran in this process.
+    """
+
+
+class JobTimedOut(JobFailed):
+    """The job's last attempt ran past its timeout."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled, by `cancel` or by shutdown, before it completed."""
+
+
+class SchedulerCrashed(SchedulerError):
+    """An actor failed with an unexpected error (a bug in postroom) and could not
+    be restarted; the scheduler stopped and resolved every unfinished handle.
+    The log holds the traceback."""
+
+
+class DecodeError(SchedulerError, ValueError):
+    """Bytes are not a valid postroom message: corrupt, truncated, the wrong
+    version, or a shape that does not match the message type.
+
+    ``raw`` holds the offending bytes for logging.
+    """
+
+    def __init__(self, message: str, raw: bytes = b""):
+        super().__init__(message)
+        self.raw = raw
+        """The bytes that failed to decode."""
+
+
+class Fatal(Exception):  # noqa: N818 - the name says what raising it means
+    """Raise from a handler to fail the job at once, without retries.
+
+    ``raise Fatal("bad input")`` or ``raise Fatal(exc)`` to wrap another error.
+    """

@@ -1,0 +1,117 @@
+"""`JobHandle`: what `submit` returns — the job's id, status, result and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from actors._errors import JobCancelled, JobFailed, JobTimedOut
+from actors._status import JobStatus
+from actors.messages import JSONValue
+
+if TYPE_CHECKING:
+    from actors._cancel_result import CancelResult
+    from actors._info import JobInfo
+    from actors._jobs import JobState
+
+__all__ = ["JobHandle"]
+
+
+class JobHandle:
+    """A submitted job. Resolves exactly once, when the job reaches a terminal state.
+
+    ``result()`` blocks a thread; ``await handle`` waits without blocking the event
+    loop. Two handles for the same job (an idempotent resubmission) compare equal.
+    """
+
+    __slots__ = ("_cancel", "_state")
+
+    def __init__(self, state: JobState, cancel: Callable[[str], CancelResult]) -> None:
+        self._state = state
+        self._cancel = cancel
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self._state.job.handler} {self._state.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other._state is self._state
+
+    def __hash__(self) -> int:
+        return hash(self._state.job.id)
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self._state.job.id
+
+    @property
+    def status(self) -> JobStatus:
+        """The job's status now."""
+        return self._state.status
+
+    def done(self) -> bool:
+        """Whether the job has reached a terminal state."""
+        return self._state.done.is_set()
+
+    def info(self) -> JobInfo:
+        """A snapshot of the job (same as `Scheduler.job`)."""
+        return self._state.snapshot()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is finished or ``timeout`` passes; True if finished."""
+        return self._state.done.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> JSONValue:
+        """The handler's result, blocking until the job is finished.
+
+        Raises:
+            TimeoutError: the job did not finish within ``timeout`` seconds; it
+                goes on (this is not the job's own timeout).
+            JobFailed: the job failed for good; ``__cause__`` is the handler's
+                exception if it ran in this process.
+            JobTimedOut: the job's last attempt ran past its timeout.
+            JobCancelled: the job was cancelled.
+        """
+        if not self._state.done.wait(timeout):
+            msg = f"job {self.id} did not finish within {timeout}s"
+            raise TimeoutError(msg)
+        return self._outcome()
+
+    def cancel(self) -> CancelResult:
+        """Cancel the job (same as `Scheduler.cancel`)."""
+        return self._cancel(self.id)
+
+    def add_done_callback(self, callback: Callable[[JobHandle], None]) -> None:
+        """Call ``callback(handle)`` when the job finishes, on the thread that
+        finishes it (or at once, if it has). Keep it short and non-blocking."""
+        self._state.add_done_callback(lambda _state: callback(self))
+
+    def __await__(self) -> Generator[Any, None, JSONValue]:
+        """Wait for the result without blocking the running event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake(_state: JobState) -> None:
+            loop.call_soon_threadsafe(_set_once, future)
+
+        self._state.add_done_callback(wake)
+        yield from future.__await__()
+        return self._outcome()
+
+    def _outcome(self) -> JSONValue:
+        state = self._state
+        status = state.status
+        if status is JobStatus.COMPLETED:
+            return state.result
+        error = state.error
+        detail = f": {error.type}: {error.message}" if error is not None else ""
+        if status is JobStatus.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled{detail}", job_id=self.id, error=error)
+        kind = JobTimedOut if error is not None and error.type == "postroom.JobTimedOut" else JobFailed
+        raise kind(f"job {self.id} failed{detail}", job_id=self.id, error=error) from state.exception
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

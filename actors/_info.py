@@ -1,0 +1,83 @@
+"""Frozen snapshots the facade hands out: `JobInfo` and `Stats`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors._status import JobStatus
+from actors.messages import ErrorInfo, JSONValue
+
+__all__ = ["JobInfo", "Progress", "Stats"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The latest progress a handler reported with ``ctx.progress``."""
+
+    fraction: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What is known about one job at the moment it was asked for."""
+
+    id: str
+    handler: str
+    status: JobStatus
+    repo: str | None
+    priority: int
+    attempts: int
+    """Attempts started so far (every attempt counts, retries included)."""
+    max_retries: int
+    payload: JSONValue
+    result: JSONValue
+    """The handler's result, once completed."""
+    error: ErrorInfo | None
+    """The last attempt's error, once an attempt failed or the job was cancelled."""
+    progress: Progress | None
+    idempotency_key: str | None
+    submitted_at: float
+    """Wall-clock times, seconds since the epoch."""
+    started_at: float | None
+    """When the first attempt started."""
+    finished_at: float | None
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from submission to the first start, once it started."""
+        if self.started_at is None:
+            return None
+        return max(0.0, self.started_at - self.submitted_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of the scheduler's counters (`Scheduler.stats`)."""
+
+    submitted: int
+    """Jobs accepted (a resubmission that returned an existing handle is not counted)."""
+    completed: int
+    failed: int
+    cancelled: int
+    retried: int
+    """Retries scheduled, over all jobs."""
+    dropped: int
+    """Submissions discarded under ``on_full="drop"``."""
+    rejected: int
+    """Submissions refused with `QueueFull`."""
+    running: int
+    """Attempts executing right now."""
+    pending: int
+    """Accepted jobs not finished and not running: scheduled, pending or retrying."""
+    workers: int
+    """The pool's target size."""
+    repo_locks: int
+    """RepoLock actors alive (idle repos are retired)."""
+    avg_run_time: float
+    """Mean seconds per finished attempt."""
+
+    @property
+    def finished(self) -> int:
+        """Jobs in a terminal state."""
+        return self.completed + self.failed + self.cancelled

@@ -1,0 +1,147 @@
+"""The RepoLock actor: a mailbox-backed mutex for one repo.
+
+It holds the repo's waiting jobs in (priority, submission) order and lets one
+of them at a time be ready or running (rule 1). When the running attempt ends
+(`Finished`, forwarded by the Dispatcher once the handler has returned) it
+decides the retry (rule 4) and either releases the repo or keeps it:
+
+``ordered`` mode (default)
+    A job waiting for its retry keeps the repo held and its place at the head,
+    and a delayed job at the head holds back the jobs behind it: the repo's jobs
+    start strictly in order (rule 2).
+``mutex`` mode
+    Exclusion only. A job waiting for its backoff or its delay is not in the
+    repo at all, so it does not block the repo's other jobs.
+
+Retiring: the Dispatcher is the only sender. When the lock has nothing pending
+or running it reports `Idle` with the number of messages it has seen; the
+Dispatcher stops it only if it has sent exactly that many, so no message can be
+in flight to a stopping actor (a Pykka tell to a stopping actor can be lost).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pykka
+from sortedcontainers import SortedList
+
+from actors._actor import FailureReport, PostroomActor
+from actors._attempts import next_attempt
+from actors._clock import Clock
+from actors.messages import (
+    Done,
+    Enqueue,
+    Finished,
+    Idle,
+    Job,
+    Ready,
+    Retry,
+    Tick,
+    Wake,
+    Withdraw,
+)
+
+__all__ = ["RepoLock", "RepoMode"]
+
+RepoMode = Literal["ordered", "mutex"]
+
+
+class RepoLock(PostroomActor):
+    """Serialises the jobs of one repo; the Dispatcher is its only correspondent."""
+
+    def __init__(
+        self,
+        repo: str,
+        lock_id: int,
+        mode: RepoMode,
+        clock: Clock,
+        dispatcher: pykka.ActorRef[Any],
+        on_failure: FailureReport | None = None,
+    ) -> None:
+        super().__init__(on_failure)
+        self.repo = repo
+        self._lock_id = lock_id
+        self._mode = mode
+        self._clock = clock
+        self._dispatcher = dispatcher
+        self._order: SortedList = SortedList()  # (priority, seq, job id)
+        self._waiting: dict[str, Job] = {}
+        self._active: Job | None = None
+        """The job that holds the repo: ready, running, or (ordered) awaiting a retry."""
+        self._held_for_retry = False
+        self._wake_due: float | None = None
+        self._seen = 0
+
+    def on_receive(self, message: Any) -> Any:
+        """Apply one message, then start the next job if the repo is free."""
+        self._seen += 1
+        if isinstance(message, Enqueue):
+            self._enqueue(message.job)
+        elif isinstance(message, Finished):
+            self._finished(message)
+        elif isinstance(message, Withdraw):
+            self._withdraw(message.job_id)
+        elif isinstance(message, Tick):
+            self._wake_due = None
+        else:
+            self._seen -= 1
+            return super().on_receive(message)
+        self._advance()
+        return None
+
+    def _enqueue(self, job: Job) -> None:
+        active = self._active
+        if active is not None and active.id == job.id:
+            # The retry the repo was held for has come due.
+            self._active = job
+            self._held_for_retry = False
+            self._dispatcher.tell(Ready(job))
+            return
+        self._waiting[job.id] = job
+        self._order.add((job.priority, job.seq, job.id))
+
+    def _finished(self, message: Finished) -> None:
+        job, outcome = message.job, message.outcome
+        if self._active is None or self._active.id != job.id:
+            return  # A job cancelled before it started: nothing held for it.
+        retry = next_attempt(job, outcome, self._clock.now())
+        if retry is None:
+            self._active = None
+            self._dispatcher.tell(Done(job, outcome))
+        elif self._mode == "ordered":
+            self._active = retry
+            self._held_for_retry = True
+            self._dispatcher.tell(Retry(retry, outcome, hold=True))
+        else:
+            self._active = None
+            self._dispatcher.tell(Retry(retry, outcome, hold=False))
+
+    def _withdraw(self, job_id: str) -> None:
+        job = self._waiting.pop(job_id, None)
+        if job is not None:
+            self._order.remove((job.priority, job.seq, job.id))
+        elif self._held_for_retry and self._active is not None and self._active.id == job_id:
+            self._active = None
+            self._held_for_retry = False
+        # A ready or running job is let go by its `Finished`, never by a withdraw.
+
+    def _advance(self) -> None:
+        if self._active is not None:
+            return
+        if not self._order:
+            self._dispatcher.tell(Idle(self.repo, self._lock_id, self._seen))
+            return
+        _, _, job_id = self._order[0]
+        job = self._waiting[job_id]
+        due = job.not_before
+        if due is not None and due > self._clock.now():
+            # The head waits for its time and, in order, so does everyone behind it.
+            if self._wake_due is None or due < self._wake_due:
+                self._wake_due = due
+                self._dispatcher.tell(Wake(self.repo, due))
+            return
+        del self._order[0]
+        del self._waiting[job_id]
+        self._active = job
+        self._dispatcher.tell(Ready(job))

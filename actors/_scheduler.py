@@ -1,0 +1,597 @@
+"""`Scheduler`: the facade services use. It validates at the boundary, then talks
+to the Dispatcher in messages; nothing here decides what happens to a job."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import pykka
+
+from actors._capacity import Capacity
+from actors._cancel_result import CancelResult
+from actors._clock import Clock, MonotonicClock
+from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
+from actors._errors import (
+    InvalidArgument,
+    JobNotFound,
+    QueueFull,
+    SchedulerClosed,
+    SchedulerCrashed,
+    UnknownHandler,
+)
+from actors._handle import JobHandle
+from actors._handlers import HandlerFunc, HandlerSpec
+from actors._info import JobInfo, Stats
+from actors._jobs import JobState, JobTable
+from actors._json import json_copy
+from actors._log import logger
+from actors._priority import MAX_PRIORITY, MIN_PRIORITY, Priority
+from actors._reaper import Reaper
+from actors._repo_lock import RepoMode
+from actors._retry import NO_BACKOFF, RetryPolicy
+from actors._status import JobStatus
+from actors.messages import Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
+
+__all__ = ["OnFull", "Scheduler"]
+
+OnFull = Literal["reject", "drop", "wait"]
+F = TypeVar("F", bound=HandlerFunc)
+
+_ASK_TIMEOUT = 10.0
+"""Seconds any question to the Dispatcher may take before it is a visible error."""
+
+_NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
+
+
+class Scheduler:
+    """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
+
+    Example:
+        ```py
+        sched = Scheduler(workers=8)
+
+        @sched.handler("build", max_retries=3, timeout=600)
+        def build(ctx, payload):
+            return {"ok": True}
+
+        with sched:
+            handle = sched.submit("build", {"sha": "abc"}, repo="repo-42")
+            print(handle.result(timeout=10))
+        ```
+    """
+
+    def __init__(
+        self,
+        workers: int = 8,
+        *,
+        max_pending: int = 10_000,
+        on_full: OnFull = "reject",
+        full_timeout: float | None = None,
+        repo_mode: RepoMode = "ordered",
+        repo_modes: Mapping[str, RepoMode] | None = None,
+        history: int = 10_000,
+        clock: Clock | None = None,
+        restart_limit: int = 5,
+        restart_window: float = 60.0,
+    ) -> None:
+        """Configure a scheduler; `start` it (or use ``with``) before submitting.
+
+        Args:
+            workers: size of the worker pool (>= 1); `resize` changes it later.
+            max_pending: the most accepted, unfinished jobs at once (back-pressure).
+            on_full: what `submit` does when ``max_pending`` is reached: ``"reject"``
+                raises `QueueFull`; ``"drop"`` counts the job as dropped and returns
+                a handle already cancelled; ``"wait"`` blocks until there is room,
+                up to ``full_timeout`` seconds (None: no limit), then raises `QueueFull`.
+            full_timeout: see ``on_full="wait"``.
+            repo_mode: ``"ordered"`` (a retrying or delayed job holds its repo and
+                its place) or ``"mutex"`` (exclusion only: waiting jobs don't block).
+            repo_modes: per-repo overrides of ``repo_mode``.
+            history: how many finished jobs `job` can still look up.
+            clock: where time comes from (tests pass a `ManualClock`).
+            restart_limit: worker crashes (postroom bugs, not job errors) tolerated
+                within ``restart_window`` seconds before the scheduler fails loudly.
+            restart_window: see ``restart_limit``.
+
+        Raises:
+            InvalidArgument: an argument is out of range or of the wrong type.
+        """
+        _check_int("workers", workers, 1)
+        _check_int("max_pending", max_pending, 1)
+        _check_int("history", history, 0)
+        _check_int("restart_limit", restart_limit, 0)
+        if on_full not in ("reject", "drop", "wait"):
+            msg = f"on_full must be 'reject', 'drop' or 'wait', not {on_full!r}"
+            raise InvalidArgument(msg)
+        if full_timeout is not None:
+            _check_seconds("full_timeout", full_timeout, allow_zero=True)
+        modes = dict(repo_modes or {})
+        for repo, mode in [(None, repo_mode), *modes.items()]:
+            if mode not in ("ordered", "mutex"):
+                where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
+                msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
+                raise InvalidArgument(msg)
+        self._config = DispatcherConfig(workers, repo_mode, modes, restart_limit, restart_window)
+        self._on_full = on_full
+        self._full_timeout = full_timeout
+        self._clock: Clock = clock or MonotonicClock()
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._capacity = Capacity(max_pending)
+        self._table = JobTable(self._capacity, history)
+        self._reaper = Reaper()
+        self._gate = threading.Lock()
+        self._state = _NEW
+        self._seq = iter(range(1, 2**62))
+        self._drained = threading.Event()
+        self._dispatcher: pykka.ActorRef[Any] | None = None
+        self._final_stats: Stats | None = None
+        self._dropped = 0
+        self._rejected = 0
+        self._crash_reason = ""
+
+    # --- handlers -------------------------------------------------------------------
+
+    def handler(
+        self,
+        name: str,
+        *,
+        max_retries: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        throws: type[BaseException] | tuple[type[BaseException], ...] = (),
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler called ``name``.
+
+        The function is called as ``func(ctx, payload)`` (or awaited, if it is
+        ``async def``) and returns a JSON-able result.
+
+        Args:
+            name: the name jobs are submitted under.
+            max_retries: retries after the first attempt, unless submit says otherwise.
+            timeout: seconds an attempt may run before it is told to stop.
+            retry: the backoff between attempts (default: retry at once).
+            throws: exception types that fail the job at once, never retried.
+
+        Raises:
+            InvalidArgument: a bad option, or ``name`` is already registered.
+        """
+
+        def register(func: F) -> F:
+            self.register(
+                name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
+            )
+            return func
+
+        return register
+
+    def register(
+        self,
+        name: str,
+        func: HandlerFunc,
+        *,
+        max_retries: int = 0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        throws: type[BaseException] | tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """Register ``func`` as the handler called ``name`` (`handler` without the decorator)."""
+        if not isinstance(name, str) or not name:
+            msg = f"a handler name must be a non-empty str, not {name!r}"
+            raise InvalidArgument(msg)
+        if name in self._handlers:
+            msg = f"a handler named {name!r} is already registered"
+            raise InvalidArgument(msg)
+        if not callable(func):
+            msg = f"handler {name!r} must be callable, not {func!r}"
+            raise InvalidArgument(msg)
+        _check_int("max_retries", max_retries, 0)
+        if timeout is not None:
+            _check_seconds("timeout", timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            msg = f"retry must be a RetryPolicy, not {retry!r}"
+            raise InvalidArgument(msg)
+        kinds = throws if isinstance(throws, tuple) else (throws,)
+        if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+            msg = f"throws must be exception classes, not {throws!r}"
+            raise InvalidArgument(msg)
+        self._handlers[name] = HandlerSpec(
+            name, func, max_retries, timeout, retry or NO_BACKOFF, kinds
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the actors. Returns the scheduler, so ``Scheduler(...).start()`` reads well.
+
+        Raises:
+            SchedulerClosed: it was started before (a scheduler runs once).
+        """
+        with self._gate:
+            if self._state != _NEW:
+                msg = f"a scheduler starts once; this one is {self._state}"
+                raise SchedulerClosed(msg)
+            spawned = Dispatcher.spawn(
+                self._config, self._clock, self._handlers, self._table, self._reaper,
+                self._drained.set, self._crash, self._rejections,
+                self._dispatcher_failed,
+            )
+            self._dispatcher = spawned.ref
+            self._reaper.add(spawned.thread)
+            self._state = _RUNNING
+        spawned.ref.ask(BOOT, timeout=_ASK_TIMEOUT)
+        _at_exit(self)
+        return self
+
+    def __enter__(self) -> Self:
+        if self._state == _NEW:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Leaving normally lets the work finish; leaving on an error cancels it.
+        self.shutdown(graceful=exc_type is None)
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler accepts jobs."""
+        return self._state == _RUNNING
+
+    # --- jobs -----------------------------------------------------------------------
+
+    def submit(  # noqa: PLR0913 - the public contract
+        self,
+        handler: str,
+        payload: Any = None,
+        *,
+        repo: str | None = None,
+        priority: int = Priority.USER_VISIBLE,
+        delay: float = 0.0,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle:
+        """Submit a job to the handler called ``handler``.
+
+        Args:
+            handler: a registered handler's name.
+            payload: the handler's input; must be JSON-able (a private copy is taken).
+            repo: a concurrency key: jobs of one repo never overlap and start in
+                (priority, submission) order.
+            priority: 1 (most urgent) to 10; see `Priority`.
+            delay: seconds to wait before the job may start.
+            idempotency_key: if an unfinished or completed job holds this key,
+                its handle is returned and nothing new runs.
+            max_retries: overrides the handler's.
+            timeout: seconds per attempt; overrides the handler's.
+            retry: backoff; overrides the handler's.
+
+        Returns:
+            The job's handle.
+
+        Raises:
+            UnknownHandler: no handler has that name.
+            InvalidArgument: an argument is invalid (`NotSerializable` for a payload).
+            QueueFull: ``max_pending`` is reached (``on_full`` "reject", or "wait" timed out).
+            SchedulerClosed: the scheduler is not running.
+        """
+        if self._state != _RUNNING:
+            raise self._closed_error()
+        spec = self._handlers.get(handler) if isinstance(handler, str) else None
+        if spec is None:
+            msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
+            raise UnknownHandler(msg)
+        if repo is not None and (not isinstance(repo, str) or not repo):
+            msg = f"repo must be a non-empty str or None, not {repo!r}"
+            raise InvalidArgument(msg)
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+        ):
+            msg = f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {priority!r}"
+            raise InvalidArgument(msg)
+        if delay:
+            _check_seconds("delay", delay, allow_zero=True)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            msg = f"idempotency_key must be a non-empty str or None, not {idempotency_key!r}"
+            raise InvalidArgument(msg)
+        if max_retries is None:
+            max_retries = spec.max_retries
+        else:
+            _check_int("max_retries", max_retries, 0)
+        if timeout is None:
+            timeout = spec.timeout
+        else:
+            _check_seconds("timeout", timeout)
+        if retry is None:
+            retry = spec.retry
+        elif not isinstance(retry, RetryPolicy):
+            msg = f"retry must be a RetryPolicy, not {retry!r}"
+            raise InvalidArgument(msg)
+        body = json_copy(payload)
+
+        try:
+            self._take_slot()
+        except _Dropped as dropped:
+            return self._dropped_handle(handler, body, str(dropped))
+        job = Job(
+            id=uuid.uuid4().hex,
+            handler=handler,
+            payload=body,
+            seq=next(self._seq),
+            priority=int(priority),
+            repo=repo,
+            max_retries=max_retries,
+            timeout=timeout,
+            retry=retry,
+            not_before=self._clock.now() + delay if delay else None,
+            idempotency_key=idempotency_key,
+            submitted_at=time.time(),
+        )
+        state = JobState(job, JobStatus.SCHEDULED if delay else JobStatus.PENDING)
+        with self._gate:
+            if self._state != _RUNNING:
+                self._capacity.give_back()
+                raise self._closed_error()
+            holder = self._table.add(state)
+            if holder is state:
+                assert self._dispatcher is not None
+                self._dispatcher.tell(Submit(job))
+        if holder is not state:
+            self._capacity.give_back()
+        return JobHandle(holder, self.cancel)
+
+    def _take_slot(self) -> None:
+        capacity = self._capacity
+        if capacity.try_take():
+            return
+        if self._on_full == "wait":
+            if capacity.take(self._full_timeout):
+                return
+            if self._state != _RUNNING:
+                raise self._closed_error()
+            with self._gate:
+                self._rejected += 1
+            msg = f"no room within {self._full_timeout}s: {capacity.limit} jobs are unfinished"
+            raise QueueFull(msg)
+        if self._state != _RUNNING:
+            raise self._closed_error()
+        with self._gate:
+            if self._on_full == "drop":
+                self._dropped += 1
+            else:
+                self._rejected += 1
+        msg = f"the scheduler holds max_pending={capacity.limit} unfinished jobs"
+        if self._on_full == "drop":
+            raise _Dropped(msg)
+        raise QueueFull(msg)
+
+    def _dropped_handle(self, handler: str, payload: JSONValue, why: str) -> JobHandle:
+        # Dropped jobs are counted, never silent: the caller gets a handle that is
+        # already cancelled and says why. It is not kept in the job table.
+        job = Job(uuid.uuid4().hex, handler, payload, seq=0, submitted_at=time.time())
+        state = JobState(job, JobStatus.CANCELLED)
+        state.resolve(JobStatus.CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
+        return JobHandle(state, self.cancel)
+
+    def job(self, job_id: str) -> JobInfo:
+        """A snapshot of the job with this id (unfinished, or finished and still in history).
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        return self._table.get(job_id).snapshot()
+
+    def cancel(self, job_id: str) -> CancelResult:
+        """Cancel a job: a waiting one is removed at once, a running one is told to
+        stop, and no retry follows. Harmless to repeat, or to call on a finished job.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        state = self._table.get(job_id)
+        if state.done.is_set():
+            return CancelResult.ALREADY_FINISHED
+        if self._state not in (_RUNNING, _CLOSING) or self._dispatcher is None:
+            return CancelResult.ALREADY_FINISHED
+        try:
+            result: CancelResult = self._dispatcher.ask(Cancel(job_id), timeout=_ASK_TIMEOUT)
+        except pykka.ActorDeadError:
+            return CancelResult.ALREADY_FINISHED
+        return result
+
+    def stats(self) -> Stats:
+        """A snapshot of the counters. Keeps answering after shutdown, with the final figures."""
+        if self._final_stats is not None:
+            return self._final_stats
+        if self._dispatcher is None:
+            return self._empty_stats()
+        try:
+            stats: Stats = self._dispatcher.ask(GET_STATS, timeout=_ASK_TIMEOUT)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return self._final_stats or self._empty_stats()
+        return stats
+
+    def resize(self, workers: int) -> None:
+        """Grow or shrink the worker pool. A busy worker leaves after its job.
+
+        Raises:
+            InvalidArgument: ``workers`` is not an int >= 1.
+            SchedulerClosed: the scheduler is not running.
+        """
+        _check_int("workers", workers, 1)
+        if self._state != _RUNNING or self._dispatcher is None:
+            raise self._closed_error()
+        self._dispatcher.ask(Resize(workers), timeout=_ASK_TIMEOUT)
+
+    # --- shutdown -------------------------------------------------------------------
+
+    def shutdown(
+        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
+    ) -> None:
+        """Stop the scheduler; every handle resolves and every thread is joined.
+
+        Args:
+            graceful: True lets queued and running jobs finish for up to ``timeout``
+                seconds, then cancels what is left; False cancels everything at once.
+            timeout: see ``graceful``.
+            cancel_grace: seconds running handlers get to return once told to stop.
+                A sync handler that ignores ``ctx.cancelled`` longer than that is
+                reported in the log and its handle resolved as cancelled, and its
+                thread may outlive the call.
+
+        Safe to call more than once, and on a scheduler that never started.
+        """
+        _check_seconds("timeout", timeout, allow_zero=True)
+        with self._gate:
+            previous = self._state
+            if previous in (_CLOSING, _CLOSED):
+                return
+            self._state = _CLOSED if previous == _NEW else _CLOSING
+        self._capacity.close()
+        dispatcher = self._dispatcher
+        if previous == _RUNNING and dispatcher is not None:
+            self._drain(dispatcher, graceful, timeout, cancel_grace)
+        elif previous == _CRASHED:
+            self._reaper.stop_all()
+        left = self._reaper.join(timeout=max(cancel_grace, 1.0))
+        if left:
+            logger.error(
+                "%d postroom thread(s) still running after shutdown: %s",
+                len(left), ", ".join(t.name for t in left),
+            )
+        with self._gate:
+            if self._state == _CLOSING:
+                self._state = _CLOSED
+
+    def _drain(
+        self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
+    ) -> None:
+        drained = self._drained
+        if graceful:
+            dispatcher.tell(Close(cancel=False))
+            drained.wait(timeout)
+        if not drained.is_set():
+            dispatcher.tell(Close(cancel=True))
+            drained.wait(grace)
+        if not drained.is_set():
+            stuck = self._table.unfinished()
+            logger.error(
+                "shutdown: %d job(s) did not stop within %ss of being cancelled: %s",
+                len(stuck), grace, ", ".join(s.job.id for s in stuck[:20]),
+            )
+            for state in stuck:
+                self._table.finish(
+                    state, JobStatus.CANCELLED,
+                    error=ErrorInfo("postroom.JobCancelled", "cancelled by shutdown; the handler did not return"),
+                )
+        try:
+            self._final_stats = dispatcher.ask(GET_STATS, timeout=_ASK_TIMEOUT)
+            dispatcher.ask(HALT, timeout=_ASK_TIMEOUT)
+            dispatcher.stop(block=True, timeout=_ASK_TIMEOUT)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            logger.exception("shutdown: the dispatcher did not answer")
+            self._reaper.stop_all()
+
+    # --- failure --------------------------------------------------------------------
+
+    def _dispatcher_failed(self, _actor: Any, _type: Any, exc: BaseException | None, _tb: Any) -> None:
+        self._crash(f"the dispatcher failed: {exc!r}")
+
+    def _crash(self, reason: str) -> None:
+        """Fail loudly: resolve every unfinished handle with an error, stop the actors."""
+        with self._gate:
+            if self._state in (_CRASHED, _CLOSED):
+                return
+            self._state = _CRASHED
+            self._crash_reason = reason
+        logger.error("postroom scheduler crashed: %s", reason)
+        self._capacity.close()
+        error = ErrorInfo("postroom.SchedulerCrashed", reason)
+        for state in self._table.unfinished():
+            self._table.finish(state, JobStatus.FAILED, error=error)
+        self._drained.set()
+        self._reaper.stop_all()
+
+    def _rejections(self) -> tuple[int, int]:
+        return self._dropped, self._rejected
+
+    def _closed_error(self) -> SchedulerClosed:
+        if self._state == _CRASHED:
+            err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
+            err.__cause__ = SchedulerCrashed(self._crash_reason)
+            return err
+        if self._state == _NEW:
+            return SchedulerClosed("the scheduler is not started: call start() or use `with`")
+        return SchedulerClosed("the scheduler is shut down")
+
+    def _empty_stats(self) -> Stats:
+        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0,
+                     self._config.workers, 0, 0.0)
+
+
+class _Dropped(QueueFull):
+    """Internal: the job was dropped under ``on_full="drop"`` (never escapes submit)."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{name} must be an int >= {minimum}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = ">= 0" if allow_zero else "> 0"
+        msg = f"{name} must be a finite number of seconds {bound}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+_live: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+_hooked = False
+
+
+def _at_exit(scheduler: Scheduler) -> None:
+    """Shut down schedulers the program forgot, before the interpreter joins threads.
+
+    Actor threads are not daemons (a daemon would be killed mid-job), so without
+    this an unclosed scheduler would keep the process alive forever.
+    `threading._register_atexit` runs before non-daemon threads are joined; it is
+    what `concurrent.futures` uses for the same reason.
+    """
+    global _hooked  # noqa: PLW0603
+    _live.add(scheduler)
+    with _hook_lock:
+        if _hooked:
+            return
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(_shutdown_all)
+            _hooked = True
+
+
+def _shutdown_all() -> None:
+    for scheduler in list(_live):
+        scheduler.shutdown(graceful=False, cancel_grace=1.0)

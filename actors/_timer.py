@@ -1,0 +1,139 @@
+"""The Timer actor: every future event in one sorted structure, one wait.
+
+Delays, retry backoff and job deadlines all become `After` entries. The Timer's
+inbox blocks on a single `threading.Condition` whose timeout is the earliest due
+time, so a timer costs no thread and no polling of its own; a new message or a
+jump of a manual clock wakes it early, and it re-reads the clock before firing,
+so nothing fires before its due time (rule 11).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import pykka
+from sortedcontainers import SortedList
+
+from actors._actor import FailureReport, PostroomActor
+from actors._clock import Clock
+from actors.messages import After, CancelTimer, Fire, Forget
+
+__all__ = ["Timer"]
+
+
+class _Due:
+    """The message the inbox makes up when the earliest entry is due."""
+
+    __slots__ = ()
+
+
+class _Envelope:
+    """Duck-typed stand-in for Pykka's envelope: a message nobody waits on."""
+
+    __slots__ = ("message", "reply_to")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.reply_to = None
+
+
+_DUE = _Envelope(_Due())
+
+
+class _DueInbox:
+    """An actor inbox whose `get` also returns when the earliest entry is due."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: deque[Any] = deque()
+        self.clock: Clock | None = None
+        self.due: float | None = None
+
+    def put(self, envelope: Any, /) -> None:
+        with self._cond:
+            self._items.append(envelope)
+            self._cond.notify()
+
+    def get(self) -> Any:
+        with self._cond:
+            while True:
+                # Due entries go first, so a busy inbox cannot make a timer late.
+                hint = None
+                if self.due is not None and self.clock is not None:
+                    hint = self.clock.wait_hint(self.due)
+                    if hint == 0.0:
+                        return _DUE
+                if self._items:
+                    return self._items.popleft()
+                self._cond.wait(hint)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+
+class Timer(PostroomActor):
+    """Sends `Fire` to its target at each entry's due time, never earlier."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        target: pykka.ActorRef[Any],
+        on_failure: FailureReport | None = None,
+    ) -> None:
+        super().__init__(on_failure)
+        self._clock = clock
+        self._target = target
+        # (due, token): the earliest first; tokens are unique, so no ties.
+        self._entries: SortedList = SortedList()
+        self._by_token: dict[int, After] = {}
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _DueInbox)
+        inbox.clock = clock
+        self._inbox = inbox
+        self._unsubscribe = clock.subscribe(inbox.wake)
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return _DueInbox()
+
+    @property
+    def pending(self) -> int:
+        """Entries waiting for their due time."""
+        return len(self._by_token)
+
+    def on_receive(self, message: Any) -> Any:
+        """Add, cancel or fire entries, then arm the wait for the earliest one."""
+        if isinstance(message, After):
+            self._by_token[message.token] = message
+            self._entries.add((message.due, message.token))
+        elif isinstance(message, CancelTimer):
+            entry = self._by_token.pop(message.token, None)
+            if entry is not None:
+                self._entries.remove((entry.due, entry.token))
+        elif isinstance(message, _Due):
+            self._fire_due()
+        elif isinstance(message, Forget):
+            self._entries.clear()
+            self._by_token.clear()
+        else:
+            return super().on_receive(message)
+        self._inbox.due = self._entries[0][0] if self._entries else None
+        return None
+
+    def _fire_due(self) -> None:
+        now = self._clock.now()
+        entries = self._entries
+        while entries and entries[0][0] <= now:
+            _, token = entries.pop(0)
+            entry = self._by_token.pop(token)
+            self._target.tell(Fire(token, entry.kind, entry.key))
+
+    def on_stop(self) -> None:
+        """Stop listening to the clock."""
+        self._unsubscribe()

@@ -1,0 +1,180 @@
+"""The Worker actor: runs one attempt at a time and reports how it ended.
+
+Sync handlers run on the worker's own thread; ``async def`` handlers run on an
+event loop the worker owns, so a cancel or a deadline cancels their task for
+real. Whatever the handler does, including raising `BaseException`, the worker
+turns it into an `Outcome` and tells the Dispatcher `Finished`: handler errors
+are data, never a failure of the actor. The worker decides nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pykka
+
+from actors._actor import FailureReport, PostroomActor
+from actors._cancel import CancelScope
+from actors._clock import Clock
+from actors._context import JobContext, ProgressSink
+from actors._errors import Fatal, NotSerializable
+from actors._handlers import HandlerSpec
+from actors._json import json_copy
+from actors._log import job_extra, logger
+from actors.messages import ErrorInfo, Finished, Job, Outcome, Run
+
+__all__ = ["ExceptionSink", "Worker", "error_info"]
+
+ExceptionSink = Callable[[str, BaseException], None]
+"""Receives ``(job_id, exception)`` so a failed handle can chain the real error."""
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """An exception as data."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return ErrorInfo(
+        type=name,
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+class Worker(PostroomActor):
+    """Runs the attempts the Dispatcher sends, one at a time."""
+
+    def __init__(
+        self,
+        worker_id: int,
+        dispatcher: pykka.ActorRef[Any],
+        handlers: Mapping[str, HandlerSpec],
+        scope: CancelScope,
+        progress: ProgressSink,
+        exceptions: ExceptionSink,
+        clock: Clock,
+        on_failure: FailureReport | None = None,
+    ) -> None:
+        super().__init__(on_failure)
+        self.worker_id = worker_id
+        self._dispatcher = dispatcher
+        self._handlers = handlers
+        self._scope = scope
+        self._progress = progress
+        self._exceptions = exceptions
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def on_receive(self, message: Any) -> Any:
+        """Run one attempt and report it."""
+        if isinstance(message, Run):
+            outcome = self._run(message.job)
+            self._scope.disarm()
+            self._dispatcher.tell(Finished(message.job, outcome, self.worker_id))
+            return None
+        return super().on_receive(message)
+
+    def on_stop(self) -> None:
+        """Close the event loop, if an async handler ever needed one."""
+        if self._loop is not None:
+            self._loop.close()
+
+    def _run(self, job: Job) -> Outcome:
+        scope = self._scope
+        spec = self._handlers[job.handler]
+        started_at = time.time()
+        if scope.event.is_set():
+            # Told to stop before it started: the handler is never called.
+            return self._stopped(job, None, started_at, 0.0)
+        deadline = None if job.timeout is None else self._clock.now() + job.timeout
+        ctx = JobContext(job, scope, self._progress, deadline)
+        t0 = time.perf_counter()
+        try:
+            result = spec.func(ctx, job.payload)
+            if inspect.isawaitable(result):
+                result = self._await(result)
+        except BaseException as exc:  # noqa: BLE001 - every error is the job's, as data
+            run_time = time.perf_counter() - t0
+            if scope.event.is_set():
+                return self._stopped(job, exc, started_at, run_time)
+            return self._failed(job, spec, exc, started_at, run_time)
+        run_time = time.perf_counter() - t0
+        if scope.event.is_set():
+            # The handler returned after it was told to stop: the attempt still
+            # ends as cancelled or timed out, so the outcome does not depend on
+            # how quickly a handler notices its signal.
+            return self._stopped(job, None, started_at, run_time)
+        try:
+            value = json_copy(result, f"result of handler {job.handler!r}")
+        except NotSerializable as exc:
+            self._exceptions(job.id, exc)
+            return Outcome(
+                "failed", error=error_info(exc), retryable=False,
+                started_at=started_at, run_time=run_time,
+            )
+        return Outcome("completed", value, started_at=started_at, run_time=run_time)
+
+    def _await(self, awaitable: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        loop = self._loop
+        task = loop.create_task(_as_coroutine(awaitable))
+        self._scope.attach(loop, task)
+        return loop.run_until_complete(task)
+
+    def _stopped(
+        self, job: Job, exc: BaseException | None, started_at: float, run_time: float
+    ) -> Outcome:
+        reason = self._scope.reason
+        if reason == "timeout":
+            info = ErrorInfo(
+                "postroom.JobTimedOut",
+                f"attempt {job.attempt} ran past its timeout of {job.timeout}s",
+                error_info(exc).traceback if exc is not None else "",
+            )
+            return Outcome(
+                "failed", error=info, timed_out=True,
+                started_at=started_at, run_time=run_time,
+            )
+        info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({reason})")
+        return Outcome(
+            "cancelled", error=info, retryable=False,
+            started_at=started_at, run_time=run_time,
+        )
+
+    def _failed(
+        self,
+        job: Job,
+        spec: HandlerSpec,
+        exc: BaseException,
+        started_at: float,
+        run_time: float,
+    ) -> Outcome:
+        cause = exc
+        retryable = True
+        if isinstance(exc, Fatal):
+            retryable = False
+            if exc.args and isinstance(exc.args[0], BaseException):
+                cause = exc.args[0]
+        elif isinstance(exc, spec.throws) or not isinstance(exc, Exception):
+            # SystemExit, KeyboardInterrupt and the like end the job, not the actor
+            # (in Pykka they would stop every actor in the process).
+            retryable = False
+        self._exceptions(job.id, cause)
+        logger.debug(
+            "job %s (%s) attempt %d raised %s",
+            job.id, job.handler, job.attempt, type(cause).__name__,
+            extra=job_extra(job),
+        )
+        return Outcome(
+            "failed", error=error_info(cause), retryable=retryable,
+            started_at=started_at, run_time=run_time,
+        )
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,329 @@
+"""Every message the actors exchange, as frozen, slotted dataclasses of plain data.
+
+A message holds only str, int, float, bool, None, tuples, JSON values and the
+other dataclasses of this module (plus `RetryPolicy`, itself plain data), so
+`transport.codec` can encode any of them for the wire or a journal without
+pickle. Side channels that cannot be data (a cancel signal, a handle to resolve)
+never travel in a message; the actors keep them in their own state, keyed by job
+id.
+
+The flow, for a job with a repo::
+
+    facade --Submit--> Dispatcher --Enqueue--> RepoLock --Ready--> Dispatcher
+    Dispatcher --Run--> Worker --Finished--> Dispatcher --Finished--> RepoLock
+    RepoLock --Done | Retry--> Dispatcher
+    Dispatcher --After--> Timer --Fire--> Dispatcher   (delays, backoff, deadlines)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, TypeAlias
+
+from actors._retry import RetryPolicy
+
+__all__ = [
+    "After",
+    "Cancel",
+    "CancelTimer",
+    "Close",
+    "Done",
+    "Enqueue",
+    "ErrorInfo",
+    "Finished",
+    "Fire",
+    "Forget",
+    "Idle",
+    "Job",
+    "JSONValue",
+    "MESSAGE_TYPES",
+    "Outcome",
+    "OutcomeStatus",
+    "Ready",
+    "Resize",
+    "Retry",
+    "Run",
+    "Submit",
+    "Tick",
+    "TimerKind",
+    "Wake",
+    "Withdraw",
+]
+
+JSONValue: TypeAlias = (
+    "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+)
+"""What a payload or a result may be: anything `json.dumps` takes without help."""
+
+OutcomeStatus = Literal["completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of work, as it travels between actors.
+
+    A retry travels as the same job with ``attempt`` one higher; ``seq`` never
+    changes, which is how a retried job keeps its place.
+    """
+
+    id: str
+    """Unique job id."""
+    handler: str
+    """Name of the registered handler that runs it."""
+    payload: JSONValue
+    """The handler's input, checked to be JSON-able at submit."""
+    seq: int
+    """Submission order within the scheduler: the tie-breaker after priority."""
+    priority: int = 5
+    """1 (most urgent) to 10."""
+    repo: str | None = None
+    """Concurrency key: jobs of one repo never overlap and start in order."""
+    attempt: int = 1
+    """1 for the first run, 2 for the first retry, and so on."""
+    max_retries: int = 0
+    """Retries allowed after the first attempt."""
+    timeout: float | None = None
+    """Seconds one attempt may run before it is signalled to stop."""
+    retry: RetryPolicy = RetryPolicy()
+    """Backoff between attempts."""
+    not_before: float | None = None
+    """Clock time (scheduler clock) before which the job must not start."""
+    idempotency_key: str | None = None
+    """Deduplication key given at submit."""
+    submitted_at: float = 0.0
+    """Wall-clock time of submission (seconds since the epoch)."""
+
+    def next_attempt(self, not_before: float | None) -> Job:
+        """The same job, ready for its next attempt no earlier than ``not_before``."""
+        return replace(self, attempt=self.attempt + 1, not_before=not_before)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An error as data: what was raised, readable without the exception object."""
+
+    type: str
+    """Qualified name of the exception class."""
+    message: str
+    """``str(exception)``."""
+    traceback: str = ""
+    """The formatted traceback, when there was one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended."""
+
+    status: OutcomeStatus
+    """``completed``, ``failed`` or ``cancelled``."""
+    result: JSONValue = None
+    """The handler's return value, when completed."""
+    error: ErrorInfo | None = None
+    """What went wrong, when failed or cancelled."""
+    retryable: bool = True
+    """False when the error was fatal (`Fatal`, ``throws=``) or not worth retrying."""
+    timed_out: bool = False
+    """True when the attempt was stopped at its deadline."""
+    started_at: float = 0.0
+    """Wall-clock time the attempt started."""
+    run_time: float = 0.0
+    """Seconds the handler ran."""
+
+
+# --- facade -> Dispatcher --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """A new job accepted by the facade."""
+
+    job: Job
+
+
+# --- Dispatcher -> RepoLock ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Queue ``job`` in its repo; a job the repo holds for a retry becomes ready."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Take a waiting job out of the repo (cancelled); ignored if it is running."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A due time the repo asked for (`Wake`) has come: look at the head again."""
+
+    repo: str
+
+
+# --- RepoLock -> Dispatcher ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """This job holds its repo now and may run as soon as a worker is free."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run ``job`` (its next attempt) again at its ``not_before``.
+
+    ``hold`` is True when the repo stays held for it (ordered mode): the job comes
+    back to the repo as an `Enqueue` and becomes ready at once.
+    """
+
+    job: Job
+    outcome: Outcome
+    hold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The job ended for good with ``outcome``; the repo has let it go."""
+
+    job: Job
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Send the repo a `Tick` at clock time ``due`` (a delayed job is at its head)."""
+
+    repo: str
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """The repo has nothing pending or running after ``seen`` messages.
+
+    The Dispatcher retires the lock only if it has sent exactly ``seen`` messages
+    to it: then no message can be in flight and none can be lost.
+    """
+
+    repo: str
+    lock_id: int
+    seen: int
+
+
+# --- Dispatcher <-> Worker -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Run one attempt of ``job``."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An attempt ended (the handler has returned). Forwarded to the job's repo."""
+
+    job: Job
+    outcome: Outcome
+    worker: int = -1
+    """Id of the worker that ran it; -1 when no worker did (cancelled before start)."""
+
+
+# --- Dispatcher <-> Timer --------------------------------------------------------
+
+
+TimerKind = Literal["start", "retry", "deadline", "tick"]
+
+
+@dataclass(frozen=True, slots=True)
+class After:
+    """Send ``Fire(token, kind, key)`` back at clock time ``due``, not earlier."""
+
+    token: int
+    due: float
+    kind: TimerKind
+    """What the due time is for: a delayed ``start``, a ``retry``, a job's
+    ``deadline``, or a ``tick`` for a repo whose head waits for its time."""
+    key: str
+    """The job id, or the repo for a ``tick``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Forget the entry with ``token``; a stale token is ignored."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """A due time has come. The receiver acts only if ``token`` is still current."""
+
+    token: int
+    kind: TimerKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Drop every timer entry (shutdown)."""
+
+
+# --- facade -> Dispatcher (control) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a job: remove it if waiting, signal it if running. Asked, not told:
+    the reply says what happened."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    """Grow or shrink the worker pool to ``workers``."""
+
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Shutdown: with ``cancel`` False, let the remaining jobs finish; with True,
+    cancel every unfinished job (waiting ones at once, running ones signalled)."""
+
+    cancel: bool
+
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    Job,
+    ErrorInfo,
+    Outcome,
+    RetryPolicy,
+    Submit,
+    Enqueue,
+    Withdraw,
+    Tick,
+    Ready,
+    Retry,
+    Done,
+    Wake,
+    Idle,
+    Run,
+    Finished,
+    After,
+    CancelTimer,
+    Fire,
+    Forget,
+    Cancel,
+    Resize,
+    Close,
+)
+"""Every plain-data type the codec must carry, in a stable order."""

@@ -1,0 +1,24 @@
+"""Shared fixtures: every test must leave no postroom thread behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+
+def _postroom_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("postroom-")}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads() -> Iterator[None]:
+    """Fail a test that leaves a postroom actor (thread) running."""
+    before = _postroom_threads()
+    yield
+    left = _postroom_threads() - before
+    for thread in left:
+        thread.join(timeout=2.0)
+    left = {t for t in left if t.is_alive()}
+    assert not left, f"test left postroom threads running: {sorted(t.name for t in left)}"

@@ -1,0 +1,14 @@
+"""Moving postroom messages between processes and into storage.
+
+`encode` turns any message of `actors.messages` into compact, versioned msgpack
+bytes; `decode` turns such bytes back into an equal message, or raises
+`DecodeError` for anything else. The ZeroMQ links and the journal use nothing
+but these two functions.
+"""
+
+from __future__ import annotations
+
+from actors._errors import DecodeError
+from transport.codec import VERSION, decode, encode
+
+__all__ = ["VERSION", "DecodeError", "decode", "encode"]

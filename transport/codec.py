@@ -1,0 +1,355 @@
+"""Every message type in `actors.messages.MESSAGE_TYPES` to bytes and back.
+
+Why msgpack: it is binary and compact (an envelope is ~210 B where JSON takes
+~264 B), it carries every float exactly, ``inf`` included (a `RetryPolicy` cap
+often is ``inf``; JSON has no infinity), it is bytes-safe, and decoding it runs no
+code, unlike pickle.
+
+The envelope is the msgpack array ``[VERSION, tag, body]``:
+
+- ``VERSION`` is the layout version, an int; any other version is refused.
+- ``tag`` is the class name (``"Submit"``), never an index into `MESSAGE_TYPES`, so
+  reordering that tuple cannot break stored data.
+- ``body`` is the list of the field values in declaration order. A nested message
+  (the `Job` in `Submit`, the `RetryPolicy` in `Job`) is written as its own body,
+  untagged: the field annotation names its type. Tuples travel as lists.
+
+msgpack turns many random byte strings into *some* value, so decoding trusts
+nothing: each field is checked against its annotation (``int`` excludes
+``bool``, ``float`` also takes an ``int``, literals, optionals, JSON values with
+str keys and at most `_MAX_DEPTH` levels). Every failure is a `DecodeError`
+holding the raw bytes. `encode` applies the same checks, and refuses NaN, so
+whatever it accepts comes back equal: ``decode(encode(msg)) == msg``.
+
+The converters are built once, at import, from `dataclasses.fields` and
+`typing.get_type_hints`; a message type with an annotation the codec cannot
+carry fails the import rather than the first message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+import msgpack  # type: ignore[import-untyped]  # ships no type information
+
+from actors._errors import DecodeError, InvalidArgument, NotSerializable
+from actors.messages import MESSAGE_TYPES
+
+__all__ = ["VERSION", "decode", "encode"]
+
+VERSION = 1
+"""The envelope layout version. Bump it whenever a message type's fields change."""
+
+_MAX_DEPTH = 100
+"""Deepest nesting of lists and dicts in a payload or result (the submit check
+allows 64). Checked before recursing, so hostile input cannot exhaust the stack."""
+
+_MAX_BYTES = 16 * 1024 * 1024
+"""Longest encoded message; longer input is refused before it is parsed."""
+
+_Convert = Callable[[Any], Any]
+"""Checks one value against an annotation and returns it in the other form."""
+
+
+class _Mismatch(Exception):  # noqa: N818 - internal, never escapes this module
+    """A value does not fit its annotation; becomes a `DecodeError` or `InvalidArgument`."""
+
+
+class _NotJSON(_Mismatch):  # noqa: N818
+    """A payload or result is not a JSON value; becomes `NotSerializable` on encode."""
+
+
+class _JSON:
+    """Stands in for `actors.messages.JSONValue` when annotations are resolved."""
+
+
+# --- converters, shared by both directions unless they differ -----------------
+
+
+def _exact(kind: type) -> _Convert:
+    def convert(value: Any) -> Any:
+        if type(value) is kind:
+            return value
+        msg = f"expected {kind.__name__}, got {type(value).__name__}"
+        raise _Mismatch(msg)
+
+    return convert
+
+
+def _float(value: Any) -> float:
+    kind = type(value)
+    if kind is float and value == value:  # NaN never equals itself: no round trip
+        return value  # type: ignore[no-any-return]
+    if kind is int and -(2**53) <= value <= 2**53:  # wider ints may not convert exactly
+        return float(value)
+    msg = f"expected a float (not NaN), got {value!r:.30}"
+    raise _Mismatch(msg)
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+"""JSON scalars that need no check beyond their type (float must not be NaN)."""
+
+
+def _check_json(value: Any, depth: int) -> None:
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is float:
+        if value != value:
+            raise _NotJSON("NaN is not allowed")
+        return
+    if depth >= _MAX_DEPTH:
+        msg = f"nested deeper than {_MAX_DEPTH} levels"
+        raise _NotJSON(msg)
+    if kind is list:
+        for item in value:
+            if type(item) not in _SCALARS:
+                _check_json(item, depth + 1)
+    elif kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                msg = f"dict key of type {type(key).__name__}: keys must be str"
+                raise _NotJSON(msg)
+            if type(item) not in _SCALARS:
+                _check_json(item, depth + 1)
+    else:
+        msg = f"{kind.__name__} is not a JSON value"
+        raise _NotJSON(msg)
+
+
+def _json(value: Any) -> Any:
+    # Checked in place, not copied: msgpack built fresh lists and dicts on decode,
+    # and on encode the packer reads them without keeping them.
+    _check_json(value, 0)
+    return value
+
+
+def _literal(values: tuple[Any, ...]) -> _Convert:
+    allowed = frozenset((type(value), value) for value in values)  # so True is not 1
+
+    def convert(value: Any) -> Any:
+        try:
+            if (type(value), value) in allowed:
+                return value
+        except TypeError:  # unhashable, so not one of the values
+            pass
+        msg = f"expected one of {values!r}, got {value!r:.50}"
+        raise _Mismatch(msg)
+
+    return convert
+
+
+def _optional(inner: _Convert) -> _Convert:
+    def convert(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return convert
+
+
+def _sequence(args: tuple[Any, ...], encoding: bool) -> _Convert:
+    # A tuple field travels as a list and must come back a tuple, or the decoded
+    # dataclass would not equal the original.
+    source, target = (tuple, list) if encoding else (list, tuple)
+    each: _Convert | None = None
+    items: list[_Convert] = []
+    if len(args) == 2 and args[1] is Ellipsis:
+        each = _compile(args[0], encoding)
+    else:
+        items = [_compile(arg, encoding) for arg in args]
+
+    def convert(value: Any) -> Any:
+        if type(value) is not source:
+            msg = f"expected {source.__name__}, got {type(value).__name__}"
+            raise _Mismatch(msg)
+        if each is not None:
+            return target(map(each, value))
+        if len(value) != len(items):
+            msg = f"expected {len(items)} items, got {len(value)}"
+            raise _Mismatch(msg)
+        return target(check(item) for check, item in zip(items, value))
+
+    return convert
+
+
+@functools.cache
+def _dataclass(cls: type, encoding: bool) -> _Convert:
+    """The converter between instances of ``cls`` and their bodies (lists of fields)."""
+    if not all(f.init for f in dataclasses.fields(cls)):
+        msg = f"the codec cannot carry {cls.__name__}: a field is not in __init__"
+        raise TypeError(msg)
+    hints = typing.get_type_hints(cls, localns={"JSONValue": _JSON})
+    # (field, type that needs no converter, converter): the inline type check
+    # skips a call for the common str/int/bool fields, set or None.
+    fields = [
+        (f.name, _plain_type(hints[f.name]), _compile(hints[f.name], encoding))
+        for f in dataclasses.fields(cls)
+    ]
+    name = cls.__name__
+    count = len(fields)
+
+    def to_body(value: Any) -> list[Any]:
+        if type(value) is not cls:
+            msg = f"expected {name}, got {type(value).__name__}"
+            raise _Mismatch(msg)
+        body = []
+        try:
+            for field, plain, convert in fields:
+                item = getattr(value, field)
+                body.append(item if type(item) is plain else convert(item))
+        except _Mismatch as exc:
+            raise type(exc)(f"{name}.{field}: {exc}") from None
+        return body
+
+    def from_body(body: Any) -> Any:
+        if type(body) is not list or len(body) != count:
+            msg = f"{name} must be a list of {count} fields"
+            raise _Mismatch(msg)
+        values = []
+        try:
+            for (field, plain, convert), item in zip(fields, body):
+                values.append(item if type(item) is plain else convert(item))
+        except _Mismatch as exc:
+            raise type(exc)(f"{name}.{field}: {exc}") from None
+        try:
+            return cls(*values)
+        except (TypeError, ValueError) as exc:  # the class's own checks (__post_init__)
+            msg = f"{name}: {exc}"
+            raise _Mismatch(msg) from None
+
+    return to_body if encoding else from_body
+
+
+def _plain_type(hint: Any) -> type:
+    """The type whose values pass unchanged, or `_Mismatch` (which no value has)."""
+    if hint in (str, int, bool):
+        return hint  # type: ignore[no-any-return]
+    args = typing.get_args(hint)
+    if len(args) == 2 and type(None) in args and typing.get_origin(hint) is not Literal:
+        return _plain_type(args[0] if args[1] is type(None) else args[1])
+    return _Mismatch
+
+
+def _compile(hint: Any, encoding: bool) -> _Convert:
+    """The converter for one resolved annotation, in one direction."""
+    if hint is _JSON:
+        return _json
+    if hint is float:
+        return _float
+    if hint in (str, int, bool, None, type(None)):
+        return _exact(type(None) if hint is None else hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _dataclass(hint, encoding)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return _literal(args)
+    if origin is tuple:
+        return _sequence(args, encoding)
+    if (origin is Union or origin is types.UnionType) and len(args) == 2:
+        # Only ``X | None``: nested bodies are untagged, so a wider union could be
+        # ambiguous, and no message needs one.
+        if args[1] is type(None):
+            return _optional(_compile(args[0], encoding))
+        if args[0] is type(None):
+            return _optional(_compile(args[1], encoding))
+    msg = f"the codec cannot carry the annotation {hint!r}"
+    raise TypeError(msg)
+
+
+_ENCODERS: dict[type, tuple[str, _Convert]] = {
+    cls: (cls.__name__, _dataclass(cls, True)) for cls in MESSAGE_TYPES
+}
+_DECODERS: dict[str, _Convert] = {
+    cls.__name__: _dataclass(cls, False) for cls in MESSAGE_TYPES
+}
+if len(_DECODERS) != len(MESSAGE_TYPES):
+    _msg = "two message types share a class name, so a tag"
+    raise TypeError(_msg)
+
+
+def encode(msg: object) -> bytes:
+    """Encode a message for the wire or the journal.
+
+    Args:
+        msg: An instance of one of `MESSAGE_TYPES` (exactly; not a subclass).
+
+    Returns:
+        The msgpack envelope ``[VERSION, tag, body]``.
+
+    Raises:
+        NotSerializable: A payload or result is not a JSON value (a tuple, a set, a
+            non-str key, NaN, nesting deeper than 100 levels).
+        InvalidArgument: ``msg`` is not a message, a field does not fit its
+            annotation, or a value cannot round trip (NaN, an int beyond 64 bits,
+            a lone surrogate in a str, an encoding over 16 MiB). Nothing is written.
+    """
+    entry = _ENCODERS.get(type(msg))
+    if entry is None:
+        reason = f"cannot encode a {type(msg).__qualname__}: not a message type"
+        raise InvalidArgument(reason)
+    tag, to_body = entry
+    try:
+        data: bytes = msgpack.packb([VERSION, tag, to_body(msg)])
+    except _Mismatch as exc:
+        error = NotSerializable if isinstance(exc, _NotJSON) else InvalidArgument
+        raise error(f"cannot encode {tag}: {exc}") from None
+    except (OverflowError, ValueError, TypeError) as exc:  # int range, surrogates
+        reason = f"cannot encode {tag}: {exc}"
+        raise InvalidArgument(reason) from exc
+    if len(data) > _MAX_BYTES:
+        reason = f"cannot encode {tag}: {len(data)} bytes, over {_MAX_BYTES}"
+        raise InvalidArgument(reason)
+    return data
+
+
+def decode(data: bytes | bytearray | memoryview) -> object:
+    """Decode bytes made by `encode` back into the message.
+
+    Args:
+        data: The envelope, as bytes (a bytearray or memoryview, e.g. a zero-copy
+            ZeroMQ frame, is accepted too).
+
+    Returns:
+        The message, equal to the one encoded.
+
+    Raises:
+        DecodeError: ``data`` is not bytes, is too long, is not one msgpack value
+            (corrupt, truncated, trailing bytes), has another version or an
+            unknown tag, or a field does not fit its annotation. ``raw`` holds
+            the bytes (empty when ``data`` was not bytes at all).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        msg = f"cannot decode a {type(data).__name__}: expected bytes"
+        raise DecodeError(msg)
+    raw = bytes(data)
+    if len(raw) > _MAX_BYTES:
+        msg = f"{len(raw)} bytes, over the {_MAX_BYTES} a message may take"
+        raise DecodeError(msg, raw=raw)
+    try:
+        # unpackb bounds every str/array/map length by len(raw), so a short input
+        # cannot make it allocate much. Bin and ext never occur in a message.
+        envelope = msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0
+        )
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        msg = f"not one msgpack value: {str(exc) or type(exc).__name__}"
+        raise DecodeError(msg, raw=raw) from exc
+    if type(envelope) is not list or len(envelope) != 3:
+        raise DecodeError("not a [version, tag, body] envelope", raw=raw)
+    version, tag, body = envelope
+    if type(version) is not int or version != VERSION:
+        msg = f"unsupported version {version!r:.20}; this codec reads {VERSION}"
+        raise DecodeError(msg, raw=raw)
+    from_body = _DECODERS.get(tag) if type(tag) is str else None
+    if from_body is None:
+        msg = f"unknown message tag {tag!r:.50}"
+        raise DecodeError(msg, raw=raw)
+    try:
+        return from_body(body)
+    except _Mismatch as exc:
+        msg = f"invalid {tag}: {exc}"
+        raise DecodeError(msg, raw=raw) from None
