@@ -22,18 +22,17 @@ from types import TracebackType
 from typing import Any
 
 import pykka
-from sortedcontainers import SortedList
-
 from actors._actor import FailureReport, PostroomActor
 from actors._attempts import next_attempt
-from actors._cancel import CancelReason, CancelScope
+from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
 from actors._clock import Clock
 from actors._handlers import HandlerSpec
-from actors._info import Progress, Stats
+from actors._info import Stats
 from actors._jobs import JobState, JobTable
 from actors._log import job_extra, logger
 from actors._reaper import Reaper
+from actors._ready import ReadyQueue
 from actors._repo_lock import RepoLock, RepoMode
 from actors._status import JobStatus
 from actors._timer import Timer
@@ -55,7 +54,6 @@ from actors.messages import (
     Ready,
     Resize,
     Retry,
-    Run,
     Submit,
     Tick,
     TimerKind,
@@ -69,8 +67,7 @@ __all__ = ["BOOT", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
 _TIMER = "timer"  # scheduled or retrying, held by the Timer only
 _HELD = "held"  # retrying in ordered mode: the Timer has its due time, the repo holds it
 _REPO = "repo"  # in its repo lock: waiting, or its outcome being decided there
-_READY = "ready"  # in the global ready queue
-_RUNNING = "running"
+_READY = "ready"  # in the ready queue, or taken from it by a worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +80,6 @@ class DispatcherConfig:
     restart_limit: int
     """Worker crashes (postroom bugs) tolerated within ``restart_window`` seconds."""
     restart_window: float
-
-
-@dataclass(slots=True)
-class _Slot:
-    ref: pykka.ActorRef[Any]
-    scope: CancelScope
-    job: JobState | None = None
-    retiring: bool = False
 
 
 @dataclass(slots=True)
@@ -162,10 +151,9 @@ class Dispatcher(PostroomActor):
         self._crash = crash
         self._counts = counts
         self._states: dict[str, JobState] = {}
-        self._ready: SortedList = SortedList()  # (priority, seq, job id)
-        self._slots: dict[int, _Slot] = {}
-        self._idle: list[int] = []
-        self._target = config.workers
+        self._ready = ReadyQueue()
+        self._workers = 0
+        """Workers alive or starting, not counting those told to retire."""
         self._repos: dict[str, _Repo] = {}
         self._timer: pykka.ActorRef[Any] | None = None
         self._tokens = itertools.count(1)
@@ -250,25 +238,10 @@ class Dispatcher(PostroomActor):
 
     def _make_ready(self, state: JobState, job: Job) -> None:
         state.job = job
+        state.where = _READY
         if state.status is not JobStatus.PENDING:
             state.set_status(JobStatus.PENDING)
-        if self._idle:
-            self._run(self._idle.pop(), state)
-        else:
-            state.where = _READY
-            self._ready.add((job.priority, job.seq, job.id))
-
-    def _run(self, worker_id: int, state: JobState) -> None:
-        slot = self._slots[worker_id]
-        job = state.job
-        slot.job = state
-        state.where = _RUNNING
-        state.worker = worker_id
-        state.start_attempt(job)
-        slot.scope.arm(job.id, job.attempt)
-        if job.timeout is not None:
-            state.deadline = self._after(self._clock.now() + job.timeout, "deadline", job.id)
-        slot.ref.tell(Run(job))
+        self._ready.put(job)
 
     def _on_ready(self, job: Job) -> None:
         state = self._states.get(job.id)
@@ -282,29 +255,21 @@ class Dispatcher(PostroomActor):
 
     def _on_finished(self, message: Finished) -> None:
         job, outcome = message.job, message.outcome
-        slot = self._slots.get(message.worker)
-        state = self._states.get(job.id)
         counters = self._counters
         counters.runs += 1
         counters.run_time += outcome.run_time
-        if state is not None:
-            if state.deadline is not None:
-                self._cancel_timer(state.deadline)
-                state.deadline = None
-            if state.cancel_requested and outcome.status == "failed" and not outcome.timed_out:
-                outcome = replace(outcome, status="cancelled", retryable=False)
-            elif state.cancel_requested and outcome.status == "failed":
-                outcome = replace(outcome, retryable=False)
-            if job.repo is not None:
+        state = self._states.get(job.id)
+        if state is not None and state.cancel_requested and outcome.status == "failed":
+            # A cancel stops retries; an attempt that failed meanwhile ends cancelled
+            # (a timeout that struck first still reads as the timeout it was).
+            status = "failed" if outcome.timed_out else "cancelled"
+            outcome = replace(outcome, status=status, retryable=False)
+        if job.repo is not None:
+            if state is not None:
                 state.where = _REPO
-                self._to_repo(job.repo, Finished(job, outcome))
-            else:
-                self._settle(state, job, outcome)
-        elif job.repo is not None:
             self._to_repo(job.repo, Finished(job, outcome))
-        if slot is not None:
-            slot.job = None
-            self._free(message.worker, slot)
+        elif state is not None:
+            self._settle(state, job, outcome)
 
     def _settle(self, state: JobState, job: Job, outcome: Outcome) -> None:
         """Decide what follows an attempt of a job without a repo."""
@@ -370,15 +335,6 @@ class Dispatcher(PostroomActor):
         if self._closing and not self._states:
             self._drained()
 
-    def _free(self, worker_id: int, slot: _Slot) -> None:
-        if slot.retiring:
-            self._retire_worker(worker_id)
-        elif self._ready:
-            _, _, job_id = self._ready.pop(0)
-            self._run(worker_id, self._states[job_id])
-        else:
-            self._idle.append(worker_id)
-
     # --- timers -------------------------------------------------------------------
 
     def _after(self, due: float, kind: TimerKind, key: str) -> int:
@@ -401,15 +357,15 @@ class Dispatcher(PostroomActor):
         if state is None:
             return
         if kind == "deadline":
-            if state.deadline == message.token and state.where == _RUNNING:
-                state.deadline = None
+            # The ready queue checks the attempt: a deadline that outlived its
+            # attempt finds nobody to signal.
+            if self._ready.signal(key, message.attempt, "timeout"):
                 job = state.job
                 logger.warning(
                     "job %s (%s) attempt %d passed its timeout of %ss: told to stop",
-                    job.id, job.handler, job.attempt, job.timeout,
+                    job.id, job.handler, message.attempt, job.timeout,
                     extra=job_extra(job),
                 )
-                self._slots[state.worker].scope.fire(job.id, job.attempt, "timeout")
             return
         if state.timer != message.token:
             return  # Superseded or cancelled: never act on a stale entry.
@@ -458,17 +414,21 @@ class Dispatcher(PostroomActor):
         state.cancel_requested = True
         job = state.job
         where = state.where
-        if where == _RUNNING:
-            self._slots[state.worker].scope.fire(job.id, job.attempt, reason)
-            return CancelResult.SIGNALLED
-        if where in (_TIMER, _HELD) and state.timer is not None:
-            self._cancel_timer(state.timer)
-            state.timer = None
         if where == _READY:
-            self._ready.remove((job.priority, job.seq, job.id))
+            if self._ready.remove(job_id) is None:
+                # A worker has it: signal the attempt. If it has just ended, its
+                # Finished is on the way and the cancel still stops any retry.
+                self._ready.signal(job_id, job.attempt, reason)
+                return CancelResult.SIGNALLED
             if job.repo is not None:
                 self._to_repo(job.repo, Finished(job, _cancelled(reason)))
-        elif where in (_REPO, _HELD):
+        elif where in (_TIMER, _HELD):
+            if state.timer is not None:
+                self._cancel_timer(state.timer)
+                state.timer = None
+            if where == _HELD:
+                self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
+        elif where == _REPO:
             self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
         self._finish(state, _cancelled(reason))
         return CancelResult.CANCELLED
@@ -476,38 +436,23 @@ class Dispatcher(PostroomActor):
     # --- pool -----------------------------------------------------------------------
 
     def _spawn_worker(self) -> None:
+        assert self._timer is not None
         worker_id = next(self._worker_ids)
-        scope = CancelScope()
-        table = self._table
         spawned = Worker.spawn(
-            worker_id, self.actor_ref, self._handlers, scope,
-            _progress_sink(table), _exception_sink(table), self._clock,
+            worker_id, self.actor_ref, self._timer, self._ready, self._handlers,
+            self._table, self._clock, self._tokens,
             self._child_failure("worker", worker_id),
         )
         self._reaper.add(spawned.thread, spawned.ref)
-        slot = self._slots[worker_id] = _Slot(spawned.ref, scope)
-        self._free(worker_id, slot)
-
-    def _retire_worker(self, worker_id: int) -> None:
-        slot = self._slots.pop(worker_id)
-        slot.ref.stop(block=False)
+        self._workers += 1
 
     def _resize(self, workers: int) -> int:
-        self._target = workers
-        live = [wid for wid, slot in self._slots.items() if not slot.retiring]
-        for _ in range(workers - len(live)):
+        for _ in range(workers - self._workers):
             self._spawn_worker()
-        excess = len(live) - workers
-        while excess > 0 and self._idle:
-            self._retire_worker(self._idle.pop())
-            excess -= 1
-        for wid in live:
-            if excess <= 0:
-                break
-            slot = self._slots.get(wid)
-            if slot is not None and slot.job is not None and not slot.retiring:
-                slot.retiring = True
-                excess -= 1
+        if workers < self._workers:
+            # Idle workers leave at once, busy ones after their current job.
+            self._ready.retire(self._workers - workers)
+            self._workers = workers
         return workers
 
     # --- shutdown and supervision -----------------------------------------------------
@@ -552,21 +497,20 @@ class Dispatcher(PostroomActor):
             )
             return
         worker_id = int(message.ident)
-        slot = self._slots.pop(worker_id, None)
-        if worker_id in self._idle:
-            self._idle.remove(worker_id)
         logger.error("worker %s failed and is replaced: %s", worker_id, message.error.message)
-        if slot is not None and slot.job is not None:
-            state = slot.job
-            outcome = Outcome("failed", error=ErrorInfo("postroom.WorkerCrashed", message.error.message,
-                                                         message.error.traceback), retryable=False)
-            self._on_finished(Finished(state.job, outcome, -1))
-        if not slot or not slot.retiring:
-            self._spawn_worker()
+        error = ErrorInfo("postroom.WorkerCrashed", message.error.message, message.error.traceback)
+        for job_id in self._ready.taken_by(worker_id):
+            self._ready.done(job_id)
+            state = self._states.get(job_id)
+            if state is not None:
+                outcome = Outcome("failed", error=error, retryable=False)
+                self._on_finished(Finished(state.job, outcome, worker_id))
+        self._workers -= 1
+        self._spawn_worker()
 
     def _stats(self) -> Stats:
         counters = self._counters
-        running = sum(1 for slot in self._slots.values() if slot.job is not None)
+        running = self._ready.running
         dropped, rejected = self._counts()
         return Stats(
             submitted=counters.submitted,
@@ -578,22 +522,20 @@ class Dispatcher(PostroomActor):
             rejected=rejected,
             running=running,
             pending=len(self._states) - running,
-            workers=self._target,
+            workers=self._workers,
             repo_locks=len(self._repos),
             avg_run_time=counters.run_time / counters.runs if counters.runs else 0.0,
         )
 
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
-        refs = [slot.ref for slot in self._slots.values()]
-        refs.extend(entry.ref for entry in self._repos.values())
+        self._ready.retire(self._workers)
+        self._workers = 0
+        refs = [entry.ref for entry in self._repos.values()]
+        self._repos.clear()
         if self._timer is not None:
             self._timer.tell(Forget())
             refs.append(self._timer)
-        self._slots.clear()
-        self._idle.clear()
-        self._repos.clear()
-        self._timer = None
         for ref in refs:
             ref.stop(block=False)
 
@@ -601,24 +543,6 @@ class Dispatcher(PostroomActor):
 def _cancelled(reason: CancelReason) -> Outcome:
     message = "cancelled by shutdown" if reason == "shutdown" else "cancelled"
     return Outcome("cancelled", error=ErrorInfo("postroom.JobCancelled", message), retryable=False)
-
-
-def _progress_sink(table: JobTable) -> Callable[[str, float, str], None]:
-    def sink(job_id: str, fraction: float, message: str) -> None:
-        state = table.active.get(job_id)
-        if state is not None:
-            state.progress = Progress(fraction, message)
-
-    return sink
-
-
-def _exception_sink(table: JobTable) -> Callable[[str, BaseException], None]:
-    def sink(job_id: str, exc: BaseException) -> None:
-        state = table.active.get(job_id)
-        if state is not None:
-            state.exception = exc
-
-    return sink
 
 
 BOOT = _Boot()

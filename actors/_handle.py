@@ -52,7 +52,7 @@ class JobHandle:
 
     def done(self) -> bool:
         """Whether the job has reached a terminal state."""
-        return self._state.done.is_set()
+        return self._state.finished
 
     def info(self) -> JobInfo:
         """A snapshot of the job (same as `Scheduler.job`)."""
@@ -60,7 +60,7 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is finished or ``timeout`` passes; True if finished."""
-        return self._state.done.wait(timeout)
+        return self._state.wait(timeout)
 
     def result(self, timeout: float | None = None) -> JSONValue:
         """The handler's result, blocking until the job is finished.
@@ -73,7 +73,7 @@ class JobHandle:
             JobTimedOut: the job's last attempt ran past its timeout.
             JobCancelled: the job was cancelled.
         """
-        if not self._state.done.wait(timeout):
+        if not self._state.wait(timeout):
             msg = f"job {self.id} did not finish within {timeout}s"
             raise TimeoutError(msg)
         return self._outcome()

@@ -31,7 +31,7 @@ class JobState:
 
     __slots__ = (
         "_callbacks",
-        "_done",
+        "_event",
         "_lock",
         "attempts",
         "error",
@@ -44,10 +44,8 @@ class JobState:
         "status",
         # Dispatcher-private bookkeeping: where the job is and what refers to it.
         "cancel_requested",
-        "deadline",
         "timer",
         "where",
-        "worker",
     )
 
     def __init__(self, job: Job, status: JobStatus) -> None:
@@ -61,18 +59,28 @@ class JobState:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        # Made only when a thread waits: most jobs are never waited on one by one,
+        # and an Event costs more to build than the rest of the record.
+        self._event: threading.Event | None = None
         self._callbacks: list[Callable[[JobState], None]] | None = []
         self.cancel_requested = False
-        self.deadline: int | None = None
         self.timer: int | None = None
         self.where = ""
-        self.worker = -1
 
     @property
-    def done(self) -> threading.Event:
-        """Set once the job is in a terminal state."""
-        return self._done
+    def finished(self) -> bool:
+        """Whether the job is in a terminal state."""
+        return self._callbacks is None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is in a terminal state; False if ``timeout`` passed first."""
+        with self._lock:
+            if self._callbacks is None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def snapshot(self) -> JobInfo:
         """A consistent, frozen view of the job now."""
@@ -125,7 +133,9 @@ class JobState:
             self.error = error
             self.finished_at = time.time()
             callbacks, self._callbacks = self._callbacks, None
-        self._done.set()
+            event = self._event
+        if event is not None:
+            event.set()
         for callback in callbacks:
             callback(self)
         return True

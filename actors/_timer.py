@@ -132,7 +132,7 @@ class Timer(PostroomActor):
         while entries and entries[0][0] <= now:
             _, token = entries.pop(0)
             entry = self._by_token.pop(token)
-            self._target.tell(Fire(token, entry.kind, entry.key))
+            self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
 
     def on_stop(self) -> None:
         """Stop listening to the clock."""

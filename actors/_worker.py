@@ -1,4 +1,4 @@
-"""The Worker actor: runs one attempt at a time and reports how it ended.
+"""The Worker actor: takes the best ready job, runs it, reports how it ended.
 
 Sync handlers run on the worker's own thread; ``async def`` handlers run on an
 event loop the worker owns, so a cancel or a deadline cancels their task for
@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pykka
@@ -21,17 +21,17 @@ import pykka
 from actors._actor import FailureReport, PostroomActor
 from actors._cancel import CancelScope
 from actors._clock import Clock
-from actors._context import JobContext, ProgressSink
+from actors._context import JobContext
 from actors._errors import Fatal, NotSerializable
 from actors._handlers import HandlerSpec
+from actors._info import Progress
+from actors._jobs import JobTable
 from actors._json import json_copy
 from actors._log import job_extra, logger
-from actors.messages import ErrorInfo, Finished, Job, Outcome, Run
+from actors._ready import ReadyQueue
+from actors.messages import After, CancelTimer, ErrorInfo, Finished, Job, Outcome
 
-__all__ = ["ExceptionSink", "Worker", "error_info"]
-
-ExceptionSink = Callable[[str, BaseException], None]
-"""Receives ``(job_id, exception)`` so a failed handle can chain the real error."""
+__all__ = ["Worker", "error_info"]
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -45,53 +45,87 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+class _Pull:
+    """A worker's note to itself: take the next job."""
+
+    __slots__ = ()
+
+
+_PULL = _Pull()
+
+
 class Worker(PostroomActor):
-    """Runs the attempts the Dispatcher sends, one at a time."""
+    """Takes the best ready job whenever it is free, runs it, reports `Finished`.
+
+    Between jobs the worker goes back through its own mailbox (a `_Pull` it
+    sends itself), so a stop request is still seen between two jobs.
+    """
 
     def __init__(
         self,
         worker_id: int,
         dispatcher: pykka.ActorRef[Any],
+        timer: pykka.ActorRef[Any],
+        ready: ReadyQueue,
         handlers: Mapping[str, HandlerSpec],
-        scope: CancelScope,
-        progress: ProgressSink,
-        exceptions: ExceptionSink,
+        table: JobTable,
         clock: Clock,
+        tokens: Iterator[int],
         on_failure: FailureReport | None = None,
     ) -> None:
         super().__init__(on_failure)
         self.worker_id = worker_id
         self._dispatcher = dispatcher
+        self._timer = timer
+        self._ready = ready
         self._handlers = handlers
-        self._scope = scope
-        self._progress = progress
-        self._exceptions = exceptions
+        self._table = table
         self._clock = clock
+        self._tokens = tokens
+        self._scope = CancelScope()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def on_start(self) -> None:
+        """Start pulling."""
+        self.actor_ref.tell(_PULL)
+
     def on_receive(self, message: Any) -> Any:
-        """Run one attempt and report it."""
-        if isinstance(message, Run):
-            outcome = self._run(message.job)
-            self._scope.disarm()
-            self._dispatcher.tell(Finished(message.job, outcome, self.worker_id))
+        """Take one job, run one attempt, report it, and pull again."""
+        if not isinstance(message, _Pull):
+            return super().on_receive(message)
+        job = self._ready.take(self.worker_id, self._scope)
+        if job is None:
+            self.stop()
             return None
-        return super().on_receive(message)
+        state = self._table.active.get(job.id)
+        if state is not None:
+            state.start_attempt(job)
+        deadline = token = None
+        if job.timeout is not None:
+            deadline = self._clock.now() + job.timeout
+            token = next(self._tokens)
+            self._timer.tell(After(token, deadline, "deadline", job.id, job.attempt))
+        outcome = self._run(job, deadline)
+        if token is not None:
+            self._timer.tell(CancelTimer(token))
+        self._ready.done(job.id)
+        self._dispatcher.tell(Finished(job, outcome, self.worker_id))
+        self.actor_ref.tell(_PULL)
+        return None
 
     def on_stop(self) -> None:
         """Close the event loop, if an async handler ever needed one."""
         if self._loop is not None:
             self._loop.close()
 
-    def _run(self, job: Job) -> Outcome:
+    def _run(self, job: Job, deadline: float | None) -> Outcome:
         scope = self._scope
         spec = self._handlers[job.handler]
         started_at = time.time()
         if scope.event.is_set():
             # Told to stop before it started: the handler is never called.
             return self._stopped(job, None, started_at, 0.0)
-        deadline = None if job.timeout is None else self._clock.now() + job.timeout
-        ctx = JobContext(job, scope, self._progress, deadline)
+        ctx = JobContext(job, scope, _progress_sink(self._table), deadline)
         t0 = time.perf_counter()
         try:
             result = spec.func(ctx, job.payload)
@@ -111,12 +145,18 @@ class Worker(PostroomActor):
         try:
             value = json_copy(result, f"result of handler {job.handler!r}")
         except NotSerializable as exc:
-            self._exceptions(job.id, exc)
+            self._keep_exception(job.id, exc)
             return Outcome(
                 "failed", error=error_info(exc), retryable=False,
                 started_at=started_at, run_time=run_time,
             )
         return Outcome("completed", value, started_at=started_at, run_time=run_time)
+
+    def _keep_exception(self, job_id: str, exc: BaseException) -> None:
+        # In process, a failed handle chains the handler's real exception.
+        state = self._table.active.get(job_id)
+        if state is not None:
+            state.exception = exc
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:
@@ -164,7 +204,7 @@ class Worker(PostroomActor):
             # SystemExit, KeyboardInterrupt and the like end the job, not the actor
             # (in Pykka they would stop every actor in the process).
             retryable = False
-        self._exceptions(job.id, cause)
+        self._keep_exception(job.id, cause)
         logger.debug(
             "job %s (%s) attempt %d raised %s",
             job.id, job.handler, job.attempt, type(cause).__name__,
@@ -178,3 +218,12 @@ class Worker(PostroomActor):
 
 async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _progress_sink(table: JobTable) -> Callable[[str, float, str], None]:
+    def sink(job_id: str, fraction: float, message: str) -> None:
+        state = table.active.get(job_id)
+        if state is not None:
+            state.progress = Progress(fraction, message)
+
+    return sink

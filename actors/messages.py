@@ -10,7 +10,7 @@ id.
 The flow, for a job with a repo::
 
     facade --Submit--> Dispatcher --Enqueue--> RepoLock --Ready--> Dispatcher
-    Dispatcher --Run--> Worker --Finished--> Dispatcher --Finished--> RepoLock
+    Dispatcher --(ready queue)--> Worker --Finished--> Dispatcher --Finished--> RepoLock
     RepoLock --Done | Retry--> Dispatcher
     Dispatcher --After--> Timer --Fire--> Dispatcher   (delays, backoff, deadlines)
 """
@@ -42,7 +42,6 @@ __all__ = [
     "Ready",
     "Resize",
     "Retry",
-    "Run",
     "Submit",
     "Tick",
     "TimerKind",
@@ -216,14 +215,9 @@ class Idle:
     seen: int
 
 
-# --- Dispatcher <-> Worker -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """Run one attempt of ``job``."""
-
-    job: Job
+# --- Worker -> Dispatcher -------------------------------------------------------
+# Workers take ready jobs from the pool's shared ready queue (see actors/_ready.py);
+# only the end of an attempt is a message.
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +247,8 @@ class After:
     ``deadline``, or a ``tick`` for a repo whose head waits for its time."""
     key: str
     """The job id, or the repo for a ``tick``."""
+    attempt: int = 0
+    """The attempt a ``deadline`` is for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +265,7 @@ class Fire:
     token: int
     kind: TimerKind
     key: str
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +313,6 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Done,
     Wake,
     Idle,
-    Run,
     Finished,
     After,
     CancelTimer,
