@@ -15,27 +15,26 @@ The envelope is the msgpack array ``[VERSION, tag, body]``:
   untagged: the field annotation names its type. Tuples travel as lists.
 
 msgpack turns many random byte strings into *some* value, so decoding trusts
-nothing: each field is checked against its annotation (``int`` excludes
-``bool``, ``float`` also takes an ``int``, literals, optionals, JSON values with
-str keys and at most `_MAX_DEPTH` levels). Every failure is a `DecodeError`
-holding the raw bytes. `encode` applies the same checks, and refuses NaN, so
-whatever it accepts comes back equal: ``decode(encode(msg)) == msg``.
-
-The converters are built once, at import, from `dataclasses.fields` and
-`typing.get_type_hints`; a message type with an annotation the codec cannot
-carry fails the import rather than the first message.
+nothing: each field is checked against its annotation (``int`` excludes ``bool``,
+``float`` also takes an ``int``, literals, optionals, JSON values with str keys and
+at most `_MAX_DEPTH` levels). Every failure is a `DecodeError` holding the raw
+bytes. `encode` applies the same checks, and refuses NaN, so whatever it accepts
+comes back equal: ``decode(encode(msg)) == msg``. The checks are built once, at
+import, from `dataclasses.fields` and `typing.get_type_hints`: a message type the
+codec cannot carry fails the import, not the first message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, Literal, Union
 
-import msgpack  # type: ignore[import-untyped]  # ships no type information
+import msgpack
 
 from actors._errors import DecodeError, InvalidArgument, NotSerializable
 from actors.messages import MESSAGE_TYPES
@@ -60,15 +59,12 @@ class _Mismatch(Exception):  # noqa: N818 - internal, never escapes this module
     """A value does not fit its annotation; becomes a `DecodeError` or `InvalidArgument`."""
 
 
-class _NotJSON(_Mismatch):  # noqa: N818
+class _NotJSON(_Mismatch):
     """A payload or result is not a JSON value; becomes `NotSerializable` on encode."""
 
 
 class _JSON:
     """Stands in for `actors.messages.JSONValue` when annotations are resolved."""
-
-
-# --- converters, shared by both directions unless they differ -----------------
 
 
 def _exact(kind: type) -> _Convert:
@@ -83,11 +79,11 @@ def _exact(kind: type) -> _Convert:
 
 def _float(value: Any) -> float:
     kind = type(value)
-    if kind is float and value == value:  # NaN never equals itself: no round trip
+    if kind is float and not math.isnan(value):  # NaN != NaN: it could not round trip
         return value  # type: ignore[no-any-return]
     if kind is int and -(2**53) <= value <= 2**53:  # wider ints may not convert exactly
         return float(value)
-    msg = f"expected a float (not NaN), got {value!r:.30}"
+    msg = f"expected a float that round trips (not NaN, no int past 2**53), got {value!r:.30}"
     raise _Mismatch(msg)
 
 
@@ -95,37 +91,33 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 """JSON scalars that need no check beyond their type (float must not be NaN)."""
 
 
-def _check_json(value: Any, depth: int) -> None:
+def _json(value: Any, depth: int = 0) -> Any:
+    # Checked in place, not copied: on decode msgpack built fresh lists and dicts,
+    # and on encode the packer only reads them.
     kind = type(value)
     if kind in _SCALARS:
-        return
+        return value
     if kind is float:
-        if value != value:
+        if math.isnan(value):
             raise _NotJSON("NaN is not allowed")
-        return
+        return value
     if depth >= _MAX_DEPTH:
         msg = f"nested deeper than {_MAX_DEPTH} levels"
         raise _NotJSON(msg)
     if kind is list:
         for item in value:
             if type(item) not in _SCALARS:
-                _check_json(item, depth + 1)
+                _json(item, depth + 1)
     elif kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 msg = f"dict key of type {type(key).__name__}: keys must be str"
                 raise _NotJSON(msg)
             if type(item) not in _SCALARS:
-                _check_json(item, depth + 1)
+                _json(item, depth + 1)
     else:
         msg = f"{kind.__name__} is not a JSON value"
         raise _NotJSON(msg)
-
-
-def _json(value: Any) -> Any:
-    # Checked in place, not copied: msgpack built fresh lists and dicts on decode,
-    # and on encode the packer reads them without keeping them.
-    _check_json(value, 0)
     return value
 
 
@@ -140,13 +132,6 @@ def _literal(values: tuple[Any, ...]) -> _Convert:
             pass
         msg = f"expected one of {values!r}, got {value!r:.50}"
         raise _Mismatch(msg)
-
-    return convert
-
-
-def _optional(inner: _Convert) -> _Convert:
-    def convert(value: Any) -> Any:
-        return None if value is None else inner(value)
 
     return convert
 
@@ -171,7 +156,7 @@ def _sequence(args: tuple[Any, ...], encoding: bool) -> _Convert:
         if len(value) != len(items):
             msg = f"expected {len(items)} items, got {len(value)}"
             raise _Mismatch(msg)
-        return target(check(item) for check, item in zip(items, value))
+        return target(check(item) for check, item in zip(items, value, strict=True))
 
     return convert
 
@@ -183,12 +168,7 @@ def _dataclass(cls: type, encoding: bool) -> _Convert:
         msg = f"the codec cannot carry {cls.__name__}: a field is not in __init__"
         raise TypeError(msg)
     hints = typing.get_type_hints(cls, localns={"JSONValue": _JSON})
-    # (field, type that needs no converter, converter): the inline type check
-    # skips a call for the common str/int/bool fields, set or None.
-    fields = [
-        (f.name, _plain_type(hints[f.name]), _compile(hints[f.name], encoding))
-        for f in dataclasses.fields(cls)
-    ]
+    fields = [(f.name, _compile(hints[f.name], encoding)) for f in dataclasses.fields(cls)]
     name = cls.__name__
     count = len(fields)
 
@@ -197,12 +177,11 @@ def _dataclass(cls: type, encoding: bool) -> _Convert:
             msg = f"expected {name}, got {type(value).__name__}"
             raise _Mismatch(msg)
         body = []
-        try:
-            for field, plain, convert in fields:
-                item = getattr(value, field)
-                body.append(item if type(item) is plain else convert(item))
-        except _Mismatch as exc:
-            raise type(exc)(f"{name}.{field}: {exc}") from None
+        for field, convert in fields:
+            try:
+                body.append(convert(getattr(value, field)))
+            except _Mismatch as exc:
+                raise type(exc)(f"{name}.{field}: {exc}") from None
         return body
 
     def from_body(body: Any) -> Any:
@@ -210,11 +189,11 @@ def _dataclass(cls: type, encoding: bool) -> _Convert:
             msg = f"{name} must be a list of {count} fields"
             raise _Mismatch(msg)
         values = []
-        try:
-            for (field, plain, convert), item in zip(fields, body):
-                values.append(item if type(item) is plain else convert(item))
-        except _Mismatch as exc:
-            raise type(exc)(f"{name}.{field}: {exc}") from None
+        for (field, convert), item in zip(fields, body, strict=True):
+            try:
+                values.append(convert(item))
+            except _Mismatch as exc:
+                raise type(exc)(f"{name}.{field}: {exc}") from None
         try:
             return cls(*values)
         except (TypeError, ValueError) as exc:  # the class's own checks (__post_init__)
@@ -224,24 +203,22 @@ def _dataclass(cls: type, encoding: bool) -> _Convert:
     return to_body if encoding else from_body
 
 
-def _plain_type(hint: Any) -> type:
-    """The type whose values pass unchanged, or `_Mismatch` (which no value has)."""
-    if hint in (str, int, bool):
-        return hint  # type: ignore[no-any-return]
-    args = typing.get_args(hint)
-    if len(args) == 2 and type(None) in args and typing.get_origin(hint) is not Literal:
-        return _plain_type(args[0] if args[1] is type(None) else args[1])
-    return _Mismatch
+_SIMPLE: dict[Any, _Convert] = {
+    str: _exact(str),
+    int: _exact(int),
+    bool: _exact(bool),
+    type(None): _exact(type(None)),
+    float: _float,
+    _JSON: _json,
+}
+"""Converters that are the same for every field and both directions."""
 
 
 def _compile(hint: Any, encoding: bool) -> _Convert:
     """The converter for one resolved annotation, in one direction."""
-    if hint is _JSON:
-        return _json
-    if hint is float:
-        return _float
-    if hint in (str, int, bool, None, type(None)):
-        return _exact(type(None) if hint is None else hint)
+    simple = _SIMPLE.get(hint)
+    if simple is not None:
+        return simple
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass(hint, encoding)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -249,13 +226,11 @@ def _compile(hint: Any, encoding: bool) -> _Convert:
         return _literal(args)
     if origin is tuple:
         return _sequence(args, encoding)
-    if (origin is Union or origin is types.UnionType) and len(args) == 2:
-        # Only ``X | None``: nested bodies are untagged, so a wider union could be
-        # ambiguous, and no message needs one.
-        if args[1] is type(None):
-            return _optional(_compile(args[0], encoding))
-        if args[0] is type(None):
-            return _optional(_compile(args[1], encoding))
+    # Of unions only ``X | None``: nested bodies are untagged, so a wider union
+    # could be ambiguous, and no message needs one.
+    if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _compile(args[0] if args[1] is type(None) else args[1], encoding)
+        return lambda value: None if value is None else inner(value)
     msg = f"the codec cannot carry the annotation {hint!r}"
     raise TypeError(msg)
 
@@ -263,9 +238,7 @@ def _compile(hint: Any, encoding: bool) -> _Convert:
 _ENCODERS: dict[type, tuple[str, _Convert]] = {
     cls: (cls.__name__, _dataclass(cls, True)) for cls in MESSAGE_TYPES
 }
-_DECODERS: dict[str, _Convert] = {
-    cls.__name__: _dataclass(cls, False) for cls in MESSAGE_TYPES
-}
+_DECODERS: dict[str, _Convert] = {cls.__name__: _dataclass(cls, False) for cls in MESSAGE_TYPES}
 if len(_DECODERS) != len(MESSAGE_TYPES):
     _msg = "two message types share a class name, so a tag"
     raise TypeError(_msg)
