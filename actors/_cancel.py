@@ -35,9 +35,12 @@ class CancelScope:
         """Start listening for stop requests meant for this attempt."""
         with self._lock:
             self._attempt = (job_id, attempt)
-            self.reason = None
-            self.event.clear()
             self._task = None
+            if self.reason is not None:
+                # Fired for the previous attempt: start this one with a fresh
+                # signal (cheaper than Event.clear on every attempt).
+                self.reason = None
+                self.event = threading.Event()
 
     def disarm(self) -> None:
         """The attempt is over: later requests for it are ignored."""

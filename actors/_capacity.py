@@ -19,7 +19,9 @@ class Capacity:
         self.limit = limit
         self._used = 0
         self._closed = False
-        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
 
     @property
     def used(self) -> int:
@@ -28,7 +30,7 @@ class Capacity:
 
     def try_take(self) -> bool:
         """Take a slot if one is free, without waiting."""
-        with self._cond:
+        with self._lock:
             if self._closed or self._used >= self.limit:
                 return False
             self._used += 1
@@ -40,14 +42,18 @@ class Capacity:
         False if none came free in time, or the bound was closed meanwhile.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._used >= self.limit:
                 if self._closed:
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
             if self._closed:
                 return False
             self._used += 1
@@ -55,12 +61,13 @@ class Capacity:
 
     def give_back(self) -> None:
         """Return a slot and wake one waiting submitter."""
-        with self._cond:
+        with self._lock:
             self._used -= 1
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def close(self) -> None:
         """Take no more slots; waiting submitters give up at once."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()

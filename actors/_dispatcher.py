@@ -317,7 +317,7 @@ class Dispatcher(PostroomActor):
     def _finish(self, state: JobState, outcome: Outcome) -> None:
         job = state.job
         del self._states[job.id]
-        status = JobStatus(outcome.status)
+        status = _STATUS[outcome.status]
         counters = self._counters
         if status is JobStatus.COMPLETED:
             counters.completed += 1
@@ -538,6 +538,13 @@ class Dispatcher(PostroomActor):
             refs.append(self._timer)
         for ref in refs:
             ref.stop(block=False)
+
+
+_STATUS = {
+    "completed": JobStatus.COMPLETED,
+    "failed": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
+}
 
 
 def _cancelled(reason: CancelReason) -> Outcome:

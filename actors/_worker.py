@@ -45,6 +45,10 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+_PLAIN = (str, int, float, list, dict, type(None))
+"""Results that are certainly not awaitable (skips a slower check on the hot path)."""
+
+
 class _Pull:
     """A worker's note to itself: take the next job."""
 
@@ -57,8 +61,7 @@ _PULL = _Pull()
 class Worker(PostroomActor):
     """Takes the best ready job whenever it is free, runs it, reports `Finished`.
 
-    Between jobs the worker goes back through its own mailbox (a `_Pull` it
-    sends itself), so a stop request is still seen between two jobs.
+    It is stopped through the ready queue, which hands it None instead of a job.
     """
 
     def __init__(
@@ -90,13 +93,20 @@ class Worker(PostroomActor):
         self.actor_ref.tell(_PULL)
 
     def on_receive(self, message: Any) -> Any:
-        """Take one job, run one attempt, report it, and pull again."""
+        """Run attempts until the ready queue says to retire, then stop.
+
+        Workers are stopped only through the ready queue (`ReadyQueue.retire`),
+        so the loop need not return to the mailbox between jobs.
+        """
         if not isinstance(message, _Pull):
             return super().on_receive(message)
-        job = self._ready.take(self.worker_id, self._scope)
-        if job is None:
-            self.stop()
-            return None
+        take, worker_id, scope = self._ready.take, self.worker_id, self._scope
+        while (job := take(worker_id, scope)) is not None:
+            self._attempt(job)
+        self.stop()
+        return None
+
+    def _attempt(self, job: Job) -> None:
         state = self._table.active.get(job.id)
         if state is not None:
             state.start_attempt(job)
@@ -110,8 +120,6 @@ class Worker(PostroomActor):
             self._timer.tell(CancelTimer(token))
         self._ready.done(job.id)
         self._dispatcher.tell(Finished(job, outcome, self.worker_id))
-        self.actor_ref.tell(_PULL)
-        return None
 
     def on_stop(self) -> None:
         """Close the event loop, if an async handler ever needed one."""
@@ -129,7 +137,7 @@ class Worker(PostroomActor):
         t0 = time.perf_counter()
         try:
             result = spec.func(ctx, job.payload)
-            if inspect.isawaitable(result):
+            if not isinstance(result, _PLAIN) and inspect.isawaitable(result):
                 result = self._await(result)
         except BaseException as exc:  # noqa: BLE001 - every error is the job's, as data
             run_time = time.perf_counter() - t0
