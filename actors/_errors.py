@@ -139,7 +139,7 @@ class DecodeError(SchedulerError, ValueError):
         """The bytes that failed to decode."""
 
 
-class Fatal(Exception):  # noqa: N818 - the name says what raising it means
+class Fatal(Exception):
     """Raise from a handler to fail the job at once, without retries.
 
     ``raise Fatal("bad input")`` or ``raise Fatal(exc)`` to wrap another error.

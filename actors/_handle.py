@@ -108,8 +108,12 @@ class JobHandle:
         detail = f": {error.type}: {error.message}" if error is not None else ""
         if status is JobStatus.CANCELLED:
             raise JobCancelled(f"job {self.id} was cancelled{detail}", job_id=self.id, error=error)
-        kind = JobTimedOut if error is not None and error.type == "postroom.JobTimedOut" else JobFailed
-        raise kind(f"job {self.id} failed{detail}", job_id=self.id, error=error) from state.exception
+        kind = (
+            JobTimedOut if error is not None and error.type == "postroom.JobTimedOut" else JobFailed
+        )
+        raise kind(
+            f"job {self.id} failed{detail}", job_id=self.id, error=error
+        ) from state.exception
 
 
 def _set_once(future: asyncio.Future[None]) -> None:

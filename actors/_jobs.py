@@ -202,7 +202,11 @@ class JobTable:
             if self.active.pop(job.id, None) is None:
                 return False
             key = job.idempotency_key
-            if key is not None and status is not JobStatus.COMPLETED and self._keys.get(key) is state:
+            if (
+                key is not None
+                and status is not JobStatus.COMPLETED
+                and self._keys.get(key) is state
+            ):
                 # A failed or cancelled job lets its key go: submitting it again runs it.
                 del self._keys[key]
             history = self._finished

@@ -14,8 +14,8 @@ from typing import Any, Literal, Self, TypeVar
 
 import pykka
 
-from actors._capacity import Capacity
 from actors._cancel_result import CancelResult
+from actors._capacity import Capacity
 from actors._clock import Clock, MonotonicClock
 from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
 from actors._errors import (
@@ -220,8 +220,14 @@ class Scheduler:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
             spawned = Dispatcher.spawn(
-                self._config, self._clock, self._handlers, self._table, self._reaper,
-                self._drained.set, self._crash, self._rejections,
+                self._config,
+                self._clock,
+                self._handlers,
+                self._table,
+                self._reaper,
+                self._drained.set,
+                self._crash,
+                self._rejections,
                 self._dispatcher_failed,
             )
             self._dispatcher = spawned.ref
@@ -252,7 +258,7 @@ class Scheduler:
 
     # --- jobs -----------------------------------------------------------------------
 
-    def submit(  # noqa: PLR0913 - the public contract
+    def submit(  # noqa: PLR0912 - one check per argument, at the boundary
         self,
         handler: str,
         payload: Any = None,
@@ -413,7 +419,9 @@ class Scheduler:
         if self._state not in (_RUNNING, _CLOSING) or self._dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
-            result: CancelResult = self._dispatcher.ask(Cancel(job_id), timeout=_ASK_TIMEOUT)
+            result: CancelResult = self._dispatcher.ask(
+                Cancel(job_id), block=True, timeout=_ASK_TIMEOUT
+            )
         except pykka.ActorDeadError:
             return CancelResult.ALREADY_FINISHED
         return result
@@ -425,7 +433,7 @@ class Scheduler:
         if self._dispatcher is None:
             return self._empty_stats()
         try:
-            stats: Stats = self._dispatcher.ask(GET_STATS, timeout=_ASK_TIMEOUT)
+            stats: Stats = self._dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):
             return self._final_stats or self._empty_stats()
         return stats
@@ -476,7 +484,8 @@ class Scheduler:
         if left:
             logger.error(
                 "%d postroom thread(s) still running after shutdown: %s",
-                len(left), ", ".join(t.name for t in left),
+                len(left),
+                ", ".join(t.name for t in left),
             )
         with self._gate:
             if self._state == _CLOSING:
@@ -496,15 +505,20 @@ class Scheduler:
             stuck = self._table.unfinished()
             logger.error(
                 "shutdown: %d job(s) did not stop within %ss of being cancelled: %s",
-                len(stuck), grace, ", ".join(s.job.id for s in stuck[:20]),
+                len(stuck),
+                grace,
+                ", ".join(s.job.id for s in stuck[:20]),
             )
             for state in stuck:
                 self._table.finish(
-                    state, JobStatus.CANCELLED,
-                    error=ErrorInfo("postroom.JobCancelled", "cancelled by shutdown; the handler did not return"),
+                    state,
+                    JobStatus.CANCELLED,
+                    error=ErrorInfo(
+                        "postroom.JobCancelled", "cancelled by shutdown; the handler did not return"
+                    ),
                 )
         try:
-            self._final_stats = dispatcher.ask(GET_STATS, timeout=_ASK_TIMEOUT)
+            self._final_stats = dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
             dispatcher.ask(HALT, timeout=_ASK_TIMEOUT)
             dispatcher.stop(block=True, timeout=_ASK_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):
@@ -513,7 +527,9 @@ class Scheduler:
 
     # --- failure --------------------------------------------------------------------
 
-    def _dispatcher_failed(self, _actor: Any, _type: Any, exc: BaseException | None, _tb: Any) -> None:
+    def _dispatcher_failed(
+        self, _actor: Any, _type: Any, exc: BaseException | None, _tb: Any
+    ) -> None:
         self._crash(f"the dispatcher failed: {exc!r}")
 
     def _crash(self, reason: str) -> None:
@@ -544,8 +560,9 @@ class Scheduler:
         return SchedulerClosed("the scheduler is shut down")
 
     def _empty_stats(self) -> Stats:
-        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0,
-                     self._config.workers, 0, 0.0)
+        return Stats(
+            0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, self._config.workers, 0, 0.0
+        )
 
 
 class _Dropped(QueueFull):

@@ -37,7 +37,11 @@ __all__ = ["Worker", "error_info"]
 def error_info(exc: BaseException) -> ErrorInfo:
     """An exception as data."""
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
     return ErrorInfo(
         type=name,
         message=str(exc),
@@ -155,8 +159,11 @@ class Worker(PostroomActor):
         except NotSerializable as exc:
             self._keep_exception(job.id, exc)
             return Outcome(
-                "failed", error=error_info(exc), retryable=False,
-                started_at=started_at, run_time=run_time,
+                "failed",
+                error=error_info(exc),
+                retryable=False,
+                started_at=started_at,
+                run_time=run_time,
             )
         return Outcome("completed", value, started_at=started_at, run_time=run_time)
 
@@ -185,13 +192,19 @@ class Worker(PostroomActor):
                 error_info(exc).traceback if exc is not None else "",
             )
             return Outcome(
-                "failed", error=info, timed_out=True,
-                started_at=started_at, run_time=run_time,
+                "failed",
+                error=info,
+                timed_out=True,
+                started_at=started_at,
+                run_time=run_time,
             )
         info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({reason})")
         return Outcome(
-            "cancelled", error=info, retryable=False,
-            started_at=started_at, run_time=run_time,
+            "cancelled",
+            error=info,
+            retryable=False,
+            started_at=started_at,
+            run_time=run_time,
         )
 
     def _failed(
@@ -215,12 +228,18 @@ class Worker(PostroomActor):
         self._keep_exception(job.id, cause)
         logger.debug(
             "job %s (%s) attempt %d raised %s",
-            job.id, job.handler, job.attempt, type(cause).__name__,
+            job.id,
+            job.handler,
+            job.attempt,
+            type(cause).__name__,
             extra=job_extra(job),
         )
         return Outcome(
-            "failed", error=error_info(cause), retryable=retryable,
-            started_at=started_at, run_time=run_time,
+            "failed",
+            error=error_info(cause),
+            retryable=retryable,
+            started_at=started_at,
+            run_time=run_time,
         )
 
 

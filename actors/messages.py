@@ -49,9 +49,7 @@ __all__ = [
     "Withdraw",
 ]
 
-JSONValue: TypeAlias = (
-    "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
-)
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 """What a payload or a result may be: anything `json.dumps` takes without help."""
 
 OutcomeStatus = Literal["completed", "failed", "cancelled"]
@@ -83,7 +81,7 @@ class Job:
     """Retries allowed after the first attempt."""
     timeout: float | None = None
     """Seconds one attempt may run before it is signalled to stop."""
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so one shared default is safe
     """Backoff between attempts."""
     not_before: float | None = None
     """Clock time (scheduler clock) before which the job must not start."""

@@ -55,7 +55,7 @@ _Convert = Callable[[Any], Any]
 """Checks one value against an annotation and returns it in the other form."""
 
 
-class _Mismatch(Exception):  # noqa: N818 - internal, never escapes this module
+class _Mismatch(Exception):
     """A value does not fit its annotation; becomes a `DecodeError` or `InvalidArgument`."""
 
 

@@ -1,0 +1,326 @@
+"""A recorded run of a real scheduler, and the rules of DESIGN.md checked on it.
+
+`Run` owns a scheduler on a `ManualClock` with one handler, ``work``, whose
+behaviour each job's payload picks (complete, fail, fail once, fail fatally,
+or hang until told to stop). Every start and end of an attempt, every submit and
+every cancel is appended to one trace under one lock, so the trace is a total
+order of what happened. `check_trace` then holds the run to rules 1, 2, 3, 4, 5,
+7, 10 and 11. The stateful machine in ``test_scheduler_machine.py`` drives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors import (
+    CancelResult,
+    Fatal,
+    JobContext,
+    JobHandle,
+    JobStatus,
+    ManualClock,
+    RetryPolicy,
+    Scheduler,
+)
+
+MODES = ("ok", "fail", "fail_once", "fatal", "hang")
+HANG_TIMEOUT = 5.0
+"""Manual seconds a ``hang`` job may run before its deadline stops it."""
+
+
+@dataclass
+class Submitted:
+    """What the test asked for, and what submit returned."""
+
+    index: int
+    """Position of the submit in the trace."""
+    order: int
+    """Submission order among accepted jobs (the scheduler's ``seq`` order)."""
+    handle: JobHandle
+    mode: str
+    repo: str | None
+    priority: int
+    due: float
+    """Clock time before which the job must not start."""
+    max_retries: int
+    backoff: float
+    key: str | None
+    new: bool
+    """False when the submit returned an existing job's handle (idempotency)."""
+    callbacks: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "submit", "start", "end", "cancel"
+    job_id: str
+    attempt: int = 0
+    repo: str | None = None
+    now: float = 0.0
+    detail: Any = None
+
+
+class Run:
+    """One scheduler under test, with its trace."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.clock = ManualClock()
+        self.sched = Scheduler(workers=workers, clock=self.clock, max_pending=10_000)
+        self.sched.register("work", self._work)
+        self._lock = threading.Lock()
+        self.trace: list[Event] = []
+        self.jobs: dict[str, Submitted] = {}
+        self.order: list[Submitted] = []
+        self.sched.start()
+
+    def _record(self, event: Event) -> int:
+        with self._lock:
+            self.trace.append(event)
+            return len(self.trace) - 1
+
+    def _work(self, ctx: JobContext, payload: dict[str, Any]) -> Any:
+        self._record(Event("start", ctx.job_id, ctx.attempt, ctx.repo, self.clock.now()))
+        try:
+            mode = payload["mode"]
+            if mode == "hang":
+                ctx.wait(30.0)  # until cancelled or past its deadline
+                return None
+            if mode == "fail" or (mode == "fail_once" and ctx.attempt == 1):
+                raise RuntimeError(f"{mode} on attempt {ctx.attempt}")
+            if mode == "fatal":
+                raise Fatal("no retry can help")
+            return payload["n"]
+        finally:
+            self._record(Event("end", ctx.job_id, ctx.attempt, ctx.repo, self.clock.now()))
+
+    def submit(
+        self,
+        mode: str,
+        repo: str | None,
+        priority: int,
+        delay: float,
+        max_retries: int,
+        backoff: float,
+        key: str | None,
+    ) -> Submitted:
+        n = len(self.order)
+        index = self._record(Event("submit", "", detail=n))
+        due = self.clock.now() + delay
+        handle = self.sched.submit(
+            "work",
+            {"mode": mode, "n": n},
+            repo=repo,
+            priority=priority,
+            delay=delay,
+            max_retries=max_retries,
+            retry=RetryPolicy.fixed(backoff),
+            timeout=HANG_TIMEOUT if mode == "hang" else None,
+            idempotency_key=key,
+        )
+        new = handle.id not in self.jobs
+        entry = Submitted(
+            index, n, handle, mode, repo, priority, due, max_retries, backoff, key, new
+        )
+        if new:
+            self.jobs[handle.id] = entry
+            handle.add_done_callback(lambda _h, e=entry: e.callbacks.append(1))
+        self.order.append(entry)
+        return entry
+
+    def cancel(self, entry: Submitted) -> CancelResult:
+        result = entry.handle.cancel()
+        self._record(Event("cancel", entry.handle.id, detail=result))
+        return result
+
+    def finish(self, budget: float = 20.0) -> None:
+        """Move time on until every job is finished, then shut down."""
+        deadline = time.monotonic() + budget
+        pending = [e.handle for e in self.jobs.values() if not e.handle.done()]
+        while pending and time.monotonic() < deadline:
+            self.clock.advance(50.0)
+            pending[0].wait(0.02)
+            pending = [h for h in pending if not h.done()]
+        self.sched.shutdown(graceful=True, timeout=5.0)
+        assert not pending, f"{len(pending)} job(s) never finished: {pending[:5]}"
+
+
+def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per block
+    """Assert rules 1, 2, 3, 4, 5, 7, 10 and 11 on a finished run."""
+    trace = run.trace
+    starts: dict[str, list[int]] = defaultdict(list)  # job id -> trace indexes
+    cancels: dict[str, list[tuple[int, CancelResult]]] = defaultdict(list)
+    for i, event in enumerate(trace):
+        if event.kind == "start":
+            starts[event.job_id].append(i)
+        elif event.kind == "cancel":
+            cancels[event.job_id].append((i, event.detail))
+    jobs = run.jobs
+
+    # Rule 1: no two executions of one repo overlap.
+    running: dict[str, str] = {}
+    for i, event in enumerate(trace):
+        if event.repo is None or event.kind not in ("start", "end"):
+            continue
+        if event.kind == "start":
+            other = running.get(event.repo)
+            assert other is None, (
+                f"rule 1: {event.job_id} started at {i} in {event.repo!r} while {other} runs"
+            )
+            running[event.repo] = event.job_id
+        else:
+            assert running.get(event.repo) == event.job_id
+            del running[event.repo]
+
+    # Rule 4: at most 1 + max_retries attempts, numbered 1, 2, ...; all counted.
+    for job_id, entry in jobs.items():
+        attempts = [trace[i].attempt for i in starts[job_id]]
+        assert attempts == list(range(1, len(attempts) + 1)), (
+            f"rule 4: {job_id} attempts {attempts}"
+        )
+        assert len(attempts) <= 1 + entry.max_retries, (
+            f"rule 4: {job_id} ran {len(attempts)} times with max_retries={entry.max_retries}"
+        )
+        info = run.sched.job(job_id)
+        assert info.attempts == len(attempts), (
+            f"rule 4: {job_id} reports {info.attempts} attempts, ran {len(attempts)}"
+        )
+        if not cancels[job_id] and len(attempts) > 0:
+            expected = {
+                "ok": 1,
+                "fatal": 1,
+                "fail": 1 + entry.max_retries,
+                "fail_once": min(2, 1 + entry.max_retries),
+                "hang": 1 + entry.max_retries,
+            }[entry.mode]
+            assert len(attempts) == expected, (
+                f"rule 4: {entry.mode} job {job_id} ran {len(attempts)} times, expected {expected}"
+            )
+
+    # Rule 5: exactly one terminal state, the handle resolved once, the right one.
+    counts: dict[JobStatus, int] = defaultdict(int)
+    for job_id, entry in jobs.items():
+        handle = entry.handle
+        assert handle.done(), f"rule 5: {job_id} never resolved"
+        assert entry.callbacks == [1], f"rule 5: {job_id} resolved {len(entry.callbacks)} times"
+        status = handle.status
+        counts[status] += 1
+        if not cancels[job_id]:
+            expected_status = {
+                "ok": JobStatus.COMPLETED,
+                "fail": JobStatus.FAILED,
+                "fatal": JobStatus.FAILED,
+                "hang": JobStatus.FAILED,
+                "fail_once": JobStatus.COMPLETED if entry.max_retries else JobStatus.FAILED,
+            }[entry.mode]
+            assert status is expected_status, f"rule 5: {entry.mode} job {job_id} ended {status}"
+    stats = run.sched.stats()
+    assert (stats.completed, stats.failed, stats.cancelled) == (
+        counts[JobStatus.COMPLETED],
+        counts[JobStatus.FAILED],
+        counts[JobStatus.CANCELLED],
+    ), f"rule 5: stats {stats} disagree with handles {dict(counts)}"
+    assert stats.submitted == len(jobs)
+
+    # Rule 7: a cancelled waiting job never starts afterwards; no attempt of a
+    # cancelled job starts after the cancel; a removed job ends cancelled.
+    for job_id, cancelled in list(cancels.items()):
+        if not cancelled:
+            continue
+        first_index, first_result = cancelled[0]
+        later = [i for i in starts[job_id] if i > first_index]
+        assert not later, f"rule 7: {job_id} started at {later} after cancel at {first_index}"
+        if first_result is CancelResult.CANCELLED:
+            assert jobs[job_id].handle.status is JobStatus.CANCELLED
+
+    # Rule 11: no job starts before it is due; no retry before its backoff.
+    for job_id, entry in jobs.items():
+        indexes = starts[job_id]
+        if indexes:
+            assert trace[indexes[0]].now >= entry.due, (
+                f"rule 11: {job_id} started at {trace[indexes[0]].now}, due {entry.due}"
+            )
+        for previous, current in itertools.pairwise(indexes):
+            ended = next(
+                trace[i].now
+                for i in range(previous, len(trace))
+                if trace[i].kind == "end" and trace[i].job_id == job_id
+            )
+            assert trace[current].now >= ended + entry.backoff, f"rule 11: {job_id} retried early"
+
+    # Rule 2: within a repo, a job submitted earlier with a priority at least as
+    # good starts first (ordered mode: delays and retries keep their place), and
+    # once a job has started, the repo runs only its attempts until it ends.
+    accepted = [e for e in run.order if e.new]
+    for later_pos, later in enumerate(accepted):
+        if later.repo is None or not starts[later.handle.id]:
+            continue
+        later_start = starts[later.handle.id][0]
+        for earlier in accepted[:later_pos]:
+            if earlier.repo != later.repo or earlier.priority > later.priority:
+                continue
+            if cancels[earlier.handle.id]:
+                continue
+            earlier_starts = starts[earlier.handle.id]
+            assert earlier_starts and earlier_starts[0] < later_start, (
+                f"rule 2: {later.handle.id} started before {earlier.handle.id} in {later.repo!r}"
+            )
+    for repo in {e.repo for e in accepted if e.repo is not None}:
+        sequence = [
+            trace[i].job_id
+            for i in range(len(trace))
+            if trace[i].kind == "start" and trace[i].repo == repo
+        ]
+        # Each job's attempts form one contiguous block in the repo's start sequence.
+        blocks = [job for i, job in enumerate(sequence) if i == 0 or sequence[i - 1] != job]
+        assert len(blocks) == len(set(blocks)), (
+            f"rule 2: attempts interleaved in {repo!r}: {blocks}"
+        )
+
+    # Rule 3 (one worker): among ready jobs without repo or delay, a job submitted
+    # earlier with a priority at least as good starts first.
+    if run.workers == 1:
+        plain = [e for e in accepted if e.repo is None and e.due == 0.0]
+        for later_pos, later in enumerate(plain):
+            if not starts[later.handle.id]:
+                continue
+            for earlier in plain[:later_pos]:
+                if earlier.priority > later.priority or cancels[earlier.handle.id]:
+                    continue
+                earlier_starts = starts[earlier.handle.id]
+                assert earlier_starts and earlier_starts[0] < starts[later.handle.id][0], (
+                    f"rule 3: {later.handle.id} (p{later.priority}) started before "
+                    f"{earlier.handle.id} (p{earlier.priority})"
+                )
+
+    # Rule 10: a key held by an unfinished or completed job returns that job.
+    holders: dict[str, Submitted] = {}
+    for entry in run.order:
+        if entry.key is None:
+            continue
+        holder = holders.get(entry.key)
+        if entry.new:
+            if holder is not None:
+                # A new job under a held key: the holder must have let it go, and
+                # could only have done so after its last attempt or its cancel.
+                held = holder.handle.id
+                assert holder.handle.status in (JobStatus.FAILED, JobStatus.CANCELLED), (
+                    f"rule 10: key {entry.key!r} ran twice while {held} held it"
+                )
+                moments = [i for i, e in enumerate(trace) if e.job_id == held and e.kind == "end"]
+                moments += [i for i, _ in cancels[held][:1]]
+                assert moments and entry.index > max(moments), (
+                    f"rule 10: key {entry.key!r} given to a new job while {held} was unfinished"
+                )
+            holders[entry.key] = entry
+        else:
+            assert holder is not None and holder.handle.id == entry.handle.id, (
+                f"rule 10: key {entry.key!r} returned a job that does not hold it"
+            )
+    for job_id in jobs:
+        assert len({trace[i].attempt for i in starts[job_id]}) == len(starts[job_id])

@@ -1,0 +1,303 @@
+"""Hypothesis drives a real scheduler and checks DESIGN.md's rules on the trace.
+
+The machine submits jobs (with repos, priorities, delays, idempotency keys, and
+handlers that complete, fail, fail once, fail fatally or hang until their
+timeout), cancels them, and moves a manual clock. At the end it lets every job
+finish, shuts down, and `check_trace` holds the run to rules 1, 2, 3, 4, 5, 7,
+10 and 11.
+
+Seeded bugs it catches (``test_machine_catches_seeded_bug`` checks each one):
+
+- ``release_early``: the RepoLock lets the repo go when a job becomes ready,
+  not when its handler returns (rule 1, and rule 2's contiguous attempts).
+- ``retry_once_more``: one retry more than ``max_retries`` allows (rule 4).
+- ``timer_early``: the Timer fires entries up to 2 s before their due time (rule 11).
+- ``fifo_ready``: the ready queue ignores priority (rule 3).
+- ``cancel_leaks``: a cancelled waiting job is reported cancelled but still
+  runs (rule 7).
+- ``keys_ignored``: idempotency keys are not looked up (rule 10).
+- ``lifo_repo``: a repo starts its newest job first (rule 2).
+- ``lost_resolution``: a failed job's handle is never resolved (rule 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+)
+
+from properties.scheduler_model import MODES, Run, Submitted, check_trace
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    """Random traffic against one real scheduler."""
+
+    jobs = Bundle("jobs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: Run | None = None
+
+    @initialize(workers=st.sampled_from([1, 3]))
+    def start(self, workers: int) -> None:
+        self.run = Run(workers)
+
+    @rule(
+        target=jobs,
+        mode=st.sampled_from(MODES),
+        repo=st.sampled_from([None, "a", "b", "c"]),
+        priority=st.integers(1, 10),
+        delay=st.sampled_from([0.0, 0.0, 1.0, 5.0]),
+        max_retries=st.integers(0, 2),
+        backoff=st.sampled_from([0.0, 2.0]),
+        key=st.sampled_from([None, None, "k1", "k2"]),
+    )
+    def submit(
+        self,
+        mode: str,
+        repo: str | None,
+        priority: int,
+        delay: float,
+        max_retries: int,
+        backoff: float,
+        key: str | None,
+    ) -> Submitted:
+        assert self.run is not None
+        return self.run.submit(mode, repo, priority, delay, max_retries, backoff, key)
+
+    @rule(entry=jobs)
+    def cancel(self, entry: Submitted) -> None:
+        assert self.run is not None
+        self.run.cancel(entry)
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.0, 6.0]))
+    def advance(self, seconds: float) -> None:
+        assert self.run is not None
+        self.run.clock.advance(seconds)
+
+    @precondition(lambda self: self.run is not None and self.run.order)
+    @rule(entry=jobs)
+    def wait_for(self, entry: Submitted) -> None:
+        # Let real time pass until a job settles (or a little while): this lets
+        # running and queued jobs interleave with the next submits.
+        entry.handle.wait(0.05)
+
+    def teardown(self) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish()
+        finally:
+            if self.run.sched.running:
+                self.run.sched.shutdown(graceful=False)
+        check_trace(self.run)
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestSchedulerMachine = SchedulerMachine.TestCase
+
+
+# --- seeded bugs: the machine must catch each one ------------------------------------
+
+
+@contextmanager
+def _patched(obj: object, name: str, value: object) -> Iterator[None]:
+    original = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, original)
+
+
+def _release_early() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _repo_lock
+
+    original = _repo_lock.RepoLock._advance
+
+    def advance(self: _repo_lock.RepoLock) -> None:
+        original(self)
+        if self._active is not None and not self._held_for_retry:
+            self._active = None  # BUG: the repo is free while its job runs
+            original(self)
+
+    return _patched(_repo_lock.RepoLock, "_advance", advance)
+
+
+def _retry_once_more() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _attempts, _dispatcher, _repo_lock
+    from actors.messages import Job, Outcome
+
+    def next_attempt(job: Job, outcome: Outcome, now: float) -> Job | None:
+        if outcome.status != "failed" or not outcome.retryable:
+            return None
+        if job.attempt > job.max_retries + 1:  # BUG: off by one
+            return None
+        delay = job.retry.delay(job.attempt)
+        return job.next_attempt(now + delay if delay > 0 else None)
+
+    @contextmanager
+    def both() -> Iterator[None]:
+        with (
+            _patched(_repo_lock, "next_attempt", next_attempt),
+            _patched(_dispatcher, "next_attempt", next_attempt),
+            _patched(_attempts, "next_attempt", next_attempt),
+        ):
+            yield
+
+    return both()
+
+
+def _timer_early() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _timer
+    from actors.messages import Fire
+
+    def fire_due(self: _timer.Timer) -> None:
+        now = self._clock.now() + 2.0  # BUG: fires up to 2 s early
+        while self._entries and self._entries[0][0] <= now:
+            _, token = self._entries.pop(0)
+            entry = self._by_token.pop(token)
+            self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
+
+    return _patched(_timer.Timer, "_fire_due", fire_due)
+
+
+def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _ready
+    from actors.messages import Job
+
+    def put(self: _ready.ReadyQueue, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            self._order.add((5, job.seq, job.id))  # BUG: priority ignored
+            if self._idle:
+                self._cond.notify()
+
+    def remove(self: _ready.ReadyQueue, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.pop(job_id, None)
+            if job is not None:
+                self._order.remove((5, job.seq, job.id))
+            return job
+
+    @contextmanager
+    def both() -> Iterator[None]:
+        with _patched(_ready.ReadyQueue, "put", put), _patched(_ready.ReadyQueue, "remove", remove):
+            yield
+
+    return both()
+
+
+def _cancel_leaks() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _repo_lock
+
+    def withdraw(self: _repo_lock.RepoLock, job_id: str) -> None:
+        return None  # BUG: the repo keeps (and later runs) a cancelled job
+
+    return _patched(_repo_lock.RepoLock, "_withdraw", withdraw)
+
+
+def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _jobs
+
+    def add(self: _jobs.JobTable, state: _jobs.JobState) -> _jobs.JobState:
+        with self._lock:
+            self.active[state.job.id] = state  # BUG: no idempotency lookup
+        return state
+
+    return _patched(_jobs.JobTable, "add", add)
+
+
+def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _repo_lock
+    from actors.messages import Job
+
+    original = _repo_lock.RepoLock._enqueue
+
+    def enqueue(self: _repo_lock.RepoLock, job: Job) -> None:
+        active = self._active
+        if active is not None and active.id == job.id:
+            original(self, job)
+            return
+        self._waiting[job.id] = job
+        self._order.add((job.priority, -job.seq, job.id))  # BUG: newest first
+
+    def withdraw(self: _repo_lock.RepoLock, job_id: str) -> None:
+        job = self._waiting.pop(job_id, None)
+        if job is not None:
+            self._order.remove((job.priority, -job.seq, job.id))
+
+    @contextmanager
+    def both() -> Iterator[None]:
+        with (
+            _patched(_repo_lock.RepoLock, "_enqueue", enqueue),
+            _patched(_repo_lock.RepoLock, "_withdraw", withdraw),
+        ):
+            yield
+
+    return both()
+
+
+def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
+    from actors import _jobs
+    from actors._status import JobStatus
+
+    original = _jobs.JobTable.finish
+
+    def finish(
+        self: _jobs.JobTable, state: _jobs.JobState, status: JobStatus, *args: object
+    ) -> bool:
+        if status is JobStatus.FAILED:
+            with self._lock:
+                self.active.pop(state.job.id, None)
+            self._capacity.give_back()
+            return True  # BUG: the handle never resolves
+        return original(self, state, status, *args)  # type: ignore[arg-type]
+
+    return _patched(_jobs.JobTable, "finish", finish)
+
+
+SEEDED_BUGS: dict[str, Callable[[], contextmanager[None]]] = {  # type: ignore[type-arg]
+    "release_early": _release_early,
+    "retry_once_more": _retry_once_more,
+    "timer_early": _timer_early,
+    "fifo_ready": _fifo_ready,
+    "cancel_leaks": _cancel_leaks,
+    "keys_ignored": _keys_ignored,
+    "lifo_repo": _lifo_repo,
+    "lost_resolution": _lost_resolution,
+}
+
+
+@pytest.mark.parametrize("bug", sorted(SEEDED_BUGS))
+def test_machine_catches_seeded_bug(bug: str) -> None:
+    """The machine is only worth something if it fails on a broken scheduler."""
+
+    class Seeded(SchedulerMachine):
+        pass
+
+    Seeded.TestCase.settings = settings(
+        max_examples=150,
+        stateful_step_count=25,
+        deadline=None,
+        phases=[Phase.generate],  # stop at the first failure; no shrinking
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    with SEEDED_BUGS[bug](), pytest.raises(AssertionError):
+        Seeded.TestCase().runTest()
