@@ -22,12 +22,12 @@ import pykka
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
 
-__all__ = ["FailureReport", "PostroomActor", "Spawned"]
+__all__ = ["FailureReport", "PostroomActor", "ReportingMixin", "Spawned"]
 
 _thread_numbers = itertools.count(1)
 
 FailureReport = Callable[
-    ["PostroomActor", type[BaseException] | None, BaseException | None, TracebackType | None],
+    [pykka.Actor, type[BaseException] | None, BaseException | None, TracebackType | None],
     None,
 ]
 """Called on the failing actor's thread when it dies of an unexpected error."""
@@ -40,7 +40,26 @@ class Spawned(NamedTuple):
     thread: threading.Thread
 
 
-class PostroomActor(pykka.ThreadingActor):
+class ReportingMixin:
+    """Routes an actor's unexpected failure to its supervisor's callback."""
+
+    def __init__(self, on_failure: FailureReport | None = None) -> None:
+        super().__init__()
+        self._report_failure = on_failure
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Pykka has logged the traceback and stopped us: tell the supervisor."""
+        if self._report_failure is not None:
+            assert isinstance(self, pykka.Actor)
+            self._report_failure(self, exception_type, exception_value, traceback)
+
+
+class PostroomActor(ReportingMixin, pykka.ThreadingActor):
     """A Pykka threading actor with a `SimpleQueue` inbox and a failure callback.
 
     Start it with `spawn`, not Pykka's ``start``: the actor stays out of Pykka's
@@ -50,8 +69,7 @@ class PostroomActor(pykka.ThreadingActor):
     """
 
     def __init__(self, on_failure: FailureReport | None = None) -> None:
-        super().__init__()
-        self._report_failure = on_failure
+        super().__init__(on_failure)
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -75,13 +93,3 @@ class PostroomActor(pykka.ThreadingActor):
     def _create_actor_inbox() -> ActorInbox:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         return inbox
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Pykka has logged the traceback and stopped us: tell the supervisor."""
-        if self._report_failure is not None:
-            self._report_failure(self, exception_type, exception_value, traceback)

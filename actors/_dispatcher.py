@@ -23,7 +23,8 @@ from typing import Any
 
 import pykka
 
-from actors._actor import FailureReport, PostroomActor
+from actors._actor import FailureReport
+from actors._actor_loop import ActorLoop, LoopActor
 from actors._attempts import next_attempt
 from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
@@ -127,11 +128,12 @@ class _Counters:
     crashes: deque[float] = field(default_factory=deque)
 
 
-class Dispatcher(PostroomActor):
+class Dispatcher(LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
     def __init__(
         self,
+        loop: ActorLoop,
         config: DispatcherConfig,
         clock: Clock,
         handlers: Mapping[str, HandlerSpec],
@@ -142,7 +144,8 @@ class Dispatcher(PostroomActor):
         counts: Callable[[], tuple[int, int]],
         on_failure: FailureReport | None = None,
     ) -> None:
-        super().__init__(on_failure)
+        super().__init__(loop, on_failure)
+        self._loop = loop
         self._config = config
         self._clock = clock
         self._handlers = handlers
@@ -203,7 +206,7 @@ class Dispatcher(PostroomActor):
 
     def _boot(self) -> None:
         timer = Timer.spawn(self._clock, self.actor_ref, self._child_failure("timer", 0))
-        self._reaper.add(timer.thread, timer.ref)
+        self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
         for _ in range(self._config.workers):
             self._spawn_worker()
@@ -397,7 +400,10 @@ class Dispatcher(PostroomActor):
         entry = self._repos.get(repo)
         if entry is None:
             lock_id = next(self._lock_ids)
+            # Repo locks share the Dispatcher's loop thread: no thread per repo,
+            # and a hop between them is a queue operation, not a wake-up.
             spawned = RepoLock.spawn(
+                self._loop,
                 repo,
                 lock_id,
                 self._mode(repo),
@@ -405,7 +411,6 @@ class Dispatcher(PostroomActor):
                 self.actor_ref,
                 self._child_failure("repo", repo),
             )
-            self._reaper.add(spawned.thread, spawned.ref)
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id, self._mode(repo))
         entry.sent += 1
         entry.ref.tell(message)
@@ -464,7 +469,7 @@ class Dispatcher(PostroomActor):
             self._tokens,
             self._child_failure("worker", worker_id),
         )
-        self._reaper.add(spawned.thread, spawned.ref)
+        self._reaper.add(spawned.thread, _stopper(spawned.ref))
         self._workers += 1
 
     def _resize(self, workers: int) -> int:
@@ -491,7 +496,7 @@ class Dispatcher(PostroomActor):
         me = self.actor_ref
 
         def report(
-            _actor: PostroomActor,
+            _actor: pykka.Actor,
             _type: type[BaseException] | None,
             exc: BaseException | None,
             _tb: TracebackType | None,
@@ -568,6 +573,10 @@ _STATUS = {
     "failed": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,
 }
+
+
+def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
+    return lambda: ref.stop(block=False)
 
 
 def _cancelled(reason: CancelReason) -> Outcome:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
-
-import pykka
+from collections.abc import Callable
 
 __all__ = ["Reaper"]
 
@@ -24,26 +22,26 @@ class Reaper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._refs: dict[threading.Thread, pykka.ActorRef[Any]] = {}
+        self._stops: dict[threading.Thread, Callable[[], object]] = {}
         self._added = 0
 
-    def add(self, thread: threading.Thread, ref: pykka.ActorRef[Any] | None = None) -> None:
-        """Remember a started thread (and its actor, so `stop_all` can reach it)."""
+    def add(self, thread: threading.Thread, stop: Callable[[], object] | None = None) -> None:
+        """Remember a started thread, and how to ask it to stop (for `stop_all`)."""
         with self._lock:
             self._threads.append(thread)
-            if ref is not None:
-                self._refs[thread] = ref
+            if stop is not None:
+                self._stops[thread] = stop
             self._added += 1
             if self._added % _PRUNE_EVERY == 0:
                 self._threads = [t for t in self._threads if t.is_alive()]
-                self._refs = {t: r for t, r in self._refs.items() if t.is_alive()}
+                self._stops = {t: s for t, s in self._stops.items() if t.is_alive()}
 
     def stop_all(self) -> None:
-        """Ask every live actor to stop (a crash: nobody is left to do it in order)."""
+        """Ask every live thread to stop (a crash: nobody is left to do it in order)."""
         with self._lock:
-            refs = [ref for thread, ref in self._refs.items() if thread.is_alive()]
-        for ref in refs:
-            ref.stop(block=False)
+            stops = [stop for thread, stop in self._stops.items() if thread.is_alive()]
+        for stop in stops:
+            stop()
 
     def alive(self) -> list[threading.Thread]:
         """Threads still running."""
@@ -60,5 +58,5 @@ class Reaper:
         left = [t for t in threads if t.is_alive()]
         with self._lock:
             self._threads = left
-            self._refs = {t: r for t, r in self._refs.items() if t in left}
+            self._stops = {t: s for t, s in self._stops.items() if t in left}
         return left

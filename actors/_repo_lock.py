@@ -26,7 +26,8 @@ from typing import Any, Literal
 import pykka
 from sortedcontainers import SortedList
 
-from actors._actor import FailureReport, PostroomActor
+from actors._actor import FailureReport
+from actors._actor_loop import ActorLoop, LoopActor
 from actors._attempts import next_attempt
 from actors._clock import Clock
 from actors.messages import (
@@ -47,11 +48,12 @@ __all__ = ["RepoLock", "RepoMode"]
 RepoMode = Literal["ordered", "mutex"]
 
 
-class RepoLock(PostroomActor):
+class RepoLock(LoopActor):
     """Serialises the jobs of one repo; the Dispatcher is its only correspondent."""
 
     def __init__(
         self,
+        loop: ActorLoop,
         repo: str,
         lock_id: int,
         mode: RepoMode,
@@ -59,7 +61,7 @@ class RepoLock(PostroomActor):
         dispatcher: pykka.ActorRef[Any],
         on_failure: FailureReport | None = None,
     ) -> None:
-        super().__init__(on_failure)
+        super().__init__(loop, on_failure)
         self.repo = repo
         self._lock_id = lock_id
         self._mode = mode

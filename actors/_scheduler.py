@@ -3,6 +3,7 @@ to the Dispatcher in messages; nothing here decides what happens to a job."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import pykka
 
+from actors._actor_loop import ActorLoop
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._clock import Clock, MonotonicClock
@@ -45,6 +47,8 @@ F = TypeVar("F", bound=HandlerFunc)
 
 _ASK_TIMEOUT = 10.0
 """Seconds any question to the Dispatcher may take before it is a visible error."""
+
+_loop_numbers = itertools.count(1)
 
 _NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
 
@@ -219,7 +223,10 @@ class Scheduler:
             if self._state != _NEW:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
+            loop = ActorLoop(f"postroom-ActorLoop-{next(_loop_numbers)}")
+            self._reaper.add(loop.thread, loop.close)
             spawned = Dispatcher.spawn(
+                loop,
                 self._config,
                 self._clock,
                 self._handlers,
@@ -231,7 +238,6 @@ class Scheduler:
                 self._dispatcher_failed,
             )
             self._dispatcher = spawned.ref
-            self._reaper.add(spawned.thread)
             self._state = _RUNNING
         spawned.ref.ask(BOOT, timeout=_ASK_TIMEOUT)
         _at_exit(self)
@@ -396,7 +402,7 @@ class Scheduler:
         job = Job(uuid.uuid4().hex, handler, payload, seq=0, submitted_at=time.time())
         state = JobState(job, JobStatus.CANCELLED)
         state.resolve(JobStatus.CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
-        return JobHandle(state, self.cancel)
+        return JobHandle(state, _already_finished)
 
     def job(self, job_id: str) -> JobInfo:
         """A snapshot of the job with this id (unfinished, or finished and still in history).
@@ -448,7 +454,10 @@ class Scheduler:
         _check_int("workers", workers, 1)
         if self._state != _RUNNING or self._dispatcher is None:
             raise self._closed_error()
-        self._dispatcher.ask(Resize(workers), timeout=_ASK_TIMEOUT)
+        try:
+            self._dispatcher.ask(Resize(workers), block=True, timeout=_ASK_TIMEOUT)
+        except pykka.ActorDeadError:
+            raise self._closed_error() from None
 
     # --- shutdown -------------------------------------------------------------------
 
@@ -478,8 +487,9 @@ class Scheduler:
         dispatcher = self._dispatcher
         if previous == _RUNNING and dispatcher is not None:
             self._drain(dispatcher, graceful, timeout, cancel_grace)
-        elif previous == _CRASHED:
-            self._reaper.stop_all()
+        # Whatever is still alive (the actor loop, a crashed scheduler's actors)
+        # is asked to stop; the dispatcher has already stopped its children.
+        self._reaper.stop_all()
         left = self._reaper.join(timeout=max(cancel_grace, 1.0))
         if left:
             logger.error(
@@ -563,6 +573,10 @@ class Scheduler:
         return Stats(
             0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, self._config.workers, 0, 0.0
         )
+
+
+def _already_finished(_job_id: str) -> CancelResult:
+    return CancelResult.ALREADY_FINISHED
 
 
 class _Dropped(QueueFull):

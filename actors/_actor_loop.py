@@ -1,0 +1,164 @@
+"""Many actors on one thread: the execution model of the Dispatcher and RepoLocks.
+
+Pykka's `ThreadingActor` gives every actor an OS thread. That is right for a
+worker, which blocks in a handler, but wrong for a RepoLock, which only ever
+moves a few records between queues: 10,000 busy repos would be 10,000 threads,
+and every Dispatcher -> RepoLock -> Dispatcher hop would be two thread wake-ups.
+
+An `ActorLoop` is one thread with a run queue of actors that have mail. An
+`LoopActor` is a Pykka `Actor` (the base class is the seam Pykka provides for
+other execution models) whose inbox, when it receives a message while idle,
+puts its actor on the loop's run queue. The loop runs each scheduled actor for a
+batch of messages and puts it back if more arrived. Each actor still sees one
+message at a time, in order: the actor model is unchanged, only the threads
+are shared (as in a dispatcher that runs many actors on a small pool).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+import pykka
+from pykka import ActorDeadError
+
+from actors._actor import FailureReport, ReportingMixin, Spawned
+
+__all__ = ["ActorLoop", "LoopActor"]
+
+_BATCH = 64
+"""Messages an actor handles before the loop turns to the next actor (fairness)."""
+
+
+class ActorLoop:
+    """One thread that runs the mailboxes of many `LoopActor`s."""
+
+    def __init__(self, name: str) -> None:
+        self._runq: queue.SimpleQueue[LoopActor | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=False)
+        self.thread.start()
+
+    def schedule(self, actor: LoopActor) -> None:
+        """Run ``actor`` soon: it has mail."""
+        self._runq.put(actor)
+
+    def close(self) -> None:
+        """End the thread once the actors scheduled before this call have run."""
+        self._runq.put(None)
+
+    def _run(self) -> None:
+        get = self._runq.get
+        while (actor := get()) is not None:
+            actor._run_batch()  # noqa: SLF001 - the loop is the actor's runtime
+
+
+class _Inbox:
+    """A deque that schedules its owner on the loop when mail arrives while idle."""
+
+    __slots__ = ("_lock", "_scheduled", "items", "loop", "owner")
+
+    def __init__(self) -> None:
+        self.items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self.loop: ActorLoop | None = None
+        self.owner: LoopActor | None = None
+
+    def put(self, envelope: Any, /) -> None:
+        with self._lock:
+            self.items.append(envelope)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        assert self.loop is not None and self.owner is not None
+        self.loop.schedule(self.owner)
+
+    def get(self) -> Any:
+        return self.items.popleft()
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def idle_or_reschedule(self) -> None:
+        """After a batch: go idle if no mail is left, else run again later."""
+        with self._lock:
+            if not self.items:
+                self._scheduled = False
+                return
+        assert self.loop is not None and self.owner is not None
+        self.loop.schedule(self.owner)
+
+
+class LoopActor(ReportingMixin, pykka.Actor):
+    """A Pykka actor that runs on a shared `ActorLoop` instead of its own thread."""
+
+    def __init__(self, loop: ActorLoop, on_failure: FailureReport | None = None) -> None:
+        super().__init__(on_failure)
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _Inbox)
+        inbox.loop = loop
+        inbox.owner = self
+        self._inbox = inbox
+        self._started = False
+
+    @classmethod
+    def spawn(cls, loop: ActorLoop, *args: Any, **kwargs: Any) -> Spawned:
+        """Create the actor on ``loop``; its first message runs ``on_start``."""
+        actor = cls(loop, *args, **kwargs)
+        return Spawned(actor.actor_ref, loop.thread)
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return _Inbox()
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return pykka.ThreadingFuture()
+
+    def _start_actor_loop(self) -> None:  # pragma: no cover - spawn never calls it
+        msg = "a LoopActor is started with spawn(loop, ...)"
+        raise TypeError(msg)
+
+    def _run_batch(self) -> None:
+        """Handle up to a batch of messages; called on the loop's thread only."""
+        if not self._started:
+            self._started = True
+            self._actor_loop_setup()
+        items = self._inbox.items
+        stopped = self.actor_stopped
+        for _ in range(_BATCH):
+            if stopped.is_set() or not items:
+                break
+            self._handle(items.popleft())
+        if stopped.is_set():
+            # Pykka's own teardown: asks still queued get ActorDeadError. The
+            # inbox stays marked scheduled, so nothing schedules a dead actor.
+            self._actor_loop_teardown()
+            return
+        self._inbox.idle_or_reschedule()
+
+    def _handle(self, envelope: Any) -> None:
+        # The body of Pykka's _actor_loop_running, for one message. A
+        # BaseException is this actor's failure, not a reason to stop every
+        # actor in the process (Pykka's choice for its own threads).
+        try:
+            response = self._handle_receive(envelope.message)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+        except BaseException:  # noqa: BLE001 - every error is reported, none escapes the loop
+            if envelope.reply_to is not None and isinstance(sys.exc_info()[1], Exception):
+                envelope.reply_to.set_exception()
+                return
+            exc_info = sys.exc_info()
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_exception(
+                    (ActorDeadError, ActorDeadError(f"{self} failed"), None)
+                )
+            self._handle_failure(*exc_info)
+            try:
+                self.on_failure(*exc_info)
+            except Exception:  # noqa: BLE001
+                self._handle_failure(*sys.exc_info())
