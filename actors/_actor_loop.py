@@ -56,25 +56,27 @@ class ActorLoop:
 
 
 class _Inbox:
-    """A deque that schedules its owner on the loop when mail arrives while idle."""
+    """A deque that schedules its owner on the loop when mail arrives while idle.
 
-    __slots__ = ("_lock", "_scheduled", "items", "loop", "owner")
+    "Scheduled" is a lock taken without blocking: whoever takes it schedules the
+    actor, and only the loop releases it. Nobody ever waits on it, so a thread
+    preempted at the wrong moment cannot make others queue behind it (a plain
+    lock around the flag did exactly that, costing milliseconds per message).
+    """
+
+    __slots__ = ("items", "loop", "owner", "scheduled")
 
     def __init__(self) -> None:
         self.items: deque[Any] = deque()
-        self._lock = threading.Lock()
-        self._scheduled = False
+        self.scheduled = threading.Lock()
         self.loop: ActorLoop | None = None
         self.owner: LoopActor | None = None
 
     def put(self, envelope: Any, /) -> None:
-        with self._lock:
-            self.items.append(envelope)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        assert self.loop is not None and self.owner is not None
-        self.loop.schedule(self.owner)
+        self.items.append(envelope)
+        if self.scheduled.acquire(blocking=False):
+            assert self.loop is not None and self.owner is not None
+            self.loop.schedule(self.owner)
 
     def get(self) -> Any:
         return self.items.popleft()
@@ -83,13 +85,15 @@ class _Inbox:
         return not self.items
 
     def idle_or_reschedule(self) -> None:
-        """After a batch: go idle if no mail is left, else run again later."""
-        with self._lock:
-            if not self.items:
-                self._scheduled = False
-                return
-        assert self.loop is not None and self.owner is not None
-        self.loop.schedule(self.owner)
+        """After a batch: go idle; then, if mail came meanwhile, schedule again.
+
+        A message appended before the release is seen by the check after it; one
+        appended after the release finds the flag free and schedules itself.
+        """
+        self.scheduled.release()
+        if self.items and self.scheduled.acquire(blocking=False):
+            assert self.loop is not None and self.owner is not None
+            self.loop.schedule(self.owner)
 
 
 class LoopActor(ReportingMixin, pykka.Actor):

@@ -32,21 +32,23 @@ class CancelScope:
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     def arm(self, job_id: str, attempt: int) -> None:
-        """Start listening for stop requests meant for this attempt."""
-        with self._lock:
-            self._attempt = (job_id, attempt)
-            self._task = None
-            if self.reason is not None:
-                # Fired for the previous attempt: start this one with a fresh
-                # signal (cheaper than Event.clear on every attempt).
-                self.reason = None
-                self.event = threading.Event()
+        """Start listening for stop requests meant for this attempt.
+
+        Called with the ready queue's lock held, which also guards every `fire`
+        that could race with it, so it takes no lock of its own (it is on the
+        path of every job).
+        """
+        self._task = None
+        if self.reason is not None:
+            # Fired for the previous attempt: start this one with a fresh
+            # signal (cheaper than Event.clear on every attempt).
+            self.reason = None
+            self.event = threading.Event()
+        self._attempt = (job_id, attempt)
 
     def disarm(self) -> None:
         """The attempt is over: later requests for it are ignored."""
-        with self._lock:
-            self._attempt = None
-            self._task = None
+        self._attempt = None
 
     def fire(self, job_id: str, attempt: int, reason: CancelReason) -> bool:
         """Tell the attempt to stop; False if that attempt is not the armed one."""

@@ -14,9 +14,9 @@ in between.
 
 from __future__ import annotations
 
+import queue
 import threading
-
-from sortedcontainers import SortedList
+from heapq import heappop, heappush
 
 from actors._cancel import CancelReason, CancelScope
 from actors.messages import Job
@@ -25,18 +25,23 @@ __all__ = ["ReadyQueue"]
 
 
 class ReadyQueue:
-    """Ready jobs in (priority, seq) order, and which worker runs which."""
+    """Ready jobs in (priority, seq) order, and which worker runs which.
+
+    Every critical section is a few C-level operations (a heap push or pop, a
+    dict update): under the GIL, a thread preempted while holding a lock makes
+    every other thread queue behind it, so the less Python runs under the lock,
+    the less often that happens. A removed job stays in the heap and is skipped
+    when it surfaces (lazy deletion).
+    """
 
     def __init__(self) -> None:
-        # `with self._lock` is the C-level lock; the condition shares it for waits.
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._order: SortedList = SortedList()  # (priority, seq, job id)
+        self._heap: list[tuple[int, int, str]] = []  # (priority, seq, job id)
         self._jobs: dict[str, Job] = {}
         self._taken: dict[str, tuple[int, CancelScope]] = {}
-        self._retire = 0
-        self._idle = 0
-        """Workers blocked in `take`: only then does `put` need to wake one."""
+        # One token per job put (or per worker to retire): idle workers block in
+        # the C-coded SimpleQueue.get rather than in a Python-level Condition.
+        self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -50,65 +55,48 @@ class ReadyQueue:
         """Queue a ready job and wake one idle worker."""
         with self._lock:
             self._jobs[job.id] = job
-            self._order.add((job.priority, job.seq, job.id))
-            if self._idle:
-                self._cond.notify()
+            heappush(self._heap, (job.priority, job.seq, job.id))
+        self._tokens.put(True)
 
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
-        with self._lock:
-            while True:
-                if self._retire > 0:
-                    self._retire -= 1
-                    return None
-                if self._order:
-                    _, _, job_id = self._order.pop(0)
-                    job = self._jobs.pop(job_id)
-                    scope.arm(job.id, job.attempt)
-                    self._taken[job_id] = (worker_id, scope)
-                    return job
-                self._idle += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._idle -= 1
+        heap, jobs, taken, get = self._heap, self._jobs, self._taken, self._tokens.get
+        while get():
+            # A token means a job was put; it may be gone (cancelled, or taken by
+            # a worker that found it first): then wait for the next token.
+            with self._lock:
+                while heap:
+                    job = jobs.pop(heappop(heap)[2], None)
+                    if job is not None:
+                        # Armed under the lock: a cancel finds the job either
+                        # queued or taken with its scope armed, never between.
+                        scope.arm(job.id, job.attempt)
+                        taken[job.id] = (worker_id, scope)
+                        return job
+        return None
 
     def done(self, job_id: str) -> None:
-        """The worker's attempt of this job is over."""
-        with self._lock:
-            entry = self._taken.pop(job_id, None)
-            if entry is not None:
-                entry[1].disarm()
+        """The worker's attempt of this job is over (a single dict operation)."""
+        entry = self._taken.pop(job_id, None)
+        if entry is not None:
+            entry[1].disarm()
 
     def remove(self, job_id: str) -> Job | None:
         """Take a queued job out (cancel); None if a worker has it or nobody does."""
         with self._lock:
-            job = self._jobs.pop(job_id, None)
-            if job is not None:
-                self._order.remove((job.priority, job.seq, job.id))
-            return job
+            return self._jobs.pop(job_id, None)
 
     def signal(self, job_id: str, attempt: int, reason: CancelReason) -> bool:
         """Tell the worker running this attempt to stop; False if none is."""
-        with self._lock:
-            entry = self._taken.get(job_id)
+        entry = self._taken.get(job_id)
         return entry is not None and entry[1].fire(job_id, attempt, reason)
 
     def taken_by(self, worker_id: int) -> list[str]:
         """Ids of the jobs a worker holds (a crashed worker's, to settle them)."""
-        with self._lock:
-            return [job_id for job_id, (wid, _) in self._taken.items() if wid == worker_id]
+        return [job_id for job_id, (wid, _) in list(self._taken.items()) if wid == worker_id]
 
     def retire(self, count: int) -> None:
-        """Let ``count`` workers leave: each next `take` returns None."""
-        with self._lock:
-            self._retire += count
-            self._cond.notify(count)
-
-    def drain(self) -> list[Job]:
-        """Remove and return every queued job."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-            self._jobs.clear()
-            self._order.clear()
-            return jobs
+        """Let ``count`` workers leave: each gets None from `take` once the jobs
+        queued before this call are taken."""
+        for _ in range(count):
+            self._tokens.put(False)
