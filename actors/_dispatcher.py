@@ -469,7 +469,8 @@ class Dispatcher(LoopActor):
             self._tokens,
             self._child_failure("worker", worker_id),
         )
-        self._reaper.add(spawned.thread, _stopper(spawned.ref))
+        # A worker reads the ready queue, not its mailbox: it is stopped there.
+        self._reaper.add(spawned.thread, self._ready.close)
         self._workers += 1
 
     def _resize(self, workers: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,9 @@ class JobHandle:
         future: asyncio.Future[None] = loop.create_future()
 
         def wake(_state: JobState) -> None:
-            loop.call_soon_threadsafe(_set_once, future)
+            # The awaiting loop may be closed by now (the await was abandoned).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_once, future)
 
         self._state.add_done_callback(wake)
         yield from future.__await__()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from actors._errors import JobNotFound
 from actors._info import JobInfo, Progress
+from actors._log import logger
 from actors._status import JobStatus
 from actors.messages import ErrorInfo, Job, JSONValue
 
@@ -137,7 +138,7 @@ class JobState:
         if event is not None:
             event.set()
         for callback in callbacks:
-            callback(self)
+            _run_callback(callback, self)
         return True
 
     def add_done_callback(self, callback: Callable[[JobState], None]) -> None:
@@ -146,7 +147,16 @@ class JobState:
             if self._callbacks is not None:
                 self._callbacks.append(callback)
                 return
-        callback(self)
+        _run_callback(callback, self)
+
+
+def _run_callback(callback: Callable[[JobState], None], state: JobState) -> None:
+    # Callbacks run on the thread that resolves the job (the Dispatcher's): one
+    # that raises is the caller's bug, reported, never the scheduler's end.
+    try:
+        callback(state)
+    except Exception:  # noqa: BLE001 - any error of a user's callback is logged
+        logger.exception("a done callback of job %s raised", state.job.id)
 
 
 class JobTable:
@@ -175,6 +185,10 @@ class JobTable:
                 self._keys[key] = state
             self.active[state.job.id] = state
         return state
+
+    def holder(self, key: str) -> JobState | None:
+        """The job that holds an idempotency key, if any."""
+        return self._keys.get(key)
 
     def get(self, job_id: str) -> JobState:
         """The job with this id, unfinished or in the history."""

@@ -11,6 +11,10 @@ __all__ = ["job_extra", "job_logger", "logger"]
 logger = logging.getLogger("postroom")
 """postroom's logger. Nothing is logged at INFO on the hot path."""
 
+# A library leaves output to the application: without this, Python's last-resort
+# handler would print postroom's warnings to stderr of programs that never asked.
+logger.addHandler(logging.NullHandler())
+
 
 def job_extra(job: Job) -> dict[str, object]:
     """The ``extra`` fields that put a job's identity on a log record."""

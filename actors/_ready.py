@@ -42,6 +42,7 @@ class ReadyQueue:
         # One token per job put (or per worker to retire): idle workers block in
         # the C-coded SimpleQueue.get rather than in a Python-level Condition.
         self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -61,7 +62,7 @@ class ReadyQueue:
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
         heap, jobs, taken, get = self._heap, self._jobs, self._taken, self._tokens.get
-        while get():
+        while get() and not self._closed:
             # A token means a job was put; it may be gone (cancelled, or taken by
             # a worker that found it first): then wait for the next token.
             with self._lock:
@@ -94,6 +95,15 @@ class ReadyQueue:
     def taken_by(self, worker_id: int) -> list[str]:
         """Ids of the jobs a worker holds (a crashed worker's, to settle them)."""
         return [job_id for job_id, (wid, _) in list(self._taken.items()) if wid == worker_id]
+
+    def close(self) -> None:
+        """Hand no more jobs out; wake one waiting worker to leave.
+
+        For a crash, when queued jobs must not run: each worker's stop calls it
+        once, so every worker wakes and leaves.
+        """
+        self._closed = True
+        self._tokens.put(False)
 
     def retire(self, count: int) -> None:
         """Let ``count`` workers leave: each gets None from `take` once the jobs

@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from actors._errors import InvalidArgument
+
 __all__ = ["NO_BACKOFF", "BackoffKind", "RetryPolicy"]
 
 BackoffKind = Literal["fixed", "linear", "exponential"]
@@ -45,21 +47,21 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "linear", "exponential"):
             msg = f"retry kind must be fixed, linear or exponential, not {self.kind!r}"
-            raise ValueError(msg)
+            raise InvalidArgument(msg)
         for name in ("base", "cap", "factor"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 msg = f"retry {name} must be a number, not {value!r}"
-                raise TypeError(msg)
+                raise InvalidArgument(msg)
             if math.isnan(value) or value < 0:
                 msg = f"retry {name} must be >= 0, not {value!r}"
-                raise ValueError(msg)
+                raise InvalidArgument(msg)
         if not 0.0 <= self.jitter <= 1.0:
             msg = f"retry jitter must be within [0, 1], not {self.jitter!r}"
-            raise ValueError(msg)
+            raise InvalidArgument(msg)
         if self.factor < 1.0:
             msg = f"retry factor must be >= 1, not {self.factor!r}"
-            raise ValueError(msg)
+            raise InvalidArgument(msg)
 
     @classmethod
     def fixed(cls, base: float = 1.0, *, jitter: float = 0.0) -> RetryPolicy:

@@ -4,7 +4,6 @@ to the Dispatcher in messages; nothing here decides what happens to a job."""
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ import pykka
 from actors._actor_loop import ActorLoop
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
+from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
 from actors._clock import Clock, MonotonicClock
 from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
 from actors._errors import (
@@ -33,7 +33,7 @@ from actors._info import JobInfo, Stats
 from actors._jobs import JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
-from actors._priority import MAX_PRIORITY, MIN_PRIORITY, Priority
+from actors._priority import Priority
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
 from actors._retry import NO_BACKOFF, RetryPolicy
@@ -106,15 +106,15 @@ class Scheduler:
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
         """
-        _check_int("workers", workers, 1)
-        _check_int("max_pending", max_pending, 1)
-        _check_int("history", history, 0)
-        _check_int("restart_limit", restart_limit, 0)
+        check_int("workers", workers, 1)
+        check_int("max_pending", max_pending, 1)
+        check_int("history", history, 0)
+        check_int("restart_limit", restart_limit, 0)
         if on_full not in ("reject", "drop", "wait"):
             msg = f"on_full must be 'reject', 'drop' or 'wait', not {on_full!r}"
             raise InvalidArgument(msg)
         if full_timeout is not None:
-            _check_seconds("full_timeout", full_timeout, allow_zero=True)
+            check_seconds("full_timeout", full_timeout, allow_zero=True)
         modes = dict(repo_modes or {})
         for repo, mode in [(None, repo_mode), *modes.items()]:
             if mode not in ("ordered", "mutex"):
@@ -197,12 +197,10 @@ class Scheduler:
         if not callable(func):
             msg = f"handler {name!r} must be callable, not {func!r}"
             raise InvalidArgument(msg)
-        _check_int("max_retries", max_retries, 0)
+        check_int("max_retries", max_retries, 0)
         if timeout is not None:
-            _check_seconds("timeout", timeout)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            msg = f"retry must be a RetryPolicy, not {retry!r}"
-            raise InvalidArgument(msg)
+            check_seconds("timeout", timeout)
+        check_retry(retry)
         kinds = throws if isinstance(throws, tuple) else (throws,)
         if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
             msg = f"throws must be exception classes, not {throws!r}"
@@ -264,7 +262,7 @@ class Scheduler:
 
     # --- jobs -----------------------------------------------------------------------
 
-    def submit(  # noqa: PLR0912 - one check per argument, at the boundary
+    def submit(
         self,
         handler: str,
         payload: Any = None,
@@ -307,37 +305,22 @@ class Scheduler:
         if spec is None:
             msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
             raise UnknownHandler(msg)
-        if repo is not None and (not isinstance(repo, str) or not repo):
-            msg = f"repo must be a non-empty str or None, not {repo!r}"
-            raise InvalidArgument(msg)
-        if (
-            not isinstance(priority, int)
-            or isinstance(priority, bool)
-            or not MIN_PRIORITY <= priority <= MAX_PRIORITY
-        ):
-            msg = f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {priority!r}"
-            raise InvalidArgument(msg)
+        check_name("repo", repo)
+        check_priority(priority)
         if delay:
-            _check_seconds("delay", delay, allow_zero=True)
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            msg = f"idempotency_key must be a non-empty str or None, not {idempotency_key!r}"
-            raise InvalidArgument(msg)
-        if max_retries is None:
-            max_retries = spec.max_retries
-        else:
-            _check_int("max_retries", max_retries, 0)
-        if timeout is None:
-            timeout = spec.timeout
-        else:
-            _check_seconds("timeout", timeout)
-        if retry is None:
-            retry = spec.retry
-        elif not isinstance(retry, RetryPolicy):
-            msg = f"retry must be a RetryPolicy, not {retry!r}"
-            raise InvalidArgument(msg)
+            check_seconds("delay", delay, allow_zero=True)
+        check_name("idempotency_key", idempotency_key)
+        if max_retries is not None:
+            check_int("max_retries", max_retries, 0)
+        if timeout is not None:
+            check_seconds("timeout", timeout)
+        check_retry(retry)
         body = json_copy(payload)
+        if idempotency_key is not None:
+            # A resubmission needs no room: it returns the job already accepted.
+            held = self._table.holder(idempotency_key)
+            if held is not None:
+                return JobHandle(held, self.cancel)
 
         try:
             self._take_slot()
@@ -351,9 +334,10 @@ class Scheduler:
             seq=seq,
             priority=int(priority),
             repo=repo,
-            max_retries=max_retries,
-            timeout=timeout,
-            retry=retry,
+            # submit > handler: what the call says wins over the handler's default.
+            max_retries=spec.max_retries if max_retries is None else max_retries,
+            timeout=spec.timeout if timeout is None else timeout,
+            retry=retry or spec.retry,
             not_before=self._clock.now() + delay if delay else None,
             idempotency_key=idempotency_key,
             submitted_at=time.time(),
@@ -451,7 +435,7 @@ class Scheduler:
             InvalidArgument: ``workers`` is not an int >= 1.
             SchedulerClosed: the scheduler is not running.
         """
-        _check_int("workers", workers, 1)
+        check_int("workers", workers, 1)
         if self._state != _RUNNING or self._dispatcher is None:
             raise self._closed_error()
         try:
@@ -477,7 +461,7 @@ class Scheduler:
 
         Safe to call more than once, and on a scheduler that never started.
         """
-        _check_seconds("timeout", timeout, allow_zero=True)
+        check_seconds("timeout", timeout, allow_zero=True)
         with self._gate:
             previous = self._state
             if previous in (_CLOSING, _CLOSED):
@@ -581,25 +565,6 @@ def _already_finished(_job_id: str) -> CancelResult:
 
 class _Dropped(QueueFull):
     """Internal: the job was dropped under ``on_full="drop"`` (never escapes submit)."""
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{name} must be an int >= {minimum}, not {value!r}"
-        raise InvalidArgument(msg)
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        msg = f"{name} must be a finite number of seconds {bound}, not {value!r}"
-        raise InvalidArgument(msg)
 
 
 _live: weakref.WeakSet[Scheduler] = weakref.WeakSet()

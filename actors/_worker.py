@@ -35,13 +35,15 @@ __all__ = ["Worker", "error_info"]
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    """An exception as data."""
+    """An exception as data. postroom's own errors are named ``postroom.<Name>``."""
     kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
+    module = kind.__module__
+    if module == "builtins":
+        name = kind.__qualname__
+    elif module == "actors" or module.startswith("actors."):
+        name = f"postroom.{kind.__qualname__}"
+    else:
+        name = f"{module}.{kind.__qualname__}"
     return ErrorInfo(
         type=name,
         message=str(exc),

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import random
+import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
@@ -61,6 +63,8 @@ class Workload:
     """Builds that never finish on their own: cancelled once seen running."""
     urgent: list[JobHandle] = field(default_factory=list)
     cancels: Counter[CancelResult] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    """When the first job was about to be submitted."""
 
 
 def build(ctx: JobContext, payload: Mapping[str, float]) -> dict[str, int]:
@@ -152,14 +156,14 @@ def watch(sched: Scheduler, work: Workload, out: TextIO, tty: bool) -> float:
     """Show progress until every handle is done; cancel hung builds once they run.
 
     Returns:
-        Seconds from now until the last job finished.
+        Seconds from the first submit until the last job finished.
     """
-    start = last_print = time.monotonic()
+    start = last_print = work.started
     unfinished, width = work.handles, 0
     while unfinished:
         unfinished = wait_all(unfinished, POLL_EVERY)
         for handle in [h for h in work.hung if h.status is JobStatus.RUNNING]:
-            work.cancels[handle.cancel()] += 1
+            work.cancels[sched.cancel(handle.id)] += 1
             work.hung.remove(handle)
         now = time.monotonic()
         if not tty and now - last_print < PRINT_EVERY and unfinished:
@@ -168,6 +172,8 @@ def watch(sched: Scheduler, work: Workload, out: TextIO, tty: bool) -> float:
         retrying = sum(h.status is JobStatus.RETRYING for h in unfinished)
         line = progress_line(sched.stats(), retrying, len(work.handles), now - start)
         if tty:
+            # Longer than the terminal, the line would wrap and `\r` not rewrite it.
+            line = line[: shutil.get_terminal_size().columns - 1]
             out.write("\r" + line.ljust(width))
             width = len(line)
         else:
@@ -218,18 +224,29 @@ def summary(stats: Stats, work: Workload, elapsed: float, seed: int) -> list[tup
     ]
 
 
+@contextlib.contextmanager
+def quiet_log(quiet: bool) -> Iterator[None]:
+    """Keep postroom's log of job failures out of the display (they are the point of
+    the simulation), or show it when not ``quiet``; restore the logger afterwards."""
+    log = logging.getLogger("postroom")
+    level = log.level
+    if quiet:
+        log.setLevel(logging.CRITICAL)
+    else:
+        logging.basicConfig(format="%(levelname)s %(message)s")
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def demo(args: argparse.Namespace, out: TextIO) -> int:
     """Run the simulated CI workload and print the summary."""
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
-    if args.verbose:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    else:
-        # Job failures are the point of the simulation; keep their log out of the display.
-        logging.getLogger("postroom").setLevel(logging.CRITICAL)
     tty = out.isatty()
     out.write(f"postroom demo: {args.jobs} jobs, {args.repos} repos, {args.workers} workers\n")
-    with make_scheduler(args.workers) as sched:
+    with quiet_log(not args.verbose), make_scheduler(args.workers) as sched:
         work = submit_all(sched, args, rng)
         elapsed = watch(sched, work, out, tty)
     rows = summary(sched.stats(), work, elapsed, seed)
@@ -258,23 +275,22 @@ def _bounded(cast: type[N], low: N, high: float = math.inf) -> Callable[[str], N
 
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    root = argparse.ArgumentParser(prog="postroom", description=__doc__.splitlines()[0])
+    root = argparse.ArgumentParser(prog="postroom", description="An embeddable job scheduler.")
     root.add_argument("--version", action="version", version=f"postroom {__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("demo", help="run a simulated CI workload and summarise it")
-    add = run.add_argument
-    add("--jobs", type=_bounded(int, 0), default=300, metavar="N", help="jobs (default 300)")
-    add("--repos", type=_bounded(int, 1), default=12, metavar="R", help="repos (default 12)")
-    add("--workers", type=_bounded(int, 1), default=8, metavar="W", help="workers (default 8)")
-    add(
-        "--fail-rate",
-        type=_bounded(float, 0.0, 1.0),
-        default=0.15,
-        metavar="F",
-        help="chance that a build attempt fails (default 0.15)",
+    options = (
+        ("--jobs", "N", _bounded(int, 0), 300, "jobs to submit"),
+        ("--repos", "R", _bounded(int, 1), 12, "repositories the jobs are spread over"),
+        ("--workers", "W", _bounded(int, 1), 8, "size of the worker pool"),
+        ("--fail-rate", "F", _bounded(float, 0.0, 1.0), 0.15, "chance a build attempt fails"),
     )
-    add("--seed", type=int, default=None, metavar="S", help="random seed (default: random)")
-    add("--verbose", action="store_true", help="show postroom's log (warnings and errors)")
+    for flag, metavar, kind, default, text in options:
+        run.add_argument(
+            flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default})"
+        )
+    run.add_argument("--seed", type=int, metavar="S", help="random seed (random)")
+    run.add_argument("--verbose", action="store_true", help="show postroom's warnings and errors")
     return root
 
 

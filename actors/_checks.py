@@ -1,0 +1,57 @@
+"""Argument checks at the boundary: each raises `InvalidArgument` naming the value."""
+
+from __future__ import annotations
+
+import math
+
+from actors._errors import InvalidArgument
+from actors._priority import MAX_PRIORITY, MIN_PRIORITY
+from actors._retry import RetryPolicy
+
+__all__ = ["check_int", "check_name", "check_priority", "check_retry", "check_seconds"]
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """An int (not a bool) no smaller than ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{name} must be an int >= {minimum}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    """A finite number of seconds, > 0 (or >= 0 with ``allow_zero``)."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = ">= 0" if allow_zero else "> 0"
+        msg = f"{name} must be a finite number of seconds {bound}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def check_name(name: str, value: object) -> None:
+    """None, or a non-empty str (a repo, an idempotency key)."""
+    if value is not None and (not isinstance(value, str) or not value):
+        msg = f"{name} must be a non-empty str or None, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def check_priority(value: object) -> None:
+    """An int from 1 (most urgent) to 10."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not MIN_PRIORITY <= value <= MAX_PRIORITY
+    ):
+        msg = f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def check_retry(value: object) -> None:
+    """None or a `RetryPolicy`."""
+    if value is not None and not isinstance(value, RetryPolicy):
+        msg = f"retry must be a RetryPolicy, not {value!r}"
+        raise InvalidArgument(msg)
