@@ -116,6 +116,7 @@ class JobState:
             self.job = job
             self.status = JobStatus.RUNNING
             self.attempts = job.attempt
+            self.exception = None  # an earlier attempt's error is not this one's cause
             if self.started_at is None:
                 self.started_at = time.time()
 

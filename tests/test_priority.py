@@ -1,0 +1,120 @@
+"""Start order: (priority, submission) within a repo (rule 2), and across the pool (rule 3)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from actors import InvalidArgument, JobContext, JobStatus, Priority, Scheduler
+from tests.helpers import WAIT, Runs, settle
+
+
+def _blocking_scheduler(workers: int) -> tuple[Scheduler, Runs, threading.Event]:
+    """A scheduler whose "block" job holds a worker until the returned event is set."""
+    runs = Runs()
+    release = threading.Event()
+    sched = Scheduler(workers=workers)
+
+    @sched.handler("block")
+    def block(ctx: JobContext, payload: None) -> None:
+        with runs.run("block", ctx.repo):
+            release.wait(WAIT)
+
+    @sched.handler("job")
+    def job(ctx: JobContext, payload: str) -> str:
+        with runs.run(payload, ctx.repo):
+            return payload.upper()
+
+    return sched, runs, release
+
+
+def test_global_priority_picks_the_most_urgent_then_the_oldest() -> None:
+    sched, runs, release = _blocking_scheduler(workers=1)
+    with sched:
+        try:
+            sched.submit("block")
+            assert runs.started("block").wait(WAIT)
+            submitted = [("p10", 10), ("p5-first", 5), ("p1", 1), ("p5-second", 5)]
+            handles = [sched.submit("job", label, priority=p) for label, p in submitted]
+            settle(sched)  # all four are in the ready queue before the worker frees up
+        finally:
+            release.set()
+        assert [h.result(timeout=WAIT) for h in handles] == [
+            label.upper() for label, _ in submitted
+        ]
+    assert runs.order == ["block", "p1", "p5-first", "p5-second", "p10"]
+
+
+def test_named_priorities_order_like_their_numbers() -> None:
+    sched, runs, release = _blocking_scheduler(workers=1)
+    with sched:
+        try:
+            sched.submit("block")
+            assert runs.started("block").wait(WAIT)
+            handles = [
+                sched.submit("job", "best-effort", priority=Priority.BEST_EFFORT),
+                sched.submit("job", "default"),
+                sched.submit("job", "blocking", priority=Priority.USER_BLOCKING),
+            ]
+            settle(sched)
+        finally:
+            release.set()
+        for h in handles:
+            h.result(timeout=WAIT)
+        assert [sched.job(h.id).priority for h in handles] == [10, 5, 1]
+    assert runs.order == ["block", "blocking", "default", "best-effort"]
+
+
+def test_jobs_of_one_repo_start_in_priority_then_submission_order() -> None:
+    # Several free workers, yet the repo's jobs run one by one, best priority first.
+    sched, runs, release = _blocking_scheduler(workers=3)
+    priorities = [5, 1, 10, 1, 5, 3, 10, 2]
+    with sched:
+        try:
+            sched.submit("block", repo="r")
+            assert runs.started("block").wait(WAIT)
+            handles = [
+                sched.submit("job", f"j{i}", repo="r", priority=p)
+                for i, p in enumerate(priorities)
+            ]
+            assert all(h.status is JobStatus.PENDING for h in handles)
+        finally:
+            release.set()
+        for h in handles:
+            h.result(timeout=WAIT)
+    expected = [f"j{i}" for _, i in sorted((p, i) for i, p in enumerate(priorities))]
+    assert runs.order == ["block", *expected]
+    assert runs.max_active("r") == 1
+    assert runs.overlaps() == []
+
+
+def test_priority_order_holds_per_repo_while_other_repos_run_alongside() -> None:
+    sched, runs, release = _blocking_scheduler(workers=4)
+    with sched:
+        try:
+            for repo in ("x", "y"):
+                sched.submit("block", repo=repo)
+            handles = []
+            for repo in ("x", "y"):
+                handles += [
+                    sched.submit("job", f"{repo}{p}", repo=repo, priority=p) for p in (9, 2, 6)
+                ]
+        finally:
+            release.set()
+        for h in handles:
+            h.result(timeout=WAIT)
+    for repo in ("x", "y"):
+        assert [label for label in runs.order if label.startswith(repo)] == [
+            f"{repo}2", f"{repo}6", f"{repo}9",
+        ]
+    assert runs.overlaps() == []
+
+
+@pytest.mark.parametrize("priority", [0, 11, -1, 5.0, "1", True, None])
+def test_priority_out_of_range_is_rejected(priority: object) -> None:
+    sched, _, _ = _blocking_scheduler(workers=1)
+    with sched:
+        with pytest.raises(InvalidArgument):
+            sched.submit("job", "x", priority=priority)  # type: ignore[arg-type]
+        assert sched.stats().submitted == 0

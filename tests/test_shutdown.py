@@ -1,0 +1,367 @@
+"""Tests for shutdown (rule 9): graceful, forceful, and what keeps answering after."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from actors import (
+    CancelResult,
+    JobCancelled,
+    JobHandle,
+    JobNotFound,
+    JobStatus,
+    ManualClock,
+    RetryPolicy,
+    Scheduler,
+    SchedulerClosed,
+)
+
+
+def _postroom_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("postroom-") and t.is_alive()}
+
+
+class Probe:
+    """Handlers whose runs the tests can observe and steer."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.calls = Counter[str]()
+        self.started = threading.Event()
+        self.saw_cancel = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+        @sched.handler("work")
+        def work(ctx, payload):
+            time.sleep(0.005)  # simulated work
+            with self._lock:
+                self.calls[str(payload)] += 1
+            return payload
+
+        @sched.handler("until_cancelled")
+        def until_cancelled(ctx, payload):
+            self.started.set()
+            if ctx.wait(30):
+                self.saw_cancel.set()
+            return "finished"
+
+        @sched.handler("block")
+        def block(ctx, payload):
+            self.started.set()
+            assert self.release.wait(10)
+            return "released"
+
+
+# --- graceful -----------------------------------------------------------------------
+
+
+def test_graceful_shutdown_finishes_queued_and_running_jobs() -> None:
+    before = _postroom_threads()
+    sched = Scheduler(workers=2)
+    probe = Probe(sched)
+    sched.start()
+    handles = [sched.submit("work", i, repo=f"r{i % 3}" if i % 2 else None) for i in range(30)]
+    sched.shutdown(graceful=True, timeout=10)
+
+    assert all(h.done() for h in handles)
+    assert [h.result(timeout=0) for h in handles] == list(range(30))
+    assert sum(probe.calls.values()) == 30
+    assert not sched.running
+    assert _postroom_threads() - before == set()
+    stats = sched.stats()
+    assert stats.completed == 30
+    assert stats.cancelled == 0
+
+
+def test_graceful_shutdown_waits_for_a_running_job() -> None:
+    sched = Scheduler(workers=1)
+    probe = Probe(sched)
+    sched.start()
+    handle = sched.submit("block")
+    assert probe.started.wait(10)
+    stopper = threading.Thread(target=sched.shutdown, kwargs={"timeout": 10})
+    stopper.start()
+    stopper.join(0.1)
+    assert stopper.is_alive()  # waiting for the job
+    assert not handle.done()
+    with pytest.raises(SchedulerClosed):
+        sched.submit("work", 1)
+    probe.release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert handle.result(timeout=0) == "released"
+
+
+def test_graceful_shutdown_past_its_timeout_cancels_what_is_left() -> None:
+    clock = ManualClock()
+    sched = Scheduler(workers=1, clock=clock)
+    probe = Probe(sched)
+    sched.start()
+    running = sched.submit("until_cancelled")
+    assert probe.started.wait(10)
+    queued = [sched.submit("work", i) for i in range(5)]
+    in_repo = sched.submit("work", "repo", repo="r")
+    delayed = sched.submit("work", "delayed", delay=1000)
+    t0 = time.monotonic()
+    sched.shutdown(graceful=True, timeout=0.2)
+    assert time.monotonic() - t0 < 15
+
+    assert probe.saw_cancel.is_set()
+    for h in [running, *queued, in_repo, delayed]:
+        assert h.done()
+        with pytest.raises(JobCancelled):
+            h.result(timeout=0)
+    assert not probe.calls
+    stats = sched.stats()
+    assert stats.cancelled == 8
+    assert stats.completed == 0
+    assert stats.running == 0
+    assert stats.pending == 0
+
+
+# --- forceful ------------------------------------------------------------------------
+
+
+def test_forceful_shutdown_cancels_at_once() -> None:
+    sched = Scheduler(workers=1)
+    probe = Probe(sched)
+    sched.start()
+    running = sched.submit("until_cancelled")
+    assert probe.started.wait(10)
+    queued = [sched.submit("work", i, repo="r") for i in range(10)]
+    t0 = time.monotonic()
+    sched.shutdown(graceful=False)
+    # Well under the 30 s the running handler would otherwise wait.
+    assert time.monotonic() - t0 < 15
+    assert probe.saw_cancel.is_set()
+    assert running.status is JobStatus.CANCELLED
+    assert all(h.status is JobStatus.CANCELLED for h in queued)
+    assert not probe.calls
+    assert sched.stats().cancelled == 11
+
+
+def test_with_block_left_by_an_exception_cancels() -> None:
+    sched = Scheduler(workers=1)
+    probe = Probe(sched)
+    handles: list[JobHandle] = []
+    with pytest.raises(RuntimeError, match="caller failed"), sched:
+        handles.append(sched.submit("until_cancelled"))
+        assert probe.started.wait(10)
+        handles.append(sched.submit("work", "queued"))
+        raise RuntimeError("caller failed")
+    assert probe.saw_cancel.is_set()
+    assert [h.status for h in handles] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
+    assert not probe.calls
+    assert not sched.running
+
+
+def test_with_block_left_normally_is_graceful() -> None:
+    sched = Scheduler(workers=1)
+    probe = Probe(sched)
+    with sched:
+        handles = [sched.submit("work", i) for i in range(10)]
+    assert [h.result(timeout=0) for h in handles] == list(range(10))
+    assert sum(probe.calls.values()) == 10
+
+
+# --- closed means closed ---------------------------------------------------------------
+
+
+def test_submit_before_start_raises_scheduler_closed() -> None:
+    sched = Scheduler(workers=1)
+    Probe(sched)
+    with pytest.raises(SchedulerClosed):
+        sched.submit("work", 1)
+    assert not sched.running
+    # It can still start and work afterwards.
+    with sched:
+        assert sched.submit("work", 2).result(timeout=10) == 2
+
+
+def test_submit_after_shutdown_raises_scheduler_closed() -> None:
+    sched = Scheduler(workers=1)
+    Probe(sched)
+    with sched:
+        sched.submit("work", 1).result(timeout=10)
+    with pytest.raises(SchedulerClosed):
+        sched.submit("work", 2)
+    with pytest.raises(SchedulerClosed):
+        sched.resize(2)
+    with pytest.raises(SchedulerClosed):
+        sched.start()
+
+
+def test_shutdown_twice_is_harmless() -> None:
+    sched = Scheduler(workers=1)
+    Probe(sched)
+    sched.start()
+    h = sched.submit("work", 1)
+    sched.shutdown()
+    stats = sched.stats()
+    sched.shutdown()
+    sched.shutdown(graceful=False)
+    assert h.result(timeout=0) == 1
+    assert sched.stats() == stats
+
+
+def test_shutdown_of_a_never_started_scheduler() -> None:
+    before = _postroom_threads()
+    sched = Scheduler(workers=3)
+    Probe(sched)
+    sched.shutdown()
+    sched.shutdown(graceful=False)
+    assert not sched.running
+    with pytest.raises(SchedulerClosed):
+        sched.submit("work", 1)
+    with pytest.raises(SchedulerClosed):
+        sched.start()
+    stats = sched.stats()
+    assert stats.submitted == 0
+    assert stats.workers == 3
+    assert _postroom_threads() - before == set()
+
+
+# --- answers after shutdown ----------------------------------------------------------
+
+
+def test_stats_and_job_keep_answering_after_shutdown() -> None:
+    clock = ManualClock()
+    sched = Scheduler(workers=2, clock=clock)
+    Probe(sched)
+
+    @sched.handler("bad")
+    def bad(ctx, payload):
+        raise ValueError("bad")
+
+    sched.start()
+    ok = [sched.submit("work", i) for i in range(4)]
+    failed = sched.submit("bad")
+    for h in ok:
+        h.result(timeout=10)
+    failed.wait(10)
+    left = sched.submit("work", "left", delay=100)
+    sched.shutdown(graceful=False)
+
+    stats = sched.stats()
+    assert (stats.submitted, stats.completed, stats.failed, stats.cancelled) == (6, 4, 1, 1)
+    assert stats.running == 0
+    assert stats.pending == 0
+    assert sched.stats() == stats
+    assert sched.job(ok[0].id).status is JobStatus.COMPLETED
+    assert sched.job(ok[0].id).result == 0
+    assert sched.job(failed.id).status is JobStatus.FAILED
+    assert sched.job(left.id).status is JobStatus.CANCELLED
+    assert left.info().error is not None
+    # Cancelling after shutdown is harmless too, and still knows its jobs.
+    assert sched.cancel(ok[0].id) is CancelResult.ALREADY_FINISHED
+    assert left.cancel() is CancelResult.ALREADY_FINISHED
+    with pytest.raises(JobNotFound):
+        sched.cancel("no-such-job")
+    with pytest.raises(JobNotFound):
+        sched.job("no-such-job")
+
+
+def test_no_thread_is_left_behind() -> None:
+    before = _postroom_threads()
+    sched = Scheduler(workers=4)
+    probe = Probe(sched)
+    sched.start()
+    during = _postroom_threads() - before
+    assert during  # the actors run on postroom threads
+    running = sched.submit("until_cancelled")
+    assert probe.started.wait(10)
+    for i in range(20):
+        sched.submit("work", i, repo=f"r{i}")
+    sched.resize(8)
+    sched.shutdown(graceful=False)
+    assert running.done()
+    assert _postroom_threads() - before == set()
+
+
+def test_waiting_submitter_is_released_by_graceful_shutdown() -> None:
+    sched = Scheduler(workers=1, max_pending=1, on_full="wait")
+    probe = Probe(sched)
+    errors: list[BaseException] = []
+
+    def submit_waiting() -> None:
+        try:
+            sched.submit("work", "never")
+        except BaseException as exc:
+            errors.append(exc)
+
+    sched.start()
+    first = sched.submit("block")
+    assert probe.started.wait(10)
+    submitter = threading.Thread(target=submit_waiting)
+    submitter.start()
+    submitter.join(0.1)
+    assert submitter.is_alive()
+    stopper = threading.Thread(target=sched.shutdown, kwargs={"timeout": 10})
+    stopper.start()
+    # Stopping accepting releases the waiting submitter before the running job ends.
+    submitter.join(5)
+    assert not submitter.is_alive()
+    assert not first.done()
+    probe.release.set()
+    stopper.join(10)
+    assert [type(e) for e in errors] == [SchedulerClosed]
+    assert first.result(timeout=0) == "released"
+    assert "never" not in probe.calls
+
+
+def test_graceful_shutdown_lets_retries_finish() -> None:
+    sched = Scheduler(workers=2)
+    attempts: list[int] = []
+
+    @sched.handler("flaky", max_retries=3, retry=RetryPolicy.fixed(0.01))
+    def flaky(ctx, payload):
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise RuntimeError("not yet")
+        return "third time"
+
+    sched.start()
+    handle = sched.submit("flaky", repo="r")
+    sched.shutdown(graceful=True, timeout=10)
+    assert handle.result(timeout=0) == "third time"
+    assert attempts == [1, 2, 3]
+    assert sched.stats().retried == 2
+
+
+def test_graceful_shutdown_cancels_a_job_stuck_in_backoff() -> None:
+    clock = ManualClock()  # never advanced: the retry never comes due
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("flaky", max_retries=3, retry=RetryPolicy.fixed(100))
+    def flaky(ctx, payload):
+        raise RuntimeError("later")
+
+    sched.start()
+    handle = sched.submit("flaky", repo="r")
+    sched.shutdown(graceful=True, timeout=0.2)
+    with pytest.raises(JobCancelled) as caught:
+        handle.result(timeout=0)
+    assert caught.value.error is not None
+    assert caught.value.error.type == "postroom.JobCancelled"
+    assert handle.info().attempts == 1
+
+
+def test_cancel_during_graceful_shutdown_ends_the_wait() -> None:
+    sched = Scheduler(workers=1)
+    probe = Probe(sched)
+    sched.start()
+    handle = sched.submit("until_cancelled")
+    assert probe.started.wait(10)
+    stopper = threading.Thread(target=sched.shutdown, kwargs={"timeout": 30})
+    stopper.start()
+    stopper.join(0.1)
+    assert stopper.is_alive()
+    assert handle.cancel() is CancelResult.SIGNALLED
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert probe.saw_cancel.is_set()
+    assert handle.status is JobStatus.CANCELLED

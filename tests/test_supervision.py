@@ -1,0 +1,322 @@
+"""Tests for supervision: postroom bugs fail loudly, handler errors never crash actors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import actors._repo_lock
+import actors._scheduler
+import actors._worker
+from actors import (
+    JobFailed,
+    JobStatus,
+    Scheduler,
+    SchedulerClosed,
+)
+
+
+def _postroom_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("postroom-") and t.is_alive()}
+
+
+def _crash_worker_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """Make `Worker._run` raise (a postroom bug) for jobs whose payload is ``marker``."""
+    original = actors._worker.Worker._run
+
+    def run(self: Any, job: Any, deadline: Any) -> Any:
+        if job.payload == marker:
+            raise RuntimeError(f"worker bug on {marker}")
+        return original(self, job, deadline)
+
+    monkeypatch.setattr(actors._worker.Worker, "_run", run)
+
+
+def _work_scheduler(**options: Any) -> tuple[Scheduler, Counter[str]]:
+    sched = Scheduler(**options)
+    calls = Counter[str]()
+    lock = threading.Lock()
+
+    @sched.handler("work", max_retries=3)
+    def work(ctx, payload):
+        with lock:
+            calls[str(payload)] += 1
+        return payload
+
+    return sched, calls
+
+
+# --- an actor bug: the scheduler fails loudly ------------------------------------------
+
+
+def _crash_via_repo_lock(monkeypatch: pytest.MonkeyPatch, sched: Scheduler) -> None:
+    """Make the next job with a repo crash its RepoLock (a postroom bug)."""
+
+    def broken_enqueue(self: Any, job: Any) -> None:
+        raise RuntimeError("repo lock bug")
+
+    monkeypatch.setattr(actors._repo_lock.RepoLock, "_enqueue", broken_enqueue)
+
+
+def _crashing_scheduler() -> tuple[Scheduler, threading.Event, threading.Event]:
+    sched = Scheduler(workers=2)
+    started, release = threading.Event(), threading.Event()
+
+    @sched.handler("block")
+    def block(ctx, payload):
+        started.set()
+        release.wait(10)
+        return "late"
+
+    @sched.handler("work")
+    def work(ctx, payload):
+        return payload
+
+    return sched, started, release
+
+
+def test_repo_lock_bug_crashes_the_scheduler_and_resolves_every_handle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sched, started, release = _crashing_scheduler()
+    sched.start()
+    try:
+        running = sched.submit("block")
+        assert started.wait(10)
+        _crash_via_repo_lock(monkeypatch, sched)
+        victim = sched.submit("work", "v", repo="r")
+        for handle in (victim, running):
+            with pytest.raises(JobFailed) as caught:
+                handle.result(timeout=10)
+            assert caught.value.error is not None
+            assert caught.value.error.type == "postroom.SchedulerCrashed"
+            assert handle.status is JobStatus.FAILED
+        assert not sched.running
+        with pytest.raises(SchedulerClosed):
+            sched.submit("work", "after")
+    finally:
+        release.set()
+        sched.shutdown()
+    # Still answers after the crash.
+    assert sched.job(victim.id).status is JobStatus.FAILED
+    sched.shutdown()
+
+
+def test_shutdown_after_a_repo_lock_crash_joins_every_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _postroom_threads()
+    sched, _started, _release = _crashing_scheduler()
+    sched.start()
+    try:
+        _crash_via_repo_lock(monkeypatch, sched)
+        victim = sched.submit("work", "v", repo="r")
+        assert victim.wait(10)
+        assert victim.status is JobStatus.FAILED
+        sched.shutdown()
+        assert _postroom_threads() - before == set()
+    finally:
+        sched.shutdown()  # harmless if already done
+
+
+@pytest.mark.xfail(
+    reason="BUG: after a crash, stats() waits out the ask timeout (10 s) on every "
+    "call, then answers an all-zero Stats: no final snapshot is kept",
+    raises=AssertionError,
+    strict=True,
+)
+def test_stats_keep_the_final_figures_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A short ask timeout keeps the test fast; a correct answer needs no ask at all.
+    monkeypatch.setattr(actors._scheduler, "_ASK_TIMEOUT", 1.0, raising=False)
+    sched, _started, _release = _crashing_scheduler()
+    sched.start()
+    try:
+        for i in range(5):
+            assert sched.submit("work", i).result(timeout=10) == i
+        assert sched.stats().completed == 5
+        _crash_via_repo_lock(monkeypatch, sched)
+        victim = sched.submit("work", "v", repo="r")
+        assert victim.wait(10)
+        assert not sched.running
+    finally:
+        sched.shutdown()
+    t0 = time.monotonic()
+    stats = sched.stats()
+    assert time.monotonic() - t0 < 0.9  # answered, not timed out
+    assert stats.submitted == 6
+    assert stats.completed == 5
+    # The crashed job is resolved (failed), so it is counted as finished.
+    assert stats.finished == 6
+
+
+def test_worker_bug_fails_that_job_and_replaces_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _crash_worker_on(monkeypatch, "boom")
+    sched, calls = _work_scheduler(workers=2)
+    with sched:
+        bad = sched.submit("work", "boom", repo="r")
+        with pytest.raises(JobFailed) as caught:
+            bad.result(timeout=10)
+        assert caught.value.error is not None
+        assert caught.value.error.type == "postroom.WorkerCrashed"
+        assert "worker bug on boom" in caught.value.error.message
+        # Not retried, though the handler allows 3 retries.
+        assert bad.info().attempts == 1
+        # The repo is released and the pool is whole again.
+        assert sched.submit("work", "next", repo="r").result(timeout=10) == "next"
+        assert sched.stats().workers == 2
+        barrier = threading.Barrier(2, timeout=10)
+
+        @sched.handler("meet")
+        def meet(ctx, payload):
+            return barrier.wait()
+
+        pair = [sched.submit("meet") for _ in range(2)]
+        assert sorted(h.result(timeout=10) for h in pair) == [0, 1]
+        handles = [sched.submit("work", i) for i in range(20)]
+        assert [h.result(timeout=10) for h in handles] == list(range(20))
+        assert sched.running
+    assert "boom" not in calls
+
+
+def test_too_many_worker_crashes_crash_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    _crash_worker_on(monkeypatch, "boom")
+    sched, _calls = _work_scheduler(workers=1, restart_limit=2, restart_window=60.0)
+    sched.start()
+    try:
+        for _ in range(2):
+            with pytest.raises(JobFailed) as caught:
+                sched.submit("work", "boom").result(timeout=10)
+            assert caught.value.error is not None
+            assert caught.value.error.type == "postroom.WorkerCrashed"
+        assert sched.running
+        last = sched.submit("work", "boom")
+        with pytest.raises(JobFailed) as caught:
+            last.result(timeout=10)
+        assert caught.value.error is not None
+        assert caught.value.error.type == "postroom.SchedulerCrashed"
+        assert not sched.running
+        with pytest.raises(SchedulerClosed):
+            sched.submit("work", "after")
+    finally:
+        sched.shutdown()
+
+
+def test_shutdown_after_too_many_worker_crashes_joins_every_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _postroom_threads()
+    _crash_worker_on(monkeypatch, "boom")
+    sched, _calls = _work_scheduler(workers=2, restart_limit=0)
+    sched.start()
+    try:
+        handle = sched.submit("work", "boom")
+        assert handle.wait(10)
+        assert handle.info().error.type == "postroom.SchedulerCrashed"  # type: ignore[union-attr]
+        sched.shutdown()
+        assert _postroom_threads() - before == set()
+    finally:
+        sched.shutdown()  # harmless if already done
+
+
+def test_crashes_outside_the_window_are_forgiven(monkeypatch: pytest.MonkeyPatch) -> None:
+    _crash_worker_on(monkeypatch, "boom")
+    sched, _calls = _work_scheduler(workers=1, restart_limit=1, restart_window=0.2)
+    with sched:
+        for _ in range(3):
+            with pytest.raises(JobFailed) as caught:
+                sched.submit("work", "boom").result(timeout=10)
+            assert caught.value.error is not None
+            assert caught.value.error.type == "postroom.WorkerCrashed"
+            # The crash was counted before the handle resolved; let the restart
+            # window (real time, by design) pass it by.
+            time.sleep(0.25)
+        assert sched.running
+        assert sched.submit("work", "ok").result(timeout=10) == "ok"
+
+
+def test_crash_of_a_scheduler_with_many_waiting_jobs_resolves_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sched = Scheduler(workers=1)
+    started, release = threading.Event(), threading.Event()
+
+    @sched.handler("block")
+    def block(ctx, payload):
+        started.set()
+        release.wait(10)
+
+    @sched.handler("work")
+    def work(ctx, payload):
+        return payload
+
+    sched.start()
+    try:
+        handles = [sched.submit("block")]
+        assert started.wait(10)
+        handles += [sched.submit("work", i) for i in range(30)]
+        handles += [sched.submit("work", i, delay=60) for i in range(5)]
+        monkeypatch.setattr(
+            actors._repo_lock.RepoLock,
+            "_enqueue",
+            lambda self, job: (_ for _ in ()).throw(RuntimeError("bug")),
+        )
+        handles.append(sched.submit("work", "v", repo="r"))
+        assert all(h.wait(10) for h in handles)
+        assert {h.status for h in handles} == {JobStatus.FAILED}
+        assert {h.info().error.type for h in handles} == {"postroom.SchedulerCrashed"}  # type: ignore[union-attr]
+    finally:
+        release.set()
+        sched.shutdown()
+
+
+# --- handler errors are the job's, never the actor's ------------------------------------
+
+
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_base_exceptions_from_a_handler_fail_the_job_only(error: type[BaseException]) -> None:
+    sched = Scheduler(workers=1)
+    calls = Counter[str]()
+
+    @sched.handler("exit", max_retries=3)
+    def exit_(ctx, payload):
+        calls["exit"] += 1
+        raise error("from handler")
+
+    @sched.handler("work")
+    def work(ctx, payload):
+        return payload
+
+    with sched:
+        handle = sched.submit("exit", repo="r")
+        with pytest.raises(JobFailed) as caught:
+            handle.result(timeout=10)
+        assert caught.value.error is not None
+        assert caught.value.error.type == error.__name__
+        assert isinstance(caught.value.__cause__, error)
+        assert calls["exit"] == 1  # not retried
+        assert sched.running
+        assert sched.submit("work", 1, repo="r").result(timeout=10) == 1
+        assert sched.stats().workers == 1
+    assert sched.stats().retried == 0
+
+
+def test_handler_errors_do_not_count_as_worker_crashes() -> None:
+    sched = Scheduler(workers=1, restart_limit=0)
+
+    @sched.handler("bad")
+    def bad(ctx, payload):
+        raise RuntimeError("handler error")
+
+    with sched:
+        for _ in range(5):
+            with pytest.raises(JobFailed) as caught:
+                sched.submit("bad").result(timeout=10)
+            assert caught.value.error is not None
+            assert caught.value.error.type == "RuntimeError"
+        assert sched.running

@@ -1,0 +1,223 @@
+"""Timers (rule 11): nothing delayed starts or fires before its due time."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors import JobContext, JobStatus, ManualClock, MonotonicClock, Scheduler
+from actors._timer import Timer
+from actors.messages import After, CancelTimer, Fire, Forget
+from tests.helpers import WAIT, Collector, Runs, barrier, collector, quiet
+
+# --- delayed jobs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("repo", "mode"),
+    [(None, "ordered"), ("r", "ordered"), ("r", "mutex")],
+    ids=["no-repo", "ordered-repo", "mutex-repo"],
+)
+def test_a_delayed_job_does_not_start_before_its_due_time(repo: str | None, mode: str) -> None:
+    clock = ManualClock(start=100.0)
+    runs = Runs()
+    sched = Scheduler(workers=2, clock=clock, repo_mode=mode)  # type: ignore[arg-type]
+
+    @sched.handler("job")
+    def job(ctx: JobContext, payload: str) -> float:
+        with runs.run(payload, ctx.repo):
+            return clock.now()
+
+    with sched:
+        h = sched.submit("job", "delayed", repo=repo, delay=10)
+        assert h.status is JobStatus.SCHEDULED
+        assert sched.job(h.id).status is JobStatus.SCHEDULED
+        clock.advance(9.99)
+        assert quiet(runs.started("delayed"))
+        assert h.status is JobStatus.SCHEDULED
+        clock.advance(0.02)
+        started_at = h.result(timeout=WAIT)
+    assert started_at >= 110.0
+    assert h.info().attempts == 1
+
+
+def test_delayed_jobs_start_one_by_one_as_their_times_come() -> None:
+    clock = ManualClock()
+    runs = Runs()
+    sched = Scheduler(workers=2, clock=clock)
+
+    @sched.handler("job")
+    def job(ctx: JobContext, payload: str) -> float:
+        with runs.run(payload):
+            return clock.now()
+
+    with sched:
+        delays = {"three": 3, "one": 1, "two": 2}
+        handles = {label: sched.submit("job", label, delay=d) for label, d in delays.items()}
+        assert quiet(runs.started("one"))
+        for now, label in [(1, "one"), (2, "two"), (3, "three")]:
+            clock.advance(1)
+            assert handles[label].result(timeout=WAIT) == now
+            later = [other for other, d in delays.items() if d > now]
+            assert all(handles[other].status is JobStatus.SCHEDULED for other in later)
+    assert runs.order == ["one", "two", "three"]
+
+
+def test_a_zero_delay_runs_at_once() -> None:
+    clock = ManualClock()
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("job")
+    def job(ctx: JobContext, payload: int) -> int:
+        return payload + 1
+
+    with sched:
+        h = sched.submit("job", 1, delay=0)
+        assert h.result(timeout=WAIT) == 2
+
+
+def test_a_delayed_job_can_be_cancelled_before_it_is_due() -> None:
+    clock = ManualClock()
+    runs = Runs()
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("job")
+    def job(ctx: JobContext, payload: str) -> str:
+        with runs.run(payload):
+            return payload
+
+    with sched:
+        cancelled = sched.submit("job", "cancelled", delay=5)
+        kept = sched.submit("job", "kept", delay=5)
+        assert cancelled.cancel() == "cancelled"
+        clock.advance(5)
+        assert kept.result(timeout=WAIT) == "kept"
+        assert cancelled.status is JobStatus.CANCELLED
+    assert runs.order == ["kept"]
+
+
+# --- the Timer actor ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def timer() -> Iterator[tuple[Any, Any, queue.Queue[Any], ManualClock]]:
+    """A Timer on a manual clock, firing at a collector: (timer, target, fires, clock)."""
+    clock = ManualClock()
+    with collector() as (target, fires):
+        spawned = Timer.spawn(clock, target)
+        try:
+            yield spawned.ref, target, fires, clock
+        finally:
+            spawned.ref.stop(block=True, timeout=WAIT)
+            spawned.thread.join(WAIT)
+
+
+def _drain(fires: queue.Queue[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(fires.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def test_timer_fires_in_due_order_never_early_and_never_a_cancelled_token(
+    timer: tuple[Any, Any, queue.Queue[Any], ManualClock],
+) -> None:
+    ref, target, fires, clock = timer
+    for token, due, key in [(1, 5.0, "a"), (2, 3.0, "b"), (3, 4.0, "c"), (4, 4.5, "d")]:
+        ref.tell(After(token, due, "start", key))
+    ref.tell(CancelTimer(3))
+    barrier(ref)
+    assert ref.proxy().pending.get(timeout=WAIT) == 3
+
+    clock.advance(2.9)
+    barrier(ref)
+    barrier(target)
+    with pytest.raises(queue.Empty):
+        fires.get(timeout=0.05)
+
+    clock.advance(7.1)  # everything is due at once: they fire earliest first
+    got = [fires.get(timeout=WAIT) for _ in range(3)]
+    assert got == [Fire(2, "start", "b"), Fire(4, "start", "d"), Fire(1, "start", "a")]
+    barrier(ref)
+    barrier(target)
+    assert _drain(fires) == []
+    assert ref.proxy().pending.get(timeout=WAIT) == 0
+
+
+def test_timer_fires_each_entry_only_once_its_due_time_is_reached(
+    timer: tuple[Any, Any, queue.Queue[Any], ManualClock],
+) -> None:
+    ref, target, fires, clock = timer
+    ref.tell(After(1, 1.0, "retry", "x"))
+    ref.tell(After(2, 2.0, "deadline", "y", attempt=3))
+    barrier(ref)
+    clock.advance(0.999)
+    barrier(ref)
+    barrier(target)
+    assert _drain(fires) == []
+    clock.advance(0.001)
+    assert fires.get(timeout=WAIT) == Fire(1, "retry", "x")
+    barrier(ref)
+    barrier(target)
+    assert _drain(fires) == []
+    clock.advance(1)
+    assert fires.get(timeout=WAIT) == Fire(2, "deadline", "y", 3)
+
+
+def test_timer_fires_an_entry_that_is_already_due_at_once(
+    timer: tuple[Any, Any, queue.Queue[Any], ManualClock],
+) -> None:
+    ref, _, fires, clock = timer
+    clock.advance(50)
+    ref.tell(After(9, 10.0, "tick", "repo"))
+    assert fires.get(timeout=WAIT) == Fire(9, "tick", "repo")
+
+
+def test_timer_forget_drops_every_entry(
+    timer: tuple[Any, Any, queue.Queue[Any], ManualClock],
+) -> None:
+    ref, target, fires, clock = timer
+    ref.tell(After(1, 1.0, "start", "a"))
+    ref.tell(After(2, 2.0, "start", "b"))
+    ref.tell(Forget())
+    ref.tell(After(3, 3.0, "start", "c"))
+    barrier(ref)
+    clock.advance(10)
+    assert fires.get(timeout=WAIT) == Fire(3, "start", "c")
+    barrier(ref)
+    barrier(target)
+    assert _drain(fires) == []
+
+
+class _Stamped(queue.Queue[Any]):
+    """A queue that notes the clock time each item arrives at."""
+
+    def __init__(self, clock: MonotonicClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put((self.clock.now(), item), block, timeout)
+
+
+def test_timer_on_real_time_never_fires_before_the_due_time() -> None:
+    clock = MonotonicClock()
+    fires = _Stamped(clock)
+    spawned_target = Collector.spawn(fires)
+    spawned = Timer.spawn(clock, spawned_target.ref)
+    try:
+        due = {token: clock.now() + 0.02 * token for token in (3, 1, 2)}
+        for token, at in due.items():
+            spawned.ref.tell(After(token, at, "start", str(token)))
+        got = [fires.get(timeout=WAIT) for _ in range(3)]
+    finally:
+        for actor in (spawned, spawned_target):
+            actor.ref.stop(block=True, timeout=WAIT)
+            actor.thread.join(WAIT)
+    assert [fire.token for _, fire in got] == [1, 2, 3]
+    assert all(received_at >= due[fire.token] for received_at, fire in got)

@@ -1,0 +1,288 @@
+"""Tests for argument checking: typed errors at the boundary, nothing changed behind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors import (
+    InvalidArgument,
+    JobFailed,
+    NotSerializable,
+    QueueFull,
+    RetryPolicy,
+    Scheduler,
+    SchedulerClosed,
+    SchedulerError,
+    UnknownHandler,
+)
+from actors._json import MAX_DEPTH
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.fixture
+def sched() -> Iterator[Scheduler]:
+    """A running scheduler with an ``echo`` handler; after the check, a good job
+    must still run to completion on it."""
+    scheduler = Scheduler(workers=2)
+
+    @scheduler.handler("echo")
+    def echo(ctx, payload):
+        return payload
+
+    with scheduler:
+        yield scheduler
+        assert scheduler.running
+        good = {"ok": [1, 2.5, "x"]}
+        assert scheduler.submit("echo", good).result(timeout=10) == good
+
+
+def test_error_tree() -> None:
+    assert issubclass(InvalidArgument, SchedulerError)
+    assert issubclass(InvalidArgument, ValueError)
+    assert issubclass(InvalidArgument, TypeError)
+    assert issubclass(NotSerializable, InvalidArgument)
+    for error in (UnknownHandler, QueueFull, SchedulerClosed, JobFailed, NotSerializable):
+        assert issubclass(error, SchedulerError)
+
+
+def test_unknown_handler(sched: Scheduler) -> None:
+    with pytest.raises(UnknownHandler) as caught:
+        sched.submit("nope", {})
+    assert isinstance(caught.value, KeyError)
+    assert "nope" in str(caught.value)
+    with pytest.raises(UnknownHandler):
+        sched.submit(5, {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {1, 2},
+        object(),
+        b"bytes",
+        float("nan"),
+        float("inf"),
+        {"x": -math.inf},
+        {1: "int key"},
+        {"deep": {"er": [{(1, 2): "tuple key"}]}},
+        [1, {"a": {3}}],
+        _nested(MAX_DEPTH + 1),
+        _nested(1000),
+    ],
+    ids=[
+        "set",
+        "object",
+        "bytes",
+        "nan",
+        "inf",
+        "nested-inf",
+        "int-key",
+        "tuple-key",
+        "nested-set",
+        "too-deep",
+        "far-too-deep",
+    ],
+)
+def test_payload_not_json_able(sched: Scheduler, payload: Any) -> None:
+    before = sched.stats().submitted
+    with pytest.raises(NotSerializable) as caught:
+        sched.submit("echo", payload)
+    assert isinstance(caught.value, InvalidArgument)
+    assert sched.stats().submitted == before
+
+
+def test_payload_at_the_depth_limit_is_accepted(sched: Scheduler) -> None:
+    payload = _nested(MAX_DEPTH)
+    assert sched.submit("echo", payload).result(timeout=10) == payload
+
+
+def test_payload_is_copied_at_submit(sched: Scheduler) -> None:
+    payload = {"items": [1, 2], "t": (3, 4)}
+    handle = sched.submit("echo", payload)
+    payload["items"].append(99)
+    assert handle.result(timeout=10) == {"items": [1, 2], "t": [3, 4]}
+
+
+def test_result_not_json_able_fails_the_job_without_retry() -> None:
+    sched = Scheduler(workers=1)
+    calls: list[int] = []
+
+    @sched.handler("unjsonable", max_retries=3)
+    def unjsonable(ctx, payload):
+        calls.append(ctx.attempt)
+        return {"a set": {1, 2}}
+
+    @sched.handler("echo")
+    def echo(ctx, payload):
+        return payload
+
+    with sched:
+        handle = sched.submit("unjsonable")
+        with pytest.raises(JobFailed) as caught:
+            handle.result(timeout=10)
+        assert sched.submit("echo", 1).result(timeout=10) == 1
+    assert caught.value.error is not None
+    assert "NotSerializable" in caught.value.error.type
+    assert isinstance(caught.value.__cause__, NotSerializable)
+    assert calls == [1]
+    assert handle.info().attempts == 1
+
+
+@pytest.mark.parametrize("priority", [0, 11, -1, 5.0, True, "1", None])
+def test_bad_priority(sched: Scheduler, priority: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, priority=priority)
+
+
+@pytest.mark.parametrize("priority", [1, 5, 10])
+def test_good_priority(sched: Scheduler, priority: int) -> None:
+    assert sched.submit("echo", priority, priority=priority).result(timeout=10) == priority
+
+
+@pytest.mark.parametrize("delay", [-1, -0.001, math.nan, math.inf, "1", True])
+def test_bad_delay(sched: Scheduler, delay: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, delay=delay)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, math.nan, math.inf, "5"])
+def test_bad_timeout(sched: Scheduler, timeout: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, timeout=timeout)
+
+
+@pytest.mark.parametrize("max_retries", [-1, 1.5, "2", True])
+def test_bad_max_retries(sched: Scheduler, max_retries: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, max_retries=max_retries)
+
+
+@pytest.mark.parametrize("repo", ["", 5, b"r"])
+def test_bad_repo(sched: Scheduler, repo: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, repo=repo)
+
+
+@pytest.mark.parametrize("key", ["", 5])
+def test_bad_idempotency_key(sched: Scheduler, key: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, idempotency_key=key)
+
+
+@pytest.mark.parametrize("retry", ["fixed", 1.0, {"kind": "fixed"}])
+def test_bad_retry(sched: Scheduler, retry: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.submit("echo", 1, retry=retry)
+
+
+def test_good_options_together(sched: Scheduler) -> None:
+    handle = sched.submit(
+        "echo",
+        {"v": 1},
+        repo="r",
+        priority=1,
+        delay=0,
+        idempotency_key="unique-key",
+        max_retries=2,
+        timeout=5,
+        retry=RetryPolicy.fixed(0.01),
+    )
+    assert handle.result(timeout=10) == {"v": 1}
+
+
+@pytest.mark.parametrize("workers", [0, -1, 2.0, True, "2"])
+def test_bad_resize(sched: Scheduler, workers: Any) -> None:
+    before = sched.stats().workers
+    with pytest.raises(InvalidArgument):
+        sched.resize(workers)
+    assert sched.stats().workers == before
+
+
+def test_invalid_argument_is_value_and_type_error(sched: Scheduler) -> None:
+    with pytest.raises(ValueError):
+        sched.submit("echo", 1, priority=0)
+    with pytest.raises(TypeError):
+        sched.submit("echo", 1, priority="1")
+    with pytest.raises(SchedulerError):
+        sched.submit("echo", {1})
+
+
+def test_registering_a_name_twice(sched: Scheduler) -> None:
+    with pytest.raises(InvalidArgument):
+
+        @sched.handler("echo")
+        def echo_again(ctx, payload):
+            return "impostor"
+
+    # The first registration stays.
+    assert sched.submit("echo", "original").result(timeout=10) == "original"
+
+
+# --- the constructor and handler options (no running scheduler needed) ----------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"workers": 0},
+        {"workers": -2},
+        {"workers": 1.5},
+        {"on_full": "x"},
+        {"on_full": None},
+        {"repo_mode": "x"},
+        {"repo_modes": {"r": "x"}},
+        {"max_pending": 0},
+        {"full_timeout": -1},
+        {"restart_limit": -1},
+    ],
+    ids=repr,
+)
+def test_bad_scheduler_options(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        Scheduler(**options)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("", {}),
+        (5, {}),
+        ("h", {"max_retries": -1}),
+        ("h", {"max_retries": 1.5}),
+        ("h", {"timeout": 0}),
+        ("h", {"retry": "fixed"}),
+        ("h", {"throws": "ValueError"}),
+        ("h", {"throws": (ValueError, 3)}),
+    ],
+    ids=repr,
+)
+def test_bad_handler_options(name: Any, options: dict[str, Any]) -> None:
+    scheduler = Scheduler(workers=1)
+    with pytest.raises(InvalidArgument):
+        scheduler.register(name, lambda ctx, payload: None, **options)
+    # Nothing was registered: the name is still free.
+    if isinstance(name, str) and name:
+        scheduler.register(name, lambda ctx, payload: None)
+
+
+def test_handler_must_be_callable() -> None:
+    scheduler = Scheduler(workers=1)
+    with pytest.raises(InvalidArgument):
+        scheduler.register("h", "not callable")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [-1, math.nan, "1"])
+def test_bad_shutdown_timeout(sched: Scheduler, timeout: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        sched.shutdown(timeout=timeout)
+    assert sched.running  # nothing changed
