@@ -22,13 +22,14 @@ from actors import (
     Fatal,
     JobContext,
     JobHandle,
+    JobNotFound,
     JobStatus,
     ManualClock,
     RetryPolicy,
     Scheduler,
 )
 
-MODES = ("ok", "fail", "fail_once", "fatal", "hang")
+MODES = ("ok", "fail", "fail_once", "fatal", "hang", "gate")
 HANG_TIMEOUT = 5.0
 """Manual seconds a ``hang`` job may run before its deadline stops it."""
 
@@ -47,6 +48,7 @@ class Submitted:
     priority: int
     due: float
     """Clock time before which the job must not start."""
+    delay: float
     max_retries: int
     backoff: float
     key: str | None
@@ -77,6 +79,10 @@ class Run:
         self.trace: list[Event] = []
         self.jobs: dict[str, Submitted] = {}
         self.order: list[Submitted] = []
+        self.unfinished: list[JobHandle] = []
+        self.gate = threading.Event()
+        self.closing = False
+        self.gate_running = threading.Event()
         self.sched.start()
 
     def _record(self, event: Event) -> int:
@@ -91,6 +97,17 @@ class Run:
             if mode == "hang":
                 ctx.wait(30.0)  # until cancelled or past its deadline
                 return None
+            if mode == "gate":
+                # Hold the worker until the test opens the gate (or cancels us).
+                gate = self.gate
+                self.gate_running.set()
+                while not self.closing and not gate.wait(0.005):
+                    if ctx.cancelled:
+                        return None
+                return payload["n"]
+            if mode == "ok":
+                # A moment of real work, so that jobs queue up behind each other.
+                ctx.wait(0.002)
             if mode == "fail" or (mode == "fail_once" and ctx.attempt == 1):
                 raise RuntimeError(f"{mode} on attempt {ctx.attempt}")
             if mode == "fatal":
@@ -125,7 +142,7 @@ class Run:
         )
         new = handle.id not in self.jobs
         entry = Submitted(
-            index, n, handle, mode, repo, priority, due, max_retries, backoff, key, new
+            index, n, handle, mode, repo, priority, due, delay, max_retries, backoff, key, new
         )
         if new:
             self.jobs[handle.id] = entry
@@ -133,36 +150,76 @@ class Run:
         self.order.append(entry)
         return entry
 
+    def open_gate(self) -> None:
+        """Release the jobs waiting at the gate, once the Dispatcher has seen
+        every earlier submit (`stats` is answered after them: one mailbox)."""
+        self.sched.stats()
+        self._record(Event("open", ""))
+        gate, self.gate = self.gate, threading.Event()
+        gate.set()
+
     def cancel(self, entry: Submitted) -> CancelResult:
         result = entry.handle.cancel()
         self._record(Event("cancel", entry.handle.id, detail=result))
         return result
 
-    def finish(self, budget: float = 20.0) -> None:
-        """Move time on until every job is finished, then shut down."""
+    def finish(self, budget: float = 5.0) -> None:
+        """Move time on until every job is finished (or ``budget`` real seconds
+        passed), then shut down. Jobs still unfinished are kept in ``unfinished``."""
         deadline = time.monotonic() + budget
         pending = [e.handle for e in self.jobs.values() if not e.handle.done()]
         while pending and time.monotonic() < deadline:
+            self.open_gate()
             self.clock.advance(50.0)
             pending[0].wait(0.02)
             pending = [h for h in pending if not h.done()]
+        self.unfinished = pending
+        self.closing = True  # no gate holds a job any more
+        self.open_gate()
         self.sched.shutdown(graceful=True, timeout=5.0)
-        assert not pending, f"{len(pending)} job(s) never finished: {pending[:5]}"
 
 
-def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per block
-    """Assert rules 1, 2, 3, 4, 5, 7, 10 and 11 on a finished run."""
-    trace = run.trace
+@dataclass
+class Facts:
+    """The trace, indexed the ways the rules need it."""
+
+    run: Run
+    trace: list[Event]
+    jobs: dict[str, Submitted]
+    accepted: list[Submitted]
+    starts: dict[str, list[int]]
+    cancels: dict[str, list[tuple[int, CancelResult]]]
+
+
+def check_trace(run: Run) -> None:
+    """Assert rules 1, 2, 3, 4, 5, 7, 10 and 11 on a finished run.
+
+    Every rule is checked and every violation reported together, so a bug
+    shows all the rules it breaks, not only the first one looked at.
+    """
     starts: dict[str, list[int]] = defaultdict(list)  # job id -> trace indexes
     cancels: dict[str, list[tuple[int, CancelResult]]] = defaultdict(list)
-    for i, event in enumerate(trace):
+    for i, event in enumerate(run.trace):
         if event.kind == "start":
             starts[event.job_id].append(i)
         elif event.kind == "cancel":
             cancels[event.job_id].append((i, event.detail))
-    jobs = run.jobs
+    facts = Facts(run, run.trace, run.jobs, [e for e in run.order if e.new], starts, cancels)
+    failures = []
+    if run.unfinished:
+        unfinished = run.unfinished
+        failures.append(f"rule 5: {len(unfinished)} job(s) never finished: {unfinished[:5]}")
+    for rule in RULES:
+        try:
+            rule(facts)
+        except AssertionError as exc:
+            failures.append(str(exc).split("\n")[0])
+    assert not failures, "\n".join(failures)
 
-    # Rule 1: no two executions of one repo overlap.
+
+def rule_1(facts: Facts) -> None:
+    """Rule 1: no two executions of one repo overlap."""
+    trace = facts.trace
     running: dict[str, str] = {}
     for i, event in enumerate(trace):
         if event.repo is None or event.kind not in ("start", "end"):
@@ -177,7 +234,14 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
             assert running.get(event.repo) == event.job_id
             del running[event.repo]
 
-    # Rule 4: at most 1 + max_retries attempts, numbered 1, 2, ...; all counted.
+
+def rule_4(facts: Facts) -> None:
+    """Rule 4: at most 1 + max_retries attempts, numbered 1, 2, ...; all counted."""
+    trace = facts.trace
+    jobs = facts.jobs
+    run = facts.run
+    starts = facts.starts
+    cancels = facts.cancels
     for job_id, entry in jobs.items():
         attempts = [trace[i].attempt for i in starts[job_id]]
         assert attempts == list(range(1, len(attempts) + 1)), (
@@ -186,7 +250,10 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
         assert len(attempts) <= 1 + entry.max_retries, (
             f"rule 4: {job_id} ran {len(attempts)} times with max_retries={entry.max_retries}"
         )
-        info = run.sched.job(job_id)
+        try:
+            info = run.sched.job(job_id)
+        except JobNotFound:
+            raise AssertionError(f"rule 5: {job_id} vanished from the scheduler") from None
         assert info.attempts == len(attempts), (
             f"rule 4: {job_id} reports {info.attempts} attempts, ran {len(attempts)}"
         )
@@ -197,12 +264,18 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
                 "fail": 1 + entry.max_retries,
                 "fail_once": min(2, 1 + entry.max_retries),
                 "hang": 1 + entry.max_retries,
+                "gate": 1,
             }[entry.mode]
             assert len(attempts) == expected, (
                 f"rule 4: {entry.mode} job {job_id} ran {len(attempts)} times, expected {expected}"
             )
 
-    # Rule 5: exactly one terminal state, the handle resolved once, the right one.
+
+def rule_5(facts: Facts) -> None:
+    """Rule 5: exactly one terminal state, the handle resolved once, the right one."""
+    jobs = facts.jobs
+    run = facts.run
+    cancels = facts.cancels
     counts: dict[JobStatus, int] = defaultdict(int)
     for job_id, entry in jobs.items():
         handle = entry.handle
@@ -216,6 +289,7 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
                 "fail": JobStatus.FAILED,
                 "fatal": JobStatus.FAILED,
                 "hang": JobStatus.FAILED,
+                "gate": JobStatus.COMPLETED,
                 "fail_once": JobStatus.COMPLETED if entry.max_retries else JobStatus.FAILED,
             }[entry.mode]
             assert status is expected_status, f"rule 5: {entry.mode} job {job_id} ended {status}"
@@ -227,8 +301,12 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
     ), f"rule 5: stats {stats} disagree with handles {dict(counts)}"
     assert stats.submitted == len(jobs)
 
-    # Rule 7: a cancelled waiting job never starts afterwards; no attempt of a
-    # cancelled job starts after the cancel; a removed job ends cancelled.
+
+def rule_7(facts: Facts) -> None:
+    """Rule 7: no attempt starts after a cancel; a removed job ends cancelled."""
+    jobs = facts.jobs
+    starts = facts.starts
+    cancels = facts.cancels
     for job_id, cancelled in list(cancels.items()):
         if not cancelled:
             continue
@@ -238,7 +316,12 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
         if first_result is CancelResult.CANCELLED:
             assert jobs[job_id].handle.status is JobStatus.CANCELLED
 
-    # Rule 11: no job starts before it is due; no retry before its backoff.
+
+def rule_11(facts: Facts) -> None:
+    """Rule 11: no job starts before it is due; no retry before its backoff."""
+    trace = facts.trace
+    jobs = facts.jobs
+    starts = facts.starts
     for job_id, entry in jobs.items():
         indexes = starts[job_id]
         if indexes:
@@ -253,10 +336,15 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
             )
             assert trace[current].now >= ended + entry.backoff, f"rule 11: {job_id} retried early"
 
-    # Rule 2: within a repo, a job submitted earlier with a priority at least as
-    # good starts first (ordered mode: delays and retries keep their place), and
-    # once a job has started, the repo runs only its attempts until it ends.
-    accepted = [e for e in run.order if e.new]
+
+def rule_2(facts: Facts) -> None:
+    """Rule 2: in a repo, an earlier job at least as urgent starts first, and a
+    started job's attempts run back to back (ordered mode: delays and retries
+    keep their place)."""
+    trace = facts.trace
+    starts = facts.starts
+    cancels = facts.cancels
+    accepted = facts.accepted
     for later_pos, later in enumerate(accepted):
         if later.repo is None or not starts[later.handle.id]:
             continue
@@ -282,10 +370,16 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
             f"rule 2: attempts interleaved in {repo!r}: {blocks}"
         )
 
-    # Rule 3 (one worker): among ready jobs without repo or delay, a job submitted
-    # earlier with a priority at least as good starts first.
+
+def rule_3(facts: Facts) -> None:
+    """Rule 3 (one worker): of two ready jobs without repo or delay, the earlier
+    one starts first when it is at least as urgent."""
+    run = facts.run
+    starts = facts.starts
+    cancels = facts.cancels
+    accepted = facts.accepted
     if run.workers == 1:
-        plain = [e for e in accepted if e.repo is None and e.due == 0.0]
+        plain = [e for e in accepted if e.repo is None and e.delay == 0.0]
         for later_pos, later in enumerate(plain):
             if not starts[later.handle.id]:
                 continue
@@ -298,7 +392,14 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
                     f"{earlier.handle.id} (p{earlier.priority})"
                 )
 
-    # Rule 10: a key held by an unfinished or completed job returns that job.
+
+def rule_10(facts: Facts) -> None:
+    """Rule 10: a key held by an unfinished or completed job returns that job."""
+    trace = facts.trace
+    jobs = facts.jobs
+    run = facts.run
+    starts = facts.starts
+    cancels = facts.cancels
     holders: dict[str, Submitted] = {}
     for entry in run.order:
         if entry.key is None:
@@ -312,8 +413,11 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
                 assert holder.handle.status in (JobStatus.FAILED, JobStatus.CANCELLED), (
                     f"rule 10: key {entry.key!r} ran twice while {held} held it"
                 )
+                # The earliest the key can go: after the last attempt ended, or at
+                # a cancel that removed the job (a cancel of a job already over,
+                # or one that only signalled it, releases nothing).
                 moments = [i for i, e in enumerate(trace) if e.job_id == held and e.kind == "end"]
-                moments += [i for i, _ in cancels[held][:1]]
+                moments += [i for i, r in cancels[held] if r is CancelResult.CANCELLED]
                 assert moments and entry.index > max(moments), (
                     f"rule 10: key {entry.key!r} given to a new job while {held} was unfinished"
                 )
@@ -324,3 +428,45 @@ def check_trace(run: Run) -> None:  # noqa: PLR0912, PLR0915 - one rule per bloc
             )
     for job_id in jobs:
         assert len({trace[i].attempt for i in starts[job_id]}) == len(starts[job_id])
+
+
+def rule_3_gate(facts: Facts) -> None:
+    """Rule 3 (one worker): jobs that queued up while a gate job held the worker
+    start, once the gate opens, best priority first, then oldest."""
+    run, trace, starts, cancels = facts.run, facts.trace, facts.starts, facts.cancels
+    if run.workers != 1:
+        return
+    for gate_id, gate_job in facts.jobs.items():
+        if gate_job.mode != "gate" or not starts[gate_id]:
+            continue
+        began = starts[gate_id][0]
+        ended = next(
+            (
+                i
+                for i in range(began, len(trace))
+                if trace[i].kind == "end" and trace[i].job_id == gate_id
+            ),
+            len(trace),
+        )
+        opened = [i for i in range(began, ended) if trace[i].kind == "open"]
+        if not opened:
+            continue  # it ended (cancelled) before a gate opened: the worker was free
+        queued = [
+            e
+            for e in facts.accepted
+            if e.repo is None
+            and e.delay == 0.0
+            and not cancels[e.handle.id]
+            and began < e.index < opened[0]
+            and starts[e.handle.id]
+        ]
+        for x in queued:
+            for y in queued:
+                if (y.priority, y.order) < (x.priority, x.order):
+                    assert starts[y.handle.id][0] < starts[x.handle.id][0], (
+                        f"rule 3: {x.handle.id} (p{x.priority}) started before the more "
+                        f"urgent {y.handle.id} (p{y.priority}) queued with it"
+                    )
+
+
+RULES = (rule_1, rule_2, rule_3, rule_3_gate, rule_4, rule_5, rule_7, rule_10, rule_11)
