@@ -65,6 +65,9 @@ from actors.messages import (
 
 __all__ = ["BOOT", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
 
+_HALT_TIMEOUT = 5.0
+"""Seconds the dispatcher waits for the Timer to stop at shutdown."""
+
 # Where an unfinished job is, as the Dispatcher knows it.
 _TIMER = "timer"  # scheduled or retrying, held by the Timer only
 _HELD = "held"  # retrying in ordered mode: the Timer has its due time, the repo holds it
@@ -140,7 +143,7 @@ class Dispatcher(LoopActor):
         table: JobTable,
         reaper: Reaper,
         drained: Callable[[], None],
-        crash: Callable[[str], None],
+        crash: Callable[[str, Stats | None], None],
         counts: Callable[[], tuple[int, int]],
         on_failure: FailureReport | None = None,
     ) -> None:
@@ -511,7 +514,8 @@ class Dispatcher(LoopActor):
     def _on_child_failed(self, message: _ChildFailed) -> None:
         if message.kind != "worker":
             self._crash(
-                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}"
+                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}",
+                self._stats(),
             )
             return
         crashes = self._counters.crashes
@@ -522,7 +526,8 @@ class Dispatcher(LoopActor):
         if len(crashes) > self._config.restart_limit:
             self._crash(
                 f"workers failed {len(crashes)} times within {self._config.restart_window}s "
-                f"(last: {message.error.message})"
+                f"(last: {message.error.message})",
+                self._stats(),
             )
             return
         worker_id = int(message.ident)
@@ -563,8 +568,11 @@ class Dispatcher(LoopActor):
         refs = [entry.ref for entry in self._repos.values()]
         self._repos.clear()
         if self._timer is not None:
+            # Stopped and gone before the dispatcher itself stops, so no late
+            # Fire can be told to a stopped dispatcher.
             self._timer.tell(Forget())
-            refs.append(self._timer)
+            self._timer.stop(block=True, timeout=_HALT_TIMEOUT)
+            self._timer = None
         for ref in refs:
             ref.stop(block=False)
 

@@ -12,6 +12,7 @@ from actors._status import JobStatus
 from actors.messages import JSONValue
 
 if TYPE_CHECKING:
+    from actors._callbacks import CallbackRunner
     from actors._cancel_result import CancelResult
     from actors._info import JobInfo
     from actors._jobs import JobState
@@ -26,11 +27,17 @@ class JobHandle:
     loop. Two handles for the same job (an idempotent resubmission) compare equal.
     """
 
-    __slots__ = ("_cancel", "_state")
+    __slots__ = ("_callbacks", "_cancel", "_state")
 
-    def __init__(self, state: JobState, cancel: Callable[[str], CancelResult]) -> None:
+    def __init__(
+        self,
+        state: JobState,
+        cancel: Callable[[str], CancelResult],
+        callbacks: CallbackRunner | None = None,
+    ) -> None:
         self._state = state
         self._cancel = cancel
+        self._callbacks = callbacks
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._state.job.handler} {self._state.status}>"
@@ -84,9 +91,19 @@ class JobHandle:
         return self._cancel(self.id)
 
     def add_done_callback(self, callback: Callable[[JobHandle], None]) -> None:
-        """Call ``callback(handle)`` when the job finishes, on the thread that
-        finishes it (or at once, if it has). Keep it short and non-blocking."""
-        self._state.add_done_callback(lambda _state: callback(self))
+        """Call ``callback(handle)`` once the job has finished.
+
+        Callbacks run in order on the scheduler's callback thread, never on the
+        thread that runs the actors, so they may block or call the scheduler
+        (``submit``, ``cancel``, ``stats``). If the job has already finished,
+        the callback runs at once on the calling thread. An exception it raises
+        is logged.
+        """
+        runner = self._callbacks
+        if runner is None or self._state.finished:
+            self._state.add_done_callback(lambda _state: callback(self))
+        else:
+            self._state.add_done_callback(lambda _state: runner.call(callback, self))
 
     def __await__(self) -> Generator[Any, None, JSONValue]:
         """Wait for the result without blocking the running event loop."""

@@ -43,6 +43,7 @@ class ReadyQueue:
         # the C-coded SimpleQueue.get rather than in a Python-level Condition.
         self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
+        self._retire = 0
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -61,12 +62,22 @@ class ReadyQueue:
 
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
-        heap, jobs, taken, get = self._heap, self._jobs, self._taken, self._tokens.get
-        while get() and not self._closed:
-            # A token means a job was put; it may be gone (cancelled, or taken by
-            # a worker that found it first): then wait for the next token.
+        heap, jobs, taken, tokens = self._heap, self._jobs, self._taken, self._tokens
+        while True:
+            token = tokens.get()
+            if self._closed:
+                return None
             with self._lock:
-                while heap:
+                if self._retire:
+                    # Retiring goes before queued work, so a shrink takes effect
+                    # at once, not after the backlog; a job's token goes back.
+                    self._retire -= 1
+                    if token:
+                        tokens.put(True)
+                    return None
+                # A job token may find its job gone (cancelled, or taken by a
+                # worker that came first): then wait for the next token.
+                while token and heap:
                     job = jobs.pop(heappop(heap)[2], None)
                     if job is not None:
                         # Armed under the lock: a cancel finds the job either
@@ -74,7 +85,6 @@ class ReadyQueue:
                         scope.arm(job.id, job.attempt)
                         taken[job.id] = (worker_id, scope)
                         return job
-        return None
 
     def done(self, job_id: str) -> None:
         """The worker's attempt of this job is over (a single dict operation)."""
@@ -106,7 +116,9 @@ class ReadyQueue:
         self._tokens.put(False)
 
     def retire(self, count: int) -> None:
-        """Let ``count`` workers leave: each gets None from `take` once the jobs
-        queued before this call are taken."""
+        """Let ``count`` workers leave: the next ``count`` calls of `take` (from
+        idle workers, or busy ones as they finish) return None."""
+        with self._lock:
+            self._retire += count
         for _ in range(count):
-            self._tokens.put(False)
+            self._tokens.put(False)  # wakes idle workers; spare ones are skipped

@@ -9,12 +9,14 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import pykka
 
 from actors._actor_loop import ActorLoop
+from actors._callbacks import CallbackRunner
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
@@ -129,6 +131,7 @@ class Scheduler:
         self._capacity = Capacity(max_pending)
         self._table = JobTable(self._capacity, history)
         self._reaper = Reaper()
+        self._callbacks = CallbackRunner(self._reaper)
         self._gate = threading.Lock()
         self._state = _NEW
         self._seq = iter(range(1, 2**62))
@@ -320,7 +323,7 @@ class Scheduler:
             # A resubmission needs no room: it returns the job already accepted.
             held = self._table.holder(idempotency_key)
             if held is not None:
-                return JobHandle(held, self.cancel)
+                return JobHandle(held, self.cancel, self._callbacks)
 
         try:
             self._take_slot()
@@ -353,7 +356,7 @@ class Scheduler:
                 self._dispatcher.tell(Submit(job))
         if holder is not state:
             self._capacity.give_back()
-        return JobHandle(holder, self.cancel)
+        return JobHandle(holder, self.cancel, self._callbacks)
 
     def _take_slot(self) -> None:
         capacity = self._capacity
@@ -522,12 +525,21 @@ class Scheduler:
     # --- failure --------------------------------------------------------------------
 
     def _dispatcher_failed(
-        self, _actor: Any, _type: Any, exc: BaseException | None, _tb: Any
+        self, actor: Any, _type: Any, exc: BaseException | None, _tb: Any
     ) -> None:
-        self._crash(f"the dispatcher failed: {exc!r}")
+        # On the failed dispatcher's thread: its counters are still readable.
+        try:
+            stats: Stats | None = actor._stats()  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - the figures are a courtesy; the crash is not
+            stats = None
+        self._crash(f"the dispatcher failed: {exc!r}", stats)
 
-    def _crash(self, reason: str) -> None:
-        """Fail loudly: resolve every unfinished handle with an error, stop the actors."""
+    def _crash(self, reason: str, stats: Stats | None) -> None:
+        """Fail loudly: resolve every unfinished handle with an error, stop the actors.
+
+        ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
+        with the jobs failed here counted as failed.
+        """
         with self._gate:
             if self._state in (_CRASHED, _CLOSED):
                 return
@@ -536,8 +548,14 @@ class Scheduler:
         logger.error("postroom scheduler crashed: %s", reason)
         self._capacity.close()
         error = ErrorInfo("postroom.SchedulerCrashed", reason)
-        for state in self._table.unfinished():
+        failed = sum(
             self._table.finish(state, JobStatus.FAILED, error=error)
+            for state in self._table.unfinished()
+        )
+        base = stats or self._empty_stats()
+        self._final_stats = replace(
+            base, failed=base.failed + failed, running=0, pending=0, workers=0, repo_locks=0
+        )
         self._drained.set()
         self._reaper.stop_all()
 

@@ -132,7 +132,14 @@ class Timer(PostroomActor):
         while entries and entries[0][0] <= now:
             _, token = entries.pop(0)
             entry = self._by_token.pop(token)
-            self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
+            try:
+                self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
+            except pykka.ActorDeadError:
+                # The dispatcher is gone (a crash): nothing is left to notify.
+                self._entries.clear()
+                self._by_token.clear()
+                self.stop()
+                return
 
     def on_stop(self) -> None:
         """Stop listening to the clock."""

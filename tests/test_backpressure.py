@@ -383,13 +383,6 @@ def test_resize_while_busy_then_grow_again() -> None:
         assert sorted(h.result(timeout=10) for h in met) == [0, 1]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a shrink waits behind the backlog: ReadyQueue.retire queues its "
-    "retire tokens after the tokens of jobs already queued, so every worker keeps "
-    "taking jobs until the backlog queued before resize() is drained",
-    raises=AssertionError,
-    strict=True,
-)
 def test_resize_down_applies_to_a_backlog_queued_before_it() -> None:
     sched = Scheduler(workers=4)
     all_busy = threading.Barrier(5, timeout=10)  # four handlers and the test

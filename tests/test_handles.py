@@ -367,13 +367,6 @@ def short_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(actors._scheduler, "_ASK_TIMEOUT", 0.5, raising=False)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a done callback runs on the Dispatcher's thread; cancel() asks the "
-    "Dispatcher and so waits for itself: it blocks the actor loop for the ask "
-    "timeout and raises pykka.Timeout",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.usefixtures("short_asks")
 def test_done_callback_can_cancel_another_job() -> None:
     clock = ManualClock()
@@ -411,12 +404,6 @@ def test_done_callback_can_cancel_another_job() -> None:
         sched.shutdown(graceful=False)
 
 
-@pytest.mark.xfail(
-    reason="BUG: stats() from a done callback asks the Dispatcher from its own "
-    "thread, times out, and silently returns all-zero Stats",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.usefixtures("short_asks")
 def test_done_callback_sees_real_stats() -> None:
     sched = Scheduler(workers=1)

@@ -123,12 +123,6 @@ def test_shutdown_after_a_repo_lock_crash_joins_every_thread(
         sched.shutdown()  # harmless if already done
 
 
-@pytest.mark.xfail(
-    reason="BUG: after a crash, stats() waits out the ask timeout (10 s) on every "
-    "call, then answers an all-zero Stats: no final snapshot is kept",
-    raises=AssertionError,
-    strict=True,
-)
 def test_stats_keep_the_final_figures_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     # A short ask timeout keeps the test fast; a correct answer needs no ask at all.
     monkeypatch.setattr(actors._scheduler, "_ASK_TIMEOUT", 1.0, raising=False)
