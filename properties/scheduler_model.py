@@ -83,6 +83,8 @@ class Run:
         self.gate = threading.Event()
         self.closing = False
         self.gate_running = threading.Event()
+        self.cancel_began: dict[int, int] = {}
+        """Trace index of each "cancel" event -> index of its "cancelling" event."""
         self.sched.start()
 
     def _record(self, event: Event) -> int:
@@ -95,7 +97,10 @@ class Run:
         try:
             mode = payload["mode"]
             if mode == "hang":
-                ctx.wait(30.0)  # until cancelled or past its deadline
+                # Until cancelled or past its deadline (or the run is over: a
+                # seeded bug may leave a hang job that nobody can signal).
+                while not self.closing and not ctx.wait(0.01):
+                    pass
                 return None
             if mode == "gate":
                 # Hold the worker until the test opens the gate (or cancels us).
@@ -159,8 +164,13 @@ class Run:
         gate.set()
 
     def cancel(self, entry: Submitted) -> CancelResult:
+        # Recorded before and after: a job the cancel removed (CANCELLED) must
+        # not start after the cancel began; one it signalled may have been taken
+        # by a worker a moment before, so only after the cancel returned counts.
+        before = self._record(Event("cancelling", entry.handle.id))
         result = entry.handle.cancel()
         self._record(Event("cancel", entry.handle.id, detail=result))
+        self.cancel_began[len(self.trace) - 1] = before
         return result
 
     def finish(self, budget: float = 5.0) -> None:
@@ -311,6 +321,8 @@ def rule_7(facts: Facts) -> None:
         if not cancelled:
             continue
         first_index, first_result = cancelled[0]
+        if first_result is CancelResult.CANCELLED:
+            first_index = facts.run.cancel_began[first_index]
         later = [i for i in starts[job_id] if i > first_index]
         assert not later, f"rule 7: {job_id} started at {later} after cancel at {first_index}"
         if first_result is CancelResult.CANCELLED:
