@@ -91,8 +91,8 @@ class DispatcherConfig:
 class _Repo:
     ref: pykka.ActorRef[Any]
     lock_id: int
-    mode: RepoMode
     sent: int = 0
+    """Messages sent to this lock: it may retire only once it has seen them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +414,7 @@ class Dispatcher(LoopActor):
                 self.actor_ref,
                 self._child_failure("repo", repo),
             )
-            entry = self._repos[repo] = _Repo(spawned.ref, lock_id, self._mode(repo))
+            entry = self._repos[repo] = _Repo(spawned.ref, lock_id)
         entry.sent += 1
         entry.ref.tell(message)
 
