@@ -208,7 +208,9 @@ class Dispatcher(LoopActor):
         return None
 
     def _boot(self) -> None:
-        timer = Timer.spawn(self._clock, self.actor_ref, self._child_failure("timer", 0))
+        timer = Timer.spawn(
+            self._clock, self.actor_ref, self._ready, self._child_failure("timer", 0)
+        )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
         for _ in range(self._config.workers):
@@ -235,7 +237,8 @@ class Dispatcher(LoopActor):
                 self._to_repo(repo, Enqueue(job))
             else:
                 state.where = _TIMER
-                state.timer = self._after(due, "start" if job.attempt == 1 else "retry", job.id)
+                kind: TimerKind = "start" if job.attempt == 1 else "retry"
+                state.timer = self._after(due, kind, job.id, None if repo else job)
             return
         if repo is not None:
             state.where = _REPO
@@ -314,7 +317,7 @@ class Dispatcher(LoopActor):
         due = job.not_before
         if due is not None and due > self._clock.now():
             state.where = _HELD if hold else _TIMER
-            state.timer = self._after(due, "retry", job.id)
+            state.timer = self._after(due, "retry", job.id, None if job.repo else job)
         elif job.repo is not None:
             state.where = _REPO
             self._to_repo(job.repo, Enqueue(job))
@@ -351,10 +354,10 @@ class Dispatcher(LoopActor):
 
     # --- timers -------------------------------------------------------------------
 
-    def _after(self, due: float, kind: TimerKind, key: str) -> int:
+    def _after(self, due: float, kind: TimerKind, key: str, job: Job | None = None) -> int:
         token = next(self._tokens)
         assert self._timer is not None
-        self._timer.tell(After(token, due, kind, key))
+        self._timer.tell(After(token, due, kind, key, job=job))
         return token
 
     def _cancel_timer(self, token: int) -> None:
@@ -392,7 +395,10 @@ class Dispatcher(LoopActor):
             state.where = _REPO
             self._to_repo(job.repo, Enqueue(job))
         else:
-            self._make_ready(state, job)
+            # The Timer has put it into the ready queue already (a worker may be
+            # running it by now): only the bookkeeping is left.
+            state.where = _READY
+            state.waiting_to_pending()
 
     # --- repos --------------------------------------------------------------------
 
@@ -451,6 +457,16 @@ class Dispatcher(LoopActor):
                 state.timer = None
             if where == _HELD:
                 self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
+            elif (
+                job.repo is None
+                and self._ready.remove(job_id) is None
+                and (self._ready.signal(job_id, job.attempt, reason) or state.started(job))
+            ):
+                # The Timer had put it in the ready queue already (its Fire is on
+                # the way) and a worker has it: running, or just run, means
+                # signalled. If the Timer puts it there only after this cancel,
+                # no worker runs it: workers never run a finished job.
+                return CancelResult.SIGNALLED
         elif where == _REPO:
             self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
         self._finish(state, _cancelled(reason))

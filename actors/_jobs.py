@@ -110,6 +110,17 @@ class JobState:
         with self._lock:
             self.status = status
 
+    def waiting_to_pending(self) -> None:
+        """A due time came: scheduled or retrying becomes pending, unless a worker
+        has already started the attempt (the Timer hands jobs to workers first)."""
+        with self._lock:
+            if self.status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+                self.status = JobStatus.PENDING
+
+    def started(self, job: Job) -> bool:
+        """Whether this attempt of the job has started."""
+        return self.attempts >= job.attempt
+
     def start_attempt(self, job: Job) -> None:
         """An attempt of ``job`` is starting now."""
         with self._lock:

@@ -18,6 +18,7 @@ from sortedcontainers import SortedList
 
 from actors._actor import FailureReport, PostroomActor
 from actors._clock import Clock
+from actors._ready import ReadyQueue
 from actors.messages import After, CancelTimer, Fire, Forget
 
 __all__ = ["Timer"]
@@ -78,17 +79,24 @@ class _DueInbox:
 
 
 class Timer(PostroomActor):
-    """Sends `Fire` to its target at each entry's due time, never earlier."""
+    """Sends `Fire` to its target at each entry's due time, never earlier.
+
+    An entry that carries a job (a delayed start or a retry without a repo) is
+    also put into the ready queue at that moment, so a worker can take it without
+    waiting for the dispatcher to handle the `Fire`.
+    """
 
     def __init__(
         self,
         clock: Clock,
         target: pykka.ActorRef[Any],
+        ready: ReadyQueue | None = None,
         on_failure: FailureReport | None = None,
     ) -> None:
         super().__init__(on_failure)
         self._clock = clock
         self._target = target
+        self._ready = ready
         # (due, token): the earliest first; tokens are unique, so no ties.
         self._entries: SortedList = SortedList()
         self._by_token: dict[int, After] = {}
@@ -132,6 +140,8 @@ class Timer(PostroomActor):
         while entries and entries[0][0] <= now:
             _, token = entries.pop(0)
             entry = self._by_token.pop(token)
+            if entry.job is not None and self._ready is not None:
+                self._ready.put(entry.job)
             try:
                 self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
             except pykka.ActorDeadError:

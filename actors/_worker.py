@@ -114,8 +114,11 @@ class Worker(PostroomActor):
 
     def _attempt(self, job: Job) -> None:
         state = self._table.active.get(job.id)
-        if state is not None:
-            state.start_attempt(job)
+        if state is None:
+            # Finished already (cancelled as its due time came): never run it.
+            self._ready.done(job.id)
+            return
+        state.start_attempt(job)
         deadline = token = None
         if job.timeout is not None:
             deadline = self._clock.now() + job.timeout

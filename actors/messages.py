@@ -247,6 +247,10 @@ class After:
     """The job id, or the repo for a ``tick``."""
     attempt: int = 0
     """The attempt a ``deadline`` is for."""
+    job: Job | None = None
+    """For the ``start`` or ``retry`` of a job without a repo: the job, which the
+    Timer puts straight into the workers' ready queue when due (one hop fewer
+    between a due time and a worker) before it sends the `Fire`."""
 
 
 @dataclass(frozen=True, slots=True)

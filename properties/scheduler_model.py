@@ -119,7 +119,10 @@ class Run:
                 raise Fatal("no retry can help")
             return payload["n"]
         finally:
-            self._record(Event("end", ctx.job_id, ctx.attempt, ctx.repo, self.clock.now()))
+            told = "timeout" if ctx.timed_out else "stop" if ctx.cancelled else None
+            self._record(
+                Event("end", ctx.job_id, ctx.attempt, ctx.repo, self.clock.now(), detail=told)
+            )
 
     def submit(
         self,
@@ -167,7 +170,7 @@ class Run:
         # Recorded before and after: a job the cancel removed (CANCELLED) must
         # not start after the cancel began; one it signalled may have been taken
         # by a worker a moment before, so only after the cancel returned counts.
-        before = self._record(Event("cancelling", entry.handle.id))
+        before = self._record(Event("cancelling", entry.handle.id, now=self.clock.now()))
         result = entry.handle.cancel()
         self._record(Event("cancel", entry.handle.id, detail=result))
         self.cancel_began[len(self.trace) - 1] = before
@@ -325,6 +328,23 @@ def rule_7(facts: Facts) -> None:
             first_index = facts.run.cancel_began[first_index]
         later = [i for i in starts[job_id] if i > first_index]
         assert not later, f"rule 7: {job_id} started at {later} after cancel at {first_index}"
+        if first_result is CancelResult.SIGNALLED and jobs[job_id].mode == "hang":
+            # A hang job only ends when told to stop. Signalled before its
+            # deadline could fire, it must end because of the cancel.
+            trace = facts.trace
+            began = facts.run.cancel_began[first_index]
+            at = trace[began].now
+            running = [i for i in starts[job_id] if i < began]
+            if running and at < trace[running[-1]].now + HANG_TIMEOUT:
+                attempt = trace[running[-1]].attempt
+                end = next(
+                    e
+                    for e in trace[began:]
+                    if e.kind == "end" and e.job_id == job_id and e.attempt == attempt
+                )
+                assert end.detail == "stop", (
+                    f"rule 7: {job_id} was signalled at {at} but ended by {end.detail!r}"
+                )
         if first_result is CancelResult.CANCELLED:
             assert jobs[job_id].handle.status is JobStatus.CANCELLED
 

@@ -15,8 +15,10 @@ Seeded bugs it catches (``test_machine_catches_seeded_bug`` checks each one):
 - ``retry_once_more``: one retry more than ``max_retries`` allows (rule 4).
 - ``timer_early``: the Timer fires every entry 2 s before its due time (rule 11).
 - ``fifo_ready``: the ready queue ignores priority (rule 3).
-- ``cancel_leaks``: a cancelled ready job is reported cancelled but stays in
-  the ready queue and runs (rule 7).
+- ``cancel_unsignalled``: cancelling a running job reports it signalled but
+  never tells the handler, which runs on until its timeout (rule 7). (Bugs that
+  leave a cancelled job queued are masked by design: a worker never runs a job
+  that is already finished, so they are not seeded here.)
 - ``keys_ignored``: idempotency keys are not looked up (rule 10).
 - ``lifo_repo``: a repo starts its newest job first (rule 2).
 - ``lost_resolution``: a failed job's handle is never resolved (rule 5).
@@ -217,14 +219,19 @@ def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
     return _patched(_ready.ReadyQueue, "put", put)
 
 
-def _cancel_leaks() -> contextmanager[None]:  # type: ignore[type-arg]
+def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
     from actors import _ready
-    from actors.messages import Job
+    from actors._cancel import CancelReason
 
-    def remove(self: _ready.ReadyQueue, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)  # BUG: reported removed, still queued to run
+    def signal(self: _ready.ReadyQueue, job_id: str, attempt: int, reason: CancelReason) -> bool:
+        entry = self._taken.get(job_id)
+        if entry is None:
+            return False
+        if reason == "cancel":
+            return True  # BUG: reported signalled, but the handler is never told
+        return entry[1].fire(job_id, attempt, reason)
 
-    return _patched(_ready.ReadyQueue, "remove", remove)
+    return _patched(_ready.ReadyQueue, "signal", signal)
 
 
 def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -297,7 +304,7 @@ SEEDED_BUGS: dict[str, tuple[Callable[[], contextmanager[None]], tuple[str, ...]
     "retry_once_more": (_retry_once_more, ("rule 4",)),
     "timer_early": (_timer_early, ("rule 11",)),
     "fifo_ready": (_fifo_ready, ("rule 3",)),
-    "cancel_leaks": (_cancel_leaks, ("rule 7",)),
+    "cancel_unsignalled": (_cancel_unsignalled, ("rule 7",)),
     "keys_ignored": (_keys_ignored, ("rule 10",)),
     "lifo_repo": (_lifo_repo, ("rule 2",)),
     "lost_resolution": (_lost_resolution, ("never finished", "rule 5")),
