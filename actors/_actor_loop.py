@@ -148,8 +148,14 @@ class LoopActor(ReportingMixin, pykka.Actor):
         # The body of Pykka's _actor_loop_running, for one message. A
         # BaseException is this actor's failure, not a reason to stop every
         # actor in the process (Pykka's choice for its own threads).
+        message = envelope.message
         try:
-            response = self._handle_receive(envelope.message)
+            # postroom's own messages go straight to on_receive; Pykka's (stop,
+            # proxy calls) through Pykka's own dispatch.
+            if type(message).__module__.startswith("pykka"):
+                response = self._handle_receive(message)
+            else:
+                response = self.on_receive(message)
             if envelope.reply_to is not None:
                 envelope.reply_to.set(response)
         except BaseException:  # noqa: BLE001 - every error is reported, none escapes the loop

@@ -168,44 +168,35 @@ class Dispatcher(LoopActor):
         self._lock_ids = itertools.count(1)
         self._counters = _Counters()
         self._closing = False
+        self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
-        """Handle one message; the hot ones first."""
-        if isinstance(message, Finished):
-            self._on_finished(message)
-        elif isinstance(message, Submit):
-            self._on_submit(message.job)
-        elif isinstance(message, Ready):
-            self._on_ready(message.job)
-        elif isinstance(message, Done):
-            self._on_done(message)
-        elif isinstance(message, Idle):
-            self._on_idle(message)
-        elif isinstance(message, Retry):
-            self._on_retry(message)
-        elif isinstance(message, Fire):
-            self._on_fire(message)
-        elif isinstance(message, Wake):
-            self._after(message.due, "tick", message.repo)
-        elif isinstance(message, Cancel):
-            return self._cancel(message.job_id, "cancel")
-        elif isinstance(message, _GetStats):
-            return self._stats()
-        elif isinstance(message, Resize):
-            return self._resize(message.workers)
-        elif isinstance(message, Close):
-            self._close(cancel=message.cancel)
-        elif isinstance(message, _ChildFailed):
-            self._on_child_failed(message)
-        elif isinstance(message, _Boot):
-            self._boot()
-        elif isinstance(message, _Halt):
-            self._halt()
-        else:
+    def on_receive(self, message: Any) -> Any:
+        """Handle one message: one dict lookup picks the handler."""
+        handle = self._handlers_by_type.get(type(message))
+        if handle is None:
             return super().on_receive(message)
-        return None
+        return handle(message)
+
+    def _handler_table(self) -> dict[type, Callable[[Any], Any]]:
+        return {
+            Finished: self._on_finished,
+            Submit: lambda m: self._on_submit(m.job),
+            Ready: lambda m: self._on_ready(m.job),
+            Done: self._on_done,
+            Idle: self._on_idle,
+            Retry: self._on_retry,
+            Fire: self._on_fire,
+            Wake: self._on_wake,
+            Cancel: lambda m: self._cancel(m.job_id, "cancel"),
+            _GetStats: lambda _m: self._stats(),
+            Resize: lambda m: self._resize(m.workers),
+            Close: lambda m: self._close(cancel=m.cancel),
+            _ChildFailed: self._on_child_failed,
+            _Boot: lambda _m: self._boot(),
+            _Halt: lambda _m: self._halt(),
+        }
 
     def _boot(self) -> None:
         timer = Timer.spawn(
@@ -359,6 +350,9 @@ class Dispatcher(LoopActor):
         assert self._timer is not None
         self._timer.tell(After(token, due, kind, key, job=job))
         return token
+
+    def _on_wake(self, message: Wake) -> None:
+        self._after(message.due, "tick", message.repo)
 
     def _cancel_timer(self, token: int) -> None:
         assert self._timer is not None

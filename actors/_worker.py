@@ -118,17 +118,26 @@ class Worker(PostroomActor):
             # Finished already (cancelled as its due time came): never run it.
             self._ready.done(job.id)
             return
-        state.start_attempt(job)
-        deadline = token = None
-        if job.timeout is not None:
-            deadline = self._clock.now() + job.timeout
-            token = next(self._tokens)
-            self._timer.tell(After(token, deadline, "deadline", job.id, job.attempt))
-        outcome = self._run(job, deadline)
-        if token is not None:
-            self._timer.tell(CancelTimer(token))
+        if self._scope.event.is_set():
+            # Told to stop between being taken and starting: the handler is never
+            # called, and no attempt is counted (none ran).
+            outcome = self._stopped(job, None, time.time(), 0.0)
+        else:
+            state.start_attempt(job)
+            outcome = self._timed_run(job)
         self._ready.done(job.id)
         self._dispatcher.tell(Finished(job, outcome, self.worker_id))
+
+    def _timed_run(self, job: Job) -> Outcome:
+        if job.timeout is None:
+            return self._run(job, None)
+        deadline = self._clock.now() + job.timeout
+        token = next(self._tokens)
+        self._timer.tell(After(token, deadline, "deadline", job.id, job.attempt))
+        try:
+            return self._run(job, deadline)
+        finally:
+            self._timer.tell(CancelTimer(token))
 
     def on_stop(self) -> None:
         """Close the event loop, if an async handler ever needed one."""
@@ -139,9 +148,6 @@ class Worker(PostroomActor):
         scope = self._scope
         spec = self._handlers[job.handler]
         started_at = time.time()
-        if scope.event.is_set():
-            # Told to stop before it started: the handler is never called.
-            return self._stopped(job, None, started_at, 0.0)
         ctx = JobContext(job, scope, _progress_sink(self._table), deadline)
         t0 = time.perf_counter()
         try:
