@@ -16,6 +16,7 @@ import itertools
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,3 +206,33 @@ def collector() -> Iterator[tuple[pykka.ActorRef[Any], queue.Queue[Any]]]:
     finally:
         spawned.ref.stop(block=True, timeout=WAIT)
         spawned.thread.join(WAIT)
+
+
+@dataclass
+class Gate:
+    """A handler that blocks: ``started`` once it runs, returns on ``release``."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def gated_scheduler(**options: Any) -> tuple[Scheduler, Gate, Counter[str]]:
+    """A scheduler with a ``block`` handler held by a gate and a counting ``work``."""
+    sched = Scheduler(**options)
+    gate = Gate()
+    calls = Counter[str]()
+    lock = threading.Lock()
+
+    @sched.handler("block")
+    def block(ctx: Any, payload: Any) -> str:
+        gate.started.set()
+        assert gate.release.wait(10)
+        return "released"
+
+    @sched.handler("work")
+    def work(ctx: Any, payload: Any) -> Any:
+        with lock:
+            calls[str(payload)] += 1
+        return payload
+
+    return sched, gate, calls

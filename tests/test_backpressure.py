@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -20,43 +19,13 @@ from actors import (
     Scheduler,
     SchedulerClosed,
 )
-
-
-@dataclass
-class Gate:
-    """A handler that blocks: ``started`` once it runs, returns on ``release``."""
-
-    started: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-
-def _scheduler(**options: object) -> tuple[Scheduler, Gate, Counter[str]]:
-    """A scheduler with a gated ``block`` handler and a counting ``work`` handler."""
-    sched = Scheduler(**options)  # type: ignore[arg-type]
-    gate = Gate()
-    calls = Counter[str]()
-    lock = threading.Lock()
-
-    @sched.handler("block")
-    def block(ctx, payload):
-        gate.started.set()
-        assert gate.release.wait(10)
-        return "released"
-
-    @sched.handler("work")
-    def work(ctx, payload):
-        with lock:
-            calls[str(payload)] += 1
-        return payload
-
-    return sched, gate, calls
-
+from tests.helpers import gated_scheduler
 
 # --- on_full="reject" ----------------------------------------------------------------
 
 
 def test_reject_raises_queue_full_and_loses_nothing_accepted() -> None:
-    sched, gate, calls = _scheduler(workers=1, max_pending=2, on_full="reject")
+    sched, gate, calls = gated_scheduler(workers=1, max_pending=2, on_full="reject")
     with sched:
         first = sched.submit("block")
         assert gate.started.wait(10)
@@ -84,7 +53,7 @@ def test_reject_raises_queue_full_and_loses_nothing_accepted() -> None:
 
 
 def test_drop_returns_a_cancelled_handle_and_counts_it() -> None:
-    sched, gate, calls = _scheduler(workers=1, max_pending=2, on_full="drop")
+    sched, gate, calls = gated_scheduler(workers=1, max_pending=2, on_full="drop")
     with sched:
         first = sched.submit("block")
         assert gate.started.wait(10)
@@ -110,7 +79,7 @@ def test_drop_returns_a_cancelled_handle_and_counts_it() -> None:
 
 
 def test_cancel_of_a_dropped_handle_is_harmless() -> None:
-    sched, gate, _calls = _scheduler(workers=1, max_pending=1, on_full="drop")
+    sched, gate, _calls = gated_scheduler(workers=1, max_pending=1, on_full="drop")
     with sched:
         sched.submit("block")
         assert gate.started.wait(10)
@@ -125,7 +94,7 @@ def test_cancel_of_a_dropped_handle_is_harmless() -> None:
 
 def test_dropped_handle_is_not_a_known_job() -> None:
     # As implemented: the dropped job is counted but not kept in the job table.
-    sched, gate, _calls = _scheduler(workers=1, max_pending=1, on_full="drop")
+    sched, gate, _calls = gated_scheduler(workers=1, max_pending=1, on_full="drop")
     with sched:
         sched.submit("block")
         assert gate.started.wait(10)
@@ -139,7 +108,9 @@ def test_dropped_handle_is_not_a_known_job() -> None:
 
 
 def test_wait_times_out_with_queue_full() -> None:
-    sched, gate, _calls = _scheduler(workers=1, max_pending=1, on_full="wait", full_timeout=0.2)
+    sched, gate, _calls = gated_scheduler(
+        workers=1, max_pending=1, on_full="wait", full_timeout=0.2
+    )
     with sched:
         first = sched.submit("block")
         assert gate.started.wait(10)
@@ -156,7 +127,7 @@ def test_wait_times_out_with_queue_full() -> None:
 
 
 def test_waiting_submit_gets_in_when_a_job_finishes() -> None:
-    sched, gate, calls = _scheduler(workers=1, max_pending=1, on_full="wait", full_timeout=10)
+    sched, gate, calls = gated_scheduler(workers=1, max_pending=1, on_full="wait", full_timeout=10)
     got: list[JobHandle] = []
     errors: list[BaseException] = []
 
@@ -185,7 +156,7 @@ def test_waiting_submit_gets_in_when_a_job_finishes() -> None:
 
 
 def test_many_waiting_submitters_all_get_in() -> None:
-    sched, _gate, calls = _scheduler(workers=2, max_pending=3, on_full="wait", full_timeout=10)
+    sched, _gate, calls = gated_scheduler(workers=2, max_pending=3, on_full="wait", full_timeout=10)
     handles: list[JobHandle] = []
     lock = threading.Lock()
 
@@ -213,7 +184,7 @@ def test_many_waiting_submitters_all_get_in() -> None:
 
 
 def test_done_callback_of_a_job_can_submit_into_its_slot() -> None:
-    sched, _gate, _calls = _scheduler(workers=1, max_pending=1, on_full="reject")
+    sched, _gate, _calls = gated_scheduler(workers=1, max_pending=1, on_full="reject")
     submitted: list[JobHandle] = []
     errors: list[BaseException] = []
     called = threading.Event()
@@ -237,7 +208,7 @@ def test_done_callback_of_a_job_can_submit_into_its_slot() -> None:
 
 @pytest.mark.parametrize("repo", [None, "r"])
 def test_submit_right_after_result_always_fits(repo: str | None) -> None:
-    sched, _gate, _calls = _scheduler(workers=2, max_pending=1, on_full="reject")
+    sched, _gate, _calls = gated_scheduler(workers=2, max_pending=1, on_full="reject")
     with sched:
         for i in range(300):
             assert sched.submit("work", i, repo=repo).result(timeout=10) == i
@@ -247,7 +218,7 @@ def test_submit_right_after_result_always_fits(repo: str | None) -> None:
 
 
 def test_failed_and_cancelled_jobs_free_their_slots() -> None:
-    sched, gate, _calls = _scheduler(workers=1, max_pending=1, on_full="reject")
+    sched, gate, _calls = gated_scheduler(workers=1, max_pending=1, on_full="reject")
 
     @sched.handler("bad")
     def bad(ctx, payload):
@@ -271,7 +242,9 @@ def test_failed_and_cancelled_jobs_free_their_slots() -> None:
 
 
 def test_waiting_submitter_is_released_by_shutdown() -> None:
-    sched, gate, _calls = _scheduler(workers=1, max_pending=1, on_full="wait", full_timeout=None)
+    sched, gate, _calls = gated_scheduler(
+        workers=1, max_pending=1, on_full="wait", full_timeout=None
+    )
     errors: list[BaseException] = []
 
     @sched.handler("until_cancelled")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -18,42 +17,11 @@ from actors import (
     RetryPolicy,
     Scheduler,
 )
+from tests.helpers import gated_scheduler
 
 
 class Boom(Exception):
     """A handler error the tests raise on purpose."""
-
-
-@dataclass
-class Gate:
-    """A handler that blocks: ``started`` once it runs, returns on ``release``."""
-
-    started: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-
-def _scheduler(
-    workers: int = 1, clock: ManualClock | None = None
-) -> tuple[Scheduler, Gate, Counter[str]]:
-    """A scheduler with a ``block`` handler (held by a gate) and a counting ``work``."""
-    sched = Scheduler(workers=workers, clock=clock)
-    gate = Gate()
-    calls = Counter[str]()
-    lock = threading.Lock()
-
-    @sched.handler("block")
-    def block(ctx, payload):
-        gate.started.set()
-        assert gate.release.wait(10)
-        return "released"
-
-    @sched.handler("work")
-    def work(ctx, payload):
-        with lock:
-            calls[str(payload)] += 1
-        return payload
-
-    return sched, gate, calls
 
 
 def _assert_cancelled_now(sched: Scheduler, job_id: str) -> None:
@@ -67,7 +35,7 @@ def _assert_cancelled_now(sched: Scheduler, job_id: str) -> None:
 
 
 def test_cancel_pending_job_behind_busy_repo() -> None:
-    sched, gate, calls = _scheduler(workers=2)
+    sched, gate, calls = gated_scheduler(workers=2)
     with sched:
         blocker = sched.submit("block", repo="r")
         assert gate.started.wait(10)
@@ -89,7 +57,7 @@ def test_cancel_pending_job_behind_busy_repo() -> None:
 
 
 def test_cancelling_a_waiting_job_lets_the_next_job_of_its_repo_run() -> None:
-    sched, gate, calls = _scheduler(workers=2)
+    sched, gate, calls = gated_scheduler(workers=2)
     with sched:
         blocker = sched.submit("block", repo="r")
         assert gate.started.wait(10)
@@ -105,7 +73,7 @@ def test_cancelling_a_waiting_job_lets_the_next_job_of_its_repo_run() -> None:
 
 def test_cancel_delayed_head_of_ordered_repo_releases_the_repo() -> None:
     clock = ManualClock()
-    sched, _gate, calls = _scheduler(workers=1, clock=clock)
+    sched, _gate, calls = gated_scheduler(workers=1, clock=clock)
     with sched:
         delayed = sched.submit("work", "delayed", repo="r", delay=100)
         assert delayed.status is JobStatus.SCHEDULED
@@ -123,7 +91,7 @@ def test_cancel_delayed_head_of_ordered_repo_releases_the_repo() -> None:
 
 def test_cancel_scheduled_job_before_its_time() -> None:
     clock = ManualClock()
-    sched, _gate, calls = _scheduler(workers=1, clock=clock)
+    sched, _gate, calls = gated_scheduler(workers=1, clock=clock)
     with sched:
         doomed = sched.submit("work", "doomed", delay=100)
         # Due after the doomed one: had the doomed one fired, it would run first.
@@ -195,7 +163,7 @@ def test_cancel_job_retrying_in_backoff_stops_its_retries(repo: str | None, mode
 
 
 def test_cancel_job_queued_behind_busy_worker() -> None:
-    sched, gate, calls = _scheduler(workers=1)
+    sched, gate, calls = gated_scheduler(workers=1)
     with sched:
         blocker = sched.submit("block")
         assert gate.started.wait(10)
@@ -243,7 +211,7 @@ def test_cancel_running_job_signals_it_and_resolves_after_it_returns() -> None:
 
 
 def test_signalled_job_that_raises_is_not_retried() -> None:
-    sched, _gate, calls = _scheduler(workers=1)
+    sched, _gate, calls = gated_scheduler(workers=1)
     started = threading.Event()
 
     @sched.handler("stubborn", max_retries=5)
@@ -302,7 +270,7 @@ def test_cancel_async_handler_cancels_its_task() -> None:
 
 def test_cancel_finished_jobs_says_already_finished() -> None:
     clock = ManualClock()
-    sched, _gate, _calls = _scheduler(workers=1, clock=clock)
+    sched, _gate, _calls = gated_scheduler(workers=1, clock=clock)
     with sched:
         done = sched.submit("work", "done")
         assert done.result(timeout=10) == "done"
@@ -320,7 +288,7 @@ def test_cancel_finished_jobs_says_already_finished() -> None:
 
 
 def test_cancel_unknown_id_raises_job_not_found() -> None:
-    sched, _gate, _calls = _scheduler()
+    sched, _gate, _calls = gated_scheduler()
     with sched:
         with pytest.raises(JobNotFound):
             sched.cancel("no-such-job")
@@ -331,7 +299,7 @@ def test_cancel_unknown_id_raises_job_not_found() -> None:
 
 
 def test_cancel_many_waiting_jobs_across_repos() -> None:
-    sched, gate, calls = _scheduler(workers=1)
+    sched, gate, calls = gated_scheduler(workers=1)
     with sched:
         blocker = sched.submit("block")
         assert gate.started.wait(10)
