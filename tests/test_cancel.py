@@ -11,6 +11,7 @@ import pytest
 from actors import (
     CancelResult,
     JobCancelled,
+    JobHandle,
     JobNotFound,
     JobStatus,
     ManualClock,
@@ -314,3 +315,39 @@ def test_cancel_many_waiting_jobs_across_repos() -> None:
     assert set(calls) == {str(i) for i in range(40) if i % 3}
     assert set(calls.values()) == {1}
     assert sched.stats().cancelled == len(cancelled)
+
+
+def test_a_cancel_racing_a_due_time_never_runs_the_cancelled_job() -> None:
+    # When a delayed job falls due, the Timer hands it to the ready queue and
+    # then tells the dispatcher; a cancel can land anywhere around that. Which
+    # interleaving happens is up to the threads; whichever it is, a job reported
+    # CANCELLED never runs and ends cancelled, and one reported SIGNALLED ends
+    # cancelled or (its attempt had already returned) completed.
+    clock = ManualClock()
+    sched = Scheduler(workers=2, clock=clock)
+    ran: set[int] = set()
+    lock = threading.Lock()
+
+    @sched.handler("record")
+    def record(ctx: object, payload: int) -> int:
+        with lock:
+            ran.add(payload)
+        return payload
+
+    results: dict[int, tuple[CancelResult, JobHandle]] = {}
+    with sched:
+        for i in range(200):
+            handle = sched.submit("record", i, delay=1.0)
+            clock.advance(1.0)
+            results[i] = (handle.cancel(), handle)
+        for _, handle in results.values():
+            assert handle.wait(5)
+    for i, (result, handle) in results.items():
+        if result is CancelResult.CANCELLED:
+            assert i not in ran, f"job {i} ran after its cancel removed it"
+            assert handle.status is JobStatus.CANCELLED
+        elif result is CancelResult.ALREADY_FINISHED:
+            assert handle.status is JobStatus.COMPLETED
+        else:
+            assert result is CancelResult.SIGNALLED
+            assert handle.status in (JobStatus.CANCELLED, JobStatus.COMPLETED)
