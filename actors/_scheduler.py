@@ -498,6 +498,7 @@ class Scheduler:
         if not drained.is_set():
             dispatcher.tell(Close(cancel=True))
             drained.wait(grace)
+        stuck: list[JobState] = []
         if not drained.is_set():
             stuck = self._table.unfinished()
             logger.error(
@@ -515,7 +516,12 @@ class Scheduler:
                     ),
                 )
         try:
-            self._final_stats = dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
+            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
+            # Jobs whose handlers never returned were resolved here, not by the
+            # dispatcher: count them where their handles say they ended.
+            self._final_stats = replace(
+                final, cancelled=final.cancelled + len(stuck), running=0, pending=0
+            )
             dispatcher.ask(HALT, timeout=_ASK_TIMEOUT)
             dispatcher.stop(block=True, timeout=_ASK_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):

@@ -19,6 +19,7 @@ from actors import (
     Scheduler,
     SchedulerClosed,
 )
+from tests.helpers import WAIT
 
 
 def _postroom_threads() -> set[threading.Thread]:
@@ -365,3 +366,31 @@ def test_cancel_during_graceful_shutdown_ends_the_wait() -> None:
     assert not stopper.is_alive()
     assert probe.saw_cancel.is_set()
     assert handle.status is JobStatus.CANCELLED
+
+
+def test_a_handler_that_ignores_its_stop_signal_is_reported_and_counted() -> None:
+    # A sync handler that never looks at ctx.cancelled outlives cancel_grace: its
+    # handle still resolves (cancelled), the final figures count it, and the
+    # thread is left to finish on its own (the test then lets it go).
+    sched = Scheduler(workers=1)
+    started, release = threading.Event(), threading.Event()
+
+    @sched.handler("stubborn")
+    def stubborn(ctx: object, payload: None) -> None:
+        started.set()
+        release.wait(10)
+
+    sched.start()
+    handle = sched.submit("stubborn")
+    assert started.wait(WAIT)
+    try:
+        sched.shutdown(graceful=False, cancel_grace=0.2)
+        assert handle.done()
+        assert handle.status is JobStatus.CANCELLED
+        stats = sched.stats()
+        assert (stats.cancelled, stats.running, stats.pending) == (1, 0, 0)
+    finally:
+        release.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("postroom-"):
+            thread.join(WAIT)
