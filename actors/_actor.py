@@ -1,11 +1,12 @@
-"""The base of every postroom actor: a fast inbox and failure reporting.
+"""The base of postroom's threaded actors: a fast inbox and failure reporting.
 
 Pykka's `ThreadingActor` runs each actor on its own thread with a `queue.Queue`
-inbox. postroom keeps that execution model but swaps the inbox for the C-coded
-`queue.SimpleQueue` (the same put/get/empty contract, several times cheaper per
-message), and routes unexpected failures to a supervisor instead of only
-logging them. This class is the seam where another execution model (many actors
-sharing a thread) can be put later without touching the actors themselves.
+inbox. For the actors that need a thread of their own (a Worker blocks in its
+handler; the Timer blocks until the next due time) postroom keeps that model
+but swaps the inbox for the C-coded `queue.SimpleQueue` (the same put/get/empty
+contract, several times cheaper per message). `ReportingMixin` routes an
+actor's unexpected failure to its supervisor instead of only logging it; the
+actors that share a thread are in ``_actor_loop.py``.
 """
 
 from __future__ import annotations

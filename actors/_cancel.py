@@ -1,9 +1,10 @@
 """The cancel signal: how a stop request reaches a handler that is running.
 
 A worker busy in a handler cannot read its mailbox, so cancellation travels on
-a side channel: each worker owns one `CancelScope`. The Dispatcher arms it for
-an attempt before it sends the `Run`, and fires it for that attempt on
-`cancel()` or at the deadline; a fire meant for another attempt is ignored.
+a side channel: each worker owns one `CancelScope`. The ready queue arms it,
+under its lock, as the worker takes a job; the Dispatcher fires it for that
+attempt on `cancel()` or at the deadline; a fire meant for another attempt is
+ignored.
 Firing sets a `threading.Event` (sync handlers poll ``ctx.cancelled`` or wait
 on it) and cancels the asyncio task of an async handler for real.
 """

@@ -1,14 +1,14 @@
 """The Dispatcher actor: the front door and the only owner of the worker pool.
 
 It routes each job (to its repo's `RepoLock`, to the `Timer` for a delay, or
-straight to the ready queue), keeps the global ready queue ordered by priority
-then submission (rule 3), hands ready jobs to idle workers (work pulling: a
-worker gets a job only when it is free), forwards `Finished` to the repo so the
-repo lock can decide the retry, resolves every job exactly once (rule 5),
-counts the statistics, supervises its children and runs shutdown.
+straight to the ready queue), fills the global ready queue that idle workers
+take from, best priority then oldest first (rule 3; work pulling: a worker
+takes a job only when it is free), forwards `Finished` to the repo so the repo
+lock can decide the retry, resolves every job exactly once (rule 5), counts
+the statistics, supervises its children and runs shutdown.
 
-Everything here runs on the Dispatcher's thread; other threads see job state
-only through `JobState` snapshots and handles.
+Everything here runs on the actor loop's thread (shared with the RepoLocks);
+other threads see job state only through `JobState` snapshots and handles.
 """
 
 from __future__ import annotations
