@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors._retry import RetryPolicy
+from actors._checks import check_int, check_retry, check_seconds
+from actors._errors import InvalidArgument
+from actors._retry import NO_BACKOFF, RetryPolicy
 
-__all__ = ["HandlerFunc", "HandlerSpec"]
+__all__ = ["HandlerFunc", "HandlerSpec", "make_spec"]
 
 HandlerFunc = Callable[..., Any]
 """``def handler(ctx, payload)`` or ``async def handler(ctx, payload)``."""
@@ -31,3 +33,37 @@ class HandlerSpec:
     def is_async(self) -> bool:
         """Whether the handler is a coroutine function, run on the worker's loop."""
         return inspect.iscoroutinefunction(self.func)
+
+
+def make_spec(
+    name: object,
+    func: object,
+    *,
+    max_retries: object,
+    timeout: object,
+    retry: object,
+    throws: object,
+) -> HandlerSpec:
+    """Check a registration's arguments and build its spec.
+
+    Raises:
+        InvalidArgument: naming the argument that is wrong.
+    """
+    if not isinstance(name, str) or not name:
+        msg = f"a handler name must be a non-empty str, not {name!r}"
+        raise InvalidArgument(msg)
+    if not callable(func):
+        msg = f"handler {name!r} must be callable, not {func!r}"
+        raise InvalidArgument(msg)
+    check_int("max_retries", max_retries, 0)
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    check_retry(retry)
+    kinds = throws if isinstance(throws, tuple) else (throws,)
+    if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+        msg = f"throws must be exception classes, not {throws!r}"
+        raise InvalidArgument(msg)
+    assert isinstance(max_retries, int)
+    assert timeout is None or isinstance(timeout, int | float)
+    assert retry is None or isinstance(retry, RetryPolicy)
+    return HandlerSpec(name, func, max_retries, timeout, retry or NO_BACKOFF, kinds)

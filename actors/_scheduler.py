@@ -7,7 +7,6 @@ import itertools
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
@@ -29,8 +28,9 @@ from actors._errors import (
     SchedulerCrashed,
     UnknownHandler,
 )
+from actors._exit import shut_down_at_exit
 from actors._handle import JobHandle
-from actors._handlers import HandlerFunc, HandlerSpec
+from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
 from actors._jobs import JobState, JobTable
 from actors._json import json_copy
@@ -38,7 +38,7 @@ from actors._log import logger
 from actors._priority import Priority
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
-from actors._retry import NO_BACKOFF, RetryPolicy
+from actors._retry import RetryPolicy
 from actors._status import JobStatus
 from actors.messages import Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
@@ -190,27 +190,18 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         throws: type[BaseException] | tuple[type[BaseException], ...] = (),
     ) -> None:
-        """Register ``func`` as the handler called ``name`` (`handler` without the decorator)."""
-        if not isinstance(name, str) or not name:
-            msg = f"a handler name must be a non-empty str, not {name!r}"
-            raise InvalidArgument(msg)
+        """Register ``func`` as the handler called ``name`` (`handler` without the decorator).
+
+        Raises:
+            InvalidArgument: a bad option, or ``name`` is already registered.
+        """
+        spec = make_spec(
+            name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
+        )
         if name in self._handlers:
             msg = f"a handler named {name!r} is already registered"
             raise InvalidArgument(msg)
-        if not callable(func):
-            msg = f"handler {name!r} must be callable, not {func!r}"
-            raise InvalidArgument(msg)
-        check_int("max_retries", max_retries, 0)
-        if timeout is not None:
-            check_seconds("timeout", timeout)
-        check_retry(retry)
-        kinds = throws if isinstance(throws, tuple) else (throws,)
-        if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
-            msg = f"throws must be exception classes, not {throws!r}"
-            raise InvalidArgument(msg)
-        self._handlers[name] = HandlerSpec(
-            name, func, max_retries, timeout, retry or NO_BACKOFF, kinds
-        )
+        self._handlers[name] = spec
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -241,7 +232,7 @@ class Scheduler:
             self._dispatcher = spawned.ref
             self._state = _RUNNING
         spawned.ref.ask(BOOT, timeout=_ASK_TIMEOUT)
-        _at_exit(self)
+        shut_down_at_exit(self)
         return self
 
     def __enter__(self) -> Self:
@@ -589,32 +580,3 @@ def _already_finished(_job_id: str) -> CancelResult:
 
 class _Dropped(QueueFull):
     """Internal: the job was dropped under ``on_full="drop"`` (never escapes submit)."""
-
-
-_live: weakref.WeakSet[Scheduler] = weakref.WeakSet()
-_hook_lock = threading.Lock()
-_hooked = False
-
-
-def _at_exit(scheduler: Scheduler) -> None:
-    """Shut down schedulers the program forgot, before the interpreter joins threads.
-
-    Actor threads are not daemons (a daemon would be killed mid-job), so without
-    this an unclosed scheduler would keep the process alive forever.
-    `threading._register_atexit` runs before non-daemon threads are joined; it is
-    what `concurrent.futures` uses for the same reason.
-    """
-    global _hooked  # noqa: PLW0603
-    _live.add(scheduler)
-    with _hook_lock:
-        if _hooked:
-            return
-        register = getattr(threading, "_register_atexit", None)
-        if register is not None:
-            register(_shutdown_all)
-            _hooked = True
-
-
-def _shutdown_all() -> None:
-    for scheduler in list(_live):
-        scheduler.shutdown(graceful=False, cancel_grace=1.0)
