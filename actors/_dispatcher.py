@@ -240,8 +240,7 @@ class Dispatcher(LoopActor):
     def _make_ready(self, state: JobState, job: Job) -> None:
         state.job = job
         state.where = _READY
-        if state.status is not JobStatus.PENDING:
-            state.set_status(JobStatus.PENDING)
+        state.waiting_to_pending()
         self._ready.put(job)
 
     def _on_ready(self, job: Job) -> None:
@@ -292,10 +291,7 @@ class Dispatcher(LoopActor):
 
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
         self._counters.retried += 1
-        with state._lock:  # noqa: SLF001 - the record's own lock
-            state.job = job
-            state.status = JobStatus.RETRYING
-            state.error = outcome.error
+        state.await_retry(job, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
                 "job %s (%s) reached its retry cap: attempt %d of %d is its last",

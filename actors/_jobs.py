@@ -105,14 +105,17 @@ class JobState:
                 finished_at=self.finished_at,
             )
 
-    def set_status(self, status: JobStatus) -> None:
-        """Move to a non-terminal status."""
+    def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
+        """An attempt failed; ``job`` (the next attempt) waits for its backoff."""
         with self._lock:
-            self.status = status
+            self.job = job
+            self.status = JobStatus.RETRYING
+            self.error = error
 
     def waiting_to_pending(self) -> None:
-        """A due time came: scheduled or retrying becomes pending, unless a worker
-        has already started the attempt (the Timer hands jobs to workers first)."""
+        """Scheduled or retrying becomes pending (the job may run now), unless a
+        worker has already started the attempt (the Timer hands jobs to workers
+        first)."""
         with self._lock:
             if self.status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
                 self.status = JobStatus.PENDING

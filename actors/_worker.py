@@ -92,6 +92,7 @@ class Worker(PostroomActor):
         self._clock = clock
         self._tokens = tokens
         self._scope = CancelScope()
+        self._progress = _progress_sink(table)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def on_start(self) -> None:
@@ -148,7 +149,7 @@ class Worker(PostroomActor):
         scope = self._scope
         spec = self._handlers[job.handler]
         started_at = time.time()
-        ctx = JobContext(job, scope, _progress_sink(self._table), deadline)
+        ctx = JobContext(job, scope, self._progress, deadline)
         t0 = time.perf_counter()
         try:
             result = spec.func(ctx, job.payload)
