@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
+from actors._fast_init import fast_init
 from actors._retry import RetryPolicy
 
 __all__ = [
@@ -55,6 +56,7 @@ JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, J
 OutcomeStatus = Literal["completed", "failed", "cancelled"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Job:
     """One unit of work, as it travels between actors.
@@ -95,6 +97,7 @@ class Job:
         return replace(self, attempt=self.attempt + 1, not_before=not_before)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An error as data: what was raised, readable without the exception object."""
@@ -107,6 +110,7 @@ class ErrorInfo:
     """The formatted traceback, when there was one."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How one attempt ended."""
@@ -130,6 +134,7 @@ class Outcome:
 # --- facade -> Dispatcher --------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Submit:
     """A new job accepted by the facade."""
@@ -140,6 +145,7 @@ class Submit:
 # --- Dispatcher -> RepoLock ------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Enqueue:
     """Queue ``job`` in its repo; a job the repo holds for a retry becomes ready."""
@@ -147,6 +153,7 @@ class Enqueue:
     job: Job
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Withdraw:
     """Take a waiting job out of the repo (cancelled); ignored if it is running."""
@@ -154,6 +161,7 @@ class Withdraw:
     job_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     """A due time the repo asked for (`Wake`) has come: look at the head again."""
@@ -164,6 +172,7 @@ class Tick:
 # --- RepoLock -> Dispatcher ------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ready:
     """This job holds its repo now and may run as soon as a worker is free."""
@@ -171,6 +180,7 @@ class Ready:
     job: Job
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Retry:
     """Run ``job`` (its next attempt) again at its ``not_before``.
@@ -184,6 +194,7 @@ class Retry:
     hold: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Done:
     """The job ended for good with ``outcome``; the repo has let it go."""
@@ -192,6 +203,7 @@ class Done:
     outcome: Outcome
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Wake:
     """Send the repo a `Tick` at clock time ``due`` (a delayed job is at its head)."""
@@ -200,6 +212,7 @@ class Wake:
     due: float
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Idle:
     """The repo has nothing pending or running after ``seen`` messages.
@@ -218,6 +231,7 @@ class Idle:
 # only the end of an attempt is a message.
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Finished:
     """An attempt ended (the handler has returned). Forwarded to the job's repo."""
@@ -234,6 +248,7 @@ class Finished:
 TimerKind = Literal["start", "retry", "deadline", "tick"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class After:
     """Send ``Fire(token, kind, key)`` back at clock time ``due``, not earlier."""
@@ -253,6 +268,7 @@ class After:
     between a due time and a worker) before it sends the `Fire`."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     """Forget the entry with ``token``; a stale token is ignored."""
@@ -260,6 +276,7 @@ class CancelTimer:
     token: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fire:
     """A due time has come. The receiver acts only if ``token`` is still current."""
@@ -270,6 +287,7 @@ class Fire:
     attempt: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Forget:
     """Drop every timer entry (shutdown)."""
@@ -278,6 +296,7 @@ class Forget:
 # --- facade -> Dispatcher (control) -------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Cancel:
     """Cancel a job: remove it if waiting, signal it if running. Asked, not told:
@@ -286,6 +305,7 @@ class Cancel:
     job_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Resize:
     """Grow or shrink the worker pool to ``workers``."""
@@ -293,6 +313,7 @@ class Resize:
     workers: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Close:
     """Shutdown: with ``cancel`` False, let the remaining jobs finish; with True,
