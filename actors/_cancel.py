@@ -1,10 +1,9 @@
 """The cancel signal: how a stop request reaches a handler that is running.
 
 A worker busy in a handler cannot read its mailbox, so cancellation travels on
-a side channel: each worker owns one `CancelScope`. The ready queue arms it,
-under its lock, as the worker takes a job; the Dispatcher fires it for that
-attempt on `cancel()` or at the deadline; a fire meant for another attempt is
-ignored.
+a side channel: each worker owns one `CancelScope`. The ready queue arms it
+as the worker takes a job; the Dispatcher fires it for that attempt on
+`cancel()` or at the deadline; a fire meant for another attempt is ignored.
 Firing sets a `threading.Event` (sync handlers poll ``ctx.cancelled`` or wait
 on it) and cancels the asyncio task of an async handler for real.
 """
@@ -33,23 +32,20 @@ class CancelScope:
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     def arm(self, job_id: str, attempt: int) -> None:
-        """Start listening for stop requests meant for this attempt.
-
-        Called with the ready queue's lock held, which also guards every `fire`
-        that could race with it, so it takes no lock of its own (it is on the
-        path of every job).
-        """
-        self._task = None
-        if self.reason is not None:
-            # Fired for the previous attempt: start this one with a fresh
-            # signal (cheaper than Event.clear on every attempt).
-            self.reason = None
-            self.event = threading.Event()
-        self._attempt = (job_id, attempt)
+        """Start listening for stop requests meant for this attempt."""
+        with self._lock:
+            self._task = None
+            if self.reason is not None:
+                # Fired for the previous attempt: start this one with a fresh
+                # signal (cheaper than Event.clear on every attempt).
+                self.reason = None
+                self.event = threading.Event()
+            self._attempt = (job_id, attempt)
 
     def disarm(self) -> None:
         """The attempt is over: later requests for it are ignored."""
-        self._attempt = None
+        with self._lock:
+            self._attempt = None
 
     def fire(self, job_id: str, attempt: int, reason: CancelReason) -> bool:
         """Tell the attempt to stop; False if that attempt is not the armed one."""

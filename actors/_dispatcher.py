@@ -17,7 +17,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -31,7 +31,7 @@ from actors._cancel_result import CancelResult
 from actors._clock import Clock
 from actors._handlers import HandlerSpec
 from actors._info import Stats
-from actors._jobs import JobState, JobTable
+from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
 from actors._reaper import Reaper
@@ -67,12 +67,6 @@ __all__ = ["BOOT", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
 
 _HALT_TIMEOUT = 5.0
 """Seconds the dispatcher waits for the Timer to stop at shutdown."""
-
-# Where an unfinished job is, as the Dispatcher knows it.
-_TIMER = "timer"  # scheduled or retrying, held by the Timer only
-_HELD = "held"  # retrying in ordered mode: the Timer has its due time, the repo holds it
-_REPO = "repo"  # in its repo lock: waiting, or its outcome being decided there
-_READY = "ready"  # in the ready queue, or taken from it by a worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +113,6 @@ class _Halt:
     """Stop every child actor (the last step of shutdown, or a crash)."""
 
 
-@dataclass(slots=True)
-class _Counters:
-    submitted: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    retried: int = 0
-    runs: int = 0
-    run_time: float = 0.0
-    crashes: deque[float] = field(default_factory=deque)
-
-
 class Dispatcher(LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
@@ -138,6 +120,7 @@ class Dispatcher(LoopActor):
         self,
         loop: ActorLoop,
         config: DispatcherConfig,
+        ready: ReadyQueue,
         clock: Clock,
         handlers: Mapping[str, HandlerSpec],
         table: JobTable,
@@ -157,8 +140,10 @@ class Dispatcher(LoopActor):
         self._drained = drained
         self._crash = crash
         self._counts = counts
-        self._states: dict[str, JobState] = {}
-        self._ready = ReadyQueue()
+        # The unfinished jobs (the table's own dict: the facade adds to it, and
+        # whoever finishes a job takes it out, under the table's lock).
+        self._states = table.active
+        self._ready = ready
         self._workers = 0
         """Workers alive or starting, not counting those told to retire."""
         self._repos: dict[str, _Repo] = {}
@@ -166,8 +151,8 @@ class Dispatcher(LoopActor):
         self._tokens = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self._lock_ids = itertools.count(1)
-        self._counters = _Counters()
-        self._closing = False
+        self._retried = 0
+        self._crashes: deque[float] = deque()
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -210,11 +195,9 @@ class Dispatcher(LoopActor):
     # --- routing ----------------------------------------------------------------
 
     def _on_submit(self, job: Job) -> None:
-        state = self._table.active.get(job.id)
+        state = self._states.get(job.id)
         if state is None:
-            return  # Resolved already (a crash path); nothing to route.
-        self._states[job.id] = state
-        self._counters.submitted += 1
+            return  # Resolved already (cancelled on its way, or a crash); nothing to route.
         self._route(state, job)
 
     def _route(self, state: JobState, job: Job) -> None:
@@ -224,22 +207,22 @@ class Dispatcher(LoopActor):
         if due is not None and due > self._clock.now():
             if repo is not None and self._mode(repo) == "ordered":
                 # In ordered mode a delayed job keeps its place in the repo.
-                state.where = _REPO
+                state.where = REPO
                 self._to_repo(repo, Enqueue(job))
             else:
-                state.where = _TIMER
+                state.where = TIMER
                 kind: TimerKind = "start" if job.attempt == 1 else "retry"
                 state.timer = self._after(due, kind, job.id, None if repo else job)
             return
         if repo is not None:
-            state.where = _REPO
+            state.where = REPO
             self._to_repo(repo, Enqueue(job))
         else:
             self._make_ready(state, job)
 
     def _make_ready(self, state: JobState, job: Job) -> None:
         state.job = job
-        state.where = _READY
+        state.where = READY
         state.waiting_to_pending()
         self._ready.put(job)
 
@@ -255,9 +238,7 @@ class Dispatcher(LoopActor):
 
     def _on_finished(self, message: Finished) -> None:
         job, outcome = message.job, message.outcome
-        counters = self._counters
-        counters.runs += 1
-        counters.run_time += outcome.run_time
+        self._table.count_run(outcome.run_time)
         state = self._states.get(job.id)
         if state is not None and state.cancel_requested and outcome.status == "failed":
             # A cancel stops retries; an attempt that failed meanwhile ends cancelled
@@ -268,7 +249,7 @@ class Dispatcher(LoopActor):
                 outcome = replace(outcome, status="cancelled", retryable=False)
         if job.repo is not None:
             if state is not None:
-                state.where = _REPO
+                state.where = REPO
             self._to_repo(job.repo, Finished(job, outcome))
         elif state is not None:
             self._settle(state, job, outcome)
@@ -290,7 +271,7 @@ class Dispatcher(LoopActor):
         self._schedule_retry(state, message.job, message.outcome, hold=message.hold)
 
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
-        self._counters.retried += 1
+        self._retried += 1
         state.await_retry(job, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
@@ -303,10 +284,10 @@ class Dispatcher(LoopActor):
             )
         due = job.not_before
         if due is not None and due > self._clock.now():
-            state.where = _HELD if hold else _TIMER
+            state.where = HELD if hold else TIMER
             state.timer = self._after(due, "retry", job.id, None if job.repo else job)
         elif job.repo is not None:
-            state.where = _REPO
+            state.where = REPO
             self._to_repo(job.repo, Enqueue(job))
         else:
             self._make_ready(state, job)
@@ -318,13 +299,10 @@ class Dispatcher(LoopActor):
 
     def _finish(self, state: JobState, outcome: Outcome) -> None:
         job = state.job
-        del self._states[job.id]
         status = _STATUS[outcome.status]
-        counters = self._counters
-        if status is JobStatus.COMPLETED:
-            counters.completed += 1
-        elif status is JobStatus.FAILED:
-            counters.failed += 1
+        if not self._table.finish(state, status, outcome.result, outcome.error):
+            return  # Finished on another path first (a crash, a stuck shutdown).
+        if status is JobStatus.FAILED:
             logger.error(
                 "job %s (%s) failed for good after %d attempt(s): %s",
                 job.id,
@@ -333,11 +311,6 @@ class Dispatcher(LoopActor):
                 outcome.error.message if outcome.error else "unknown error",
                 extra=job_extra(job),
             )
-        else:
-            counters.cancelled += 1
-        self._table.finish(state, status, outcome.result, outcome.error)
-        if self._closing and not self._states:
-            self._drained()
 
     # --- timers -------------------------------------------------------------------
 
@@ -382,12 +355,12 @@ class Dispatcher(LoopActor):
         state.timer = None
         job = state.job
         if job.repo is not None:
-            state.where = _REPO
+            state.where = REPO
             self._to_repo(job.repo, Enqueue(job))
         else:
             # The Timer has put it into the ready queue already (a worker may be
             # running it by now): only the bookkeeping is left.
-            state.where = _READY
+            state.where = READY
             state.waiting_to_pending()
 
     # --- repos --------------------------------------------------------------------
@@ -430,10 +403,10 @@ class Dispatcher(LoopActor):
             return CancelResult.ALREADY_FINISHED
         if state.cancel_requested:
             return CancelResult.ALREADY_CANCELLING
-        state.cancel_requested = True
+        state.cancel_requested = reason
         job = state.job
         where = state.where
-        if where == _READY:
+        if where == READY:
             if self._ready.remove(job_id) is None:
                 # A worker has it: signal the attempt. If it has just ended, its
                 # Finished is on the way and the cancel still stops any retry.
@@ -441,11 +414,11 @@ class Dispatcher(LoopActor):
                 return CancelResult.SIGNALLED
             if job.repo is not None:
                 self._to_repo(job.repo, Finished(job, _cancelled(reason)))
-        elif where in (_TIMER, _HELD):
+        elif where in (TIMER, HELD):
             if state.timer is not None:
                 self._cancel_timer(state.timer)
                 state.timer = None
-            if where == _HELD:
+            if where == HELD:
                 self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
             elif (
                 job.repo is None
@@ -457,7 +430,7 @@ class Dispatcher(LoopActor):
                 # signalled. If the Timer puts it there only after this cancel,
                 # no worker runs it: workers never run a finished job.
                 return CancelResult.SIGNALLED
-        elif where == _REPO:
+        elif where == REPO:
             self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
         self._finish(state, _cancelled(reason))
         return CancelResult.CANCELLED
@@ -494,13 +467,12 @@ class Dispatcher(LoopActor):
     # --- shutdown and supervision -----------------------------------------------------
 
     def _close(self, *, cancel: bool) -> None:
-        self._closing = True
         if cancel:
             for job_id in list(self._states):
                 if job_id in self._states:
                     self._cancel(job_id, "shutdown")
-        if not self._states:
-            self._drained()
+        # Workers finish jobs too: the table tells whichever thread ends the last one.
+        self._table.when_empty(self._drained)
 
     def _child_failure(self, kind: str, ident: int | str) -> FailureReport:
         me = self.actor_ref
@@ -524,7 +496,7 @@ class Dispatcher(LoopActor):
                 self._stats(),
             )
             return
-        crashes = self._counters.crashes
+        crashes = self._crashes
         now = time.monotonic()
         crashes.append(now)
         while crashes and crashes[0] < now - self._config.restart_window:
@@ -549,22 +521,22 @@ class Dispatcher(LoopActor):
         self._spawn_worker()
 
     def _stats(self) -> Stats:
-        counters = self._counters
+        counts = self._table.counts()
         running = self._ready.running
         dropped, rejected = self._counts()
         return Stats(
-            submitted=counters.submitted,
-            completed=counters.completed,
-            failed=counters.failed,
-            cancelled=counters.cancelled,
-            retried=counters.retried,
+            submitted=counts.submitted,
+            completed=counts.completed,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
+            retried=self._retried,
             dropped=dropped,
             rejected=rejected,
             running=running,
-            pending=len(self._states) - running,
+            pending=max(len(self._states) - running, 0),
             workers=self._workers,
             repo_locks=len(self._repos),
-            avg_run_time=counters.run_time / counters.runs if counters.runs else 0.0,
+            avg_run_time=counts.run_time / counts.runs if counts.runs else 0.0,
         )
 
     def _halt(self) -> None:

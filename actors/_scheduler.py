@@ -32,10 +32,11 @@ from actors._exit import shut_down_at_exit
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
-from actors._jobs import JobState, JobTable
+from actors._jobs import READY, JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._priority import Priority
+from actors._ready import ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
 from actors._retry import RetryPolicy
@@ -128,11 +129,13 @@ class Scheduler:
         self._full_timeout = full_timeout
         self._clock: Clock = clock or MonotonicClock()
         self._handlers: dict[str, HandlerSpec] = {}
-        self._capacity = Capacity(max_pending)
-        self._table = JobTable(self._capacity, history)
+        # The gate guards the scheduler's state; the table and the capacity share it.
+        self._gate = threading.Lock()
+        self._capacity = Capacity(max_pending, self._gate)
+        self._table = JobTable(self._capacity, history, self._gate)
+        self._ready = ReadyQueue()
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
-        self._gate = threading.Lock()
         self._state = _NEW
         self._seq = iter(range(1, 2**62))
         # Job ids: a random prefix per scheduler and a counter. As unique as a
@@ -220,6 +223,7 @@ class Scheduler:
             spawned = Dispatcher.spawn(
                 loop,
                 self._config,
+                self._ready,
                 self._clock,
                 self._handlers,
                 self._table,
@@ -299,27 +303,8 @@ class Scheduler:
         if spec is None:
             msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
             raise UnknownHandler(msg)
-        check_name("repo", repo)
-        check_priority(priority)
-        if delay:
-            check_seconds("delay", delay, allow_zero=True)
-        check_name("idempotency_key", idempotency_key)
-        if max_retries is not None:
-            check_int("max_retries", max_retries, 0)
-        if timeout is not None:
-            check_seconds("timeout", timeout)
-        check_retry(retry)
+        _check_submit(repo, priority, delay, idempotency_key, max_retries, timeout, retry)
         body = json_copy(payload)
-        if idempotency_key is not None:
-            # A resubmission needs no room: it returns the job already accepted.
-            held = self._table.holder(idempotency_key)
-            if held is not None:
-                return JobHandle(held, self.cancel, self._callbacks)
-
-        try:
-            self._take_slot()
-        except _Dropped as dropped:
-            return self._dropped_handle(handler, body, str(dropped))
         seq = next(self._seq)
         job = Job(
             id=f"{self._id_prefix}-{seq}",
@@ -337,41 +322,51 @@ class Scheduler:
             submitted_at=time.time(),
         )
         state = JobState(job, JobStatus.SCHEDULED if delay else JobStatus.PENDING)
-        with self._gate:
-            if self._state != _RUNNING:
-                self._capacity.give_back()
-                raise self._closed_error()
-            holder = self._table.add(state)
-            if holder is state:
-                assert self._dispatcher is not None
-                self._dispatcher.tell(Submit(job))
-        if holder is not state:
-            self._capacity.give_back()
-        return JobHandle(holder, self.cancel, self._callbacks)
+        # A job with no repo and no delay needs no routing: it goes straight to
+        # the ready queue, and the Dispatcher learns of it only if it must
+        # decide something (a cancel, a failure, a retry).
+        direct = repo is None and not delay
+        if direct:
+            state.where = READY
+        # One lock (the gate, which the table and the capacity share) covers the
+        # state check, the idempotency lookup, the slot and the table entry.
+        try:
+            with self._gate:
+                if self._state != _RUNNING:
+                    raise self._closed_error()
+                if idempotency_key is not None:
+                    # A resubmission needs no room: it returns the job already accepted.
+                    held = self._table.holder(idempotency_key)
+                    if held is not None:
+                        return JobHandle(held, self.cancel, self._callbacks)
+                if not self._capacity.try_take():
+                    self._wait_for_room()
+                self._table.add(state)
+                if direct:
+                    self._ready.put(job)
+                else:
+                    assert self._dispatcher is not None
+                    self._dispatcher.tell(Submit(job))
+        except _Dropped as dropped:
+            return self._dropped_handle(handler, body, str(dropped))
+        return JobHandle(state, self.cancel, self._callbacks)
 
-    def _take_slot(self) -> None:
+    def _wait_for_room(self) -> None:
+        """Apply ``on_full``, the gate held: return once a slot is taken, or raise."""
         capacity = self._capacity
-        if capacity.try_take():
-            return
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
                 return
             if self._state != _RUNNING:
                 raise self._closed_error()
-            with self._gate:
-                self._rejected += 1
+            self._rejected += 1
             msg = f"no room within {self._full_timeout}s: {capacity.limit} jobs are unfinished"
             raise QueueFull(msg)
-        if self._state != _RUNNING:
-            raise self._closed_error()
-        with self._gate:
-            if self._on_full == "drop":
-                self._dropped += 1
-            else:
-                self._rejected += 1
         msg = f"the scheduler holds max_pending={capacity.limit} unfinished jobs"
         if self._on_full == "drop":
+            self._dropped += 1
             raise _Dropped(msg)
+        self._rejected += 1
         raise QueueFull(msg)
 
     def _dropped_handle(self, handler: str, payload: JSONValue, why: str) -> JobHandle:
@@ -508,11 +503,7 @@ class Scheduler:
                 )
         try:
             final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
-            # Jobs whose handlers never returned were resolved here, not by the
-            # dispatcher: count them where their handles say they ended.
-            self._final_stats = replace(
-                final, cancelled=final.cancelled + len(stuck), running=0, pending=0
-            )
+            self._final_stats = replace(final, running=0, pending=0)
             dispatcher.ask(HALT, timeout=_ASK_TIMEOUT)
             dispatcher.stop(block=True, timeout=_ASK_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):
@@ -545,13 +536,21 @@ class Scheduler:
         logger.error("postroom scheduler crashed: %s", reason)
         self._capacity.close()
         error = ErrorInfo("postroom.SchedulerCrashed", reason)
-        failed = sum(
+        for state in self._table.unfinished():
             self._table.finish(state, JobStatus.FAILED, error=error)
-            for state in self._table.unfinished()
-        )
-        base = stats or self._empty_stats()
+        # The table counted the jobs failed here; the rest is the dispatcher's
+        # last word (or nothing, if it could not give one).
+        counts = self._table.counts()
         self._final_stats = replace(
-            base, failed=base.failed + failed, running=0, pending=0, workers=0, repo_locks=0
+            stats or self._empty_stats(),
+            submitted=counts.submitted,
+            completed=counts.completed,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
+            running=0,
+            pending=0,
+            workers=0,
+            repo_locks=0,
         )
         self._drained.set()
         self._reaper.stop_all()
@@ -572,6 +571,28 @@ class Scheduler:
         return Stats(
             0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, self._config.workers, 0, 0.0
         )
+
+
+def _check_submit(
+    repo: str | None,
+    priority: int,
+    delay: float,
+    idempotency_key: str | None,
+    max_retries: int | None,
+    timeout: float | None,
+    retry: RetryPolicy | None,
+) -> None:
+    """Raise `InvalidArgument` for the first bad argument of `Scheduler.submit`."""
+    check_name("repo", repo)
+    check_priority(priority)
+    if delay:
+        check_seconds("delay", delay, allow_zero=True)
+    check_name("idempotency_key", idempotency_key)
+    if max_retries is not None:
+        check_int("max_retries", max_retries, 0)
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    check_retry(retry)
 
 
 def _already_finished(_job_id: str) -> CancelResult:

@@ -3,8 +3,10 @@
 Sync handlers run on the worker's own thread; ``async def`` handlers run on an
 event loop the worker owns, so a cancel or a deadline cancels their task for
 real. Whatever the handler does, including raising `BaseException`, the worker
-turns it into an `Outcome` and tells the Dispatcher `Finished`: handler errors
-are data, never a failure of the actor. The worker decides nothing else.
+turns it into an `Outcome`: handler errors are data, never a failure of the
+actor. An attempt that completed a job without a repo leaves nothing to decide,
+so the worker finishes that job itself; every other outcome goes to the
+Dispatcher as `Finished`, which decides what follows (retry, release, end).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from actors._jobs import JobTable
 from actors._json import json_copy
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
+from actors._status import JobStatus
 from actors.messages import After, CancelTimer, ErrorInfo, Finished, Job, Outcome
 
 __all__ = ["Worker", "error_info"]
@@ -119,6 +122,10 @@ class Worker(PostroomActor):
             # Finished already (cancelled as its due time came): never run it.
             self._ready.done(job.id)
             return
+        if state.cancel_requested:
+            # A cancel that came as this worker took the job may have found it
+            # neither queued nor taken (see `ReadyQueue`): stop it here.
+            self._scope.fire(job.id, job.attempt, state.cancel_requested)
         if self._scope.event.is_set():
             # Told to stop between being taken and starting: the handler is never
             # called, and no attempt is counted (none ran).
@@ -127,6 +134,13 @@ class Worker(PostroomActor):
             state.start_attempt(job)
             outcome = self._timed_run(job)
         self._ready.done(job.id)
+        if job.repo is None and outcome.status == "completed":
+            # Nothing is left to decide: no repo to release, no retry. The job
+            # ends here, without a hop through the Dispatcher.
+            self._table.finish(
+                state, JobStatus.COMPLETED, outcome.result, run_time=outcome.run_time
+            )
+            return
         self._dispatcher.tell(Finished(job, outcome, self.worker_id))
 
     def _timed_run(self, job: Job) -> Outcome:

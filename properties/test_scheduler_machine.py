@@ -237,12 +237,10 @@ def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
 def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
     from actors import _jobs
 
-    def add(self: _jobs.JobTable, state: _jobs.JobState) -> _jobs.JobState:
-        with self._lock:
-            self.active[state.job.id] = state  # BUG: no idempotency lookup
-        return state
+    def holder(self: _jobs.JobTable, key: str) -> _jobs.JobState | None:
+        return None  # BUG: no idempotency lookup
 
-    return _patched(_jobs.JobTable, "add", add)
+    return _patched(_jobs.JobTable, "holder", holder)
 
 
 def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -286,14 +284,18 @@ def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
     original = _jobs.JobTable.finish
 
     def finish(
-        self: _jobs.JobTable, state: _jobs.JobState, status: JobStatus, *args: object
+        self: _jobs.JobTable,
+        state: _jobs.JobState,
+        status: JobStatus,
+        *args: object,
+        **kwargs: object,
     ) -> bool:
         if status is JobStatus.FAILED:
-            with self._lock:
-                self.active.pop(state.job.id, None)
-            self._capacity.give_back()
+            if self.active.pop(state.job.id, None) is not None:
+                with self._lock:
+                    self._capacity.given += 1
             return True  # BUG: the handle never resolves
-        return original(self, state, status, *args)  # type: ignore[arg-type]
+        return original(self, state, status, *args, **kwargs)  # type: ignore[arg-type]
 
     return _patched(_jobs.JobTable, "finish", finish)
 
