@@ -28,7 +28,8 @@ class CancelScope:
         self.event = threading.Event()
         """Set once the current attempt has been told to stop."""
         self.reason: CancelReason | None = None
-        """Why the current attempt was told to stop, or None."""
+        """Why the current attempt was told to stop, or None. Set before `event`,
+        so reading it is the cheap way to ask whether the attempt was told."""
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     def arm(self, job_id: str, attempt: int) -> None:

@@ -36,7 +36,7 @@ from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoLock, RepoMode
-from actors._status import JobStatus
+from actors._status import CANCELLED, COMPLETED, FAILED
 from actors._timer import Timer
 from actors._worker import Worker, error_info
 from actors.messages import (
@@ -302,7 +302,7 @@ class Dispatcher(LoopActor):
         status = _STATUS[outcome.status]
         if not self._table.finish(state, status, outcome.result, outcome.error):
             return  # Finished on another path first (a crash, a stuck shutdown).
-        if status is JobStatus.FAILED:
+        if status is FAILED:
             logger.error(
                 "job %s (%s) failed for good after %d attempt(s): %s",
                 job.id,
@@ -407,7 +407,7 @@ class Dispatcher(LoopActor):
         job = state.job
         where = state.where
         if where == READY:
-            if self._ready.remove(job_id) is None:
+            if self._ready.remove(job) is None:
                 # A worker has it: signal the attempt. If it has just ended, its
                 # Finished is on the way and the cancel still stops any retry.
                 self._ready.signal(job_id, job.attempt, reason)
@@ -422,7 +422,7 @@ class Dispatcher(LoopActor):
                 self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
             elif (
                 job.repo is None
-                and self._ready.remove(job_id) is None
+                and self._ready.remove(job) is None
                 and (self._ready.signal(job_id, job.attempt, reason) or state.started(job))
             ):
                 # The Timer had put it in the ready queue already (its Fire is on
@@ -556,9 +556,9 @@ class Dispatcher(LoopActor):
 
 
 _STATUS = {
-    "completed": JobStatus.COMPLETED,
-    "failed": JobStatus.FAILED,
-    "cancelled": JobStatus.CANCELLED,
+    "completed": COMPLETED,
+    "failed": FAILED,
+    "cancelled": CANCELLED,
 }
 
 

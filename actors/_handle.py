@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import JobCancelled, JobFailed, JobTimedOut
-from actors._status import JobStatus
+from actors._status import CANCELLED, COMPLETED, JobStatus
 from actors.messages import JSONValue
 
 if TYPE_CHECKING:
@@ -122,11 +122,11 @@ class JobHandle:
     def _outcome(self) -> JSONValue:
         state = self._state
         status = state.status
-        if status is JobStatus.COMPLETED:
+        if status is COMPLETED:
             return state.result
         error = state.error
         detail = f": {error.type}: {error.message}" if error is not None else ""
-        if status is JobStatus.CANCELLED:
+        if status is CANCELLED:
             raise JobCancelled(f"job {self.id} was cancelled{detail}", job_id=self.id, error=error)
         kind = (
             JobTimedOut if error is not None and error.type == "postroom.JobTimedOut" else JobFailed

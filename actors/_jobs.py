@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from actors._cancel import CancelReason
 from actors._errors import JobNotFound
 from actors._info import JobInfo, Progress
 from actors._log import logger
-from actors._status import JobStatus
+from actors._status import COMPLETED, FAILED, PENDING, RETRYING, RUNNING, SCHEDULED, JobStatus
 from actors.messages import ErrorInfo, Job, JSONValue
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class JobState:
         """An attempt failed; ``job`` (the next attempt) waits for its backoff."""
         with self._lock:
             self.job = job
-            self.status = JobStatus.RETRYING
+            self.status = RETRYING
             self.error = error
 
     def waiting_to_pending(self) -> None:
@@ -137,20 +137,19 @@ class JobState:
         worker has already started the attempt (the Timer hands jobs to workers
         first)."""
         with self._lock:
-            if self.status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
-                self.status = JobStatus.PENDING
+            if self.status in (SCHEDULED, RETRYING):
+                self.status = PENDING
 
     def started(self, job: Job) -> bool:
         """Whether this attempt of the job has started."""
         return self.attempts >= job.attempt
 
-    def start_attempt(self, job: Job) -> None:
-        """An attempt of ``job`` is starting now."""
-        now = time.time()
+    def start_attempt(self, job: Job, now: float) -> None:
+        """An attempt of ``job`` is starting now (``now``: wall-clock time)."""
         # No call inside the lock (see JobTable on why that matters).
         with self._lock:
             self.job = job
-            self.status = JobStatus.RUNNING
+            self.status = RUNNING
             self.attempts = job.attempt
             self.exception = None  # an earlier attempt's error is not this one's cause
             if self.started_at is None:
@@ -241,7 +240,10 @@ class JobTable:
         self._gate = gate
         self._lock = threading.Lock()
         self.active: dict[str, JobState] = {}
-        self._finished: OrderedDict[str, JobState] = OrderedDict()
+        # The history: a dict for lookups and a deque of ids for age (both C,
+        # both cheaper per job than an OrderedDict).
+        self._finished: dict[str, JobState] = {}
+        self._finished_order: deque[str] = deque()
         self._keys: dict[str, JobState] = {}
         self._submitted = 0
         self._completed = 0
@@ -333,9 +335,9 @@ class JobTable:
         # Plain loads, stores and int arithmetic only: nothing in here can be
         # switched out while it holds the lock.
         with self._lock:
-            if status is JobStatus.COMPLETED:
+            if status is COMPLETED:
                 self._completed += 1
-            elif status is JobStatus.FAILED:
+            elif status is FAILED:
                 self._failed += 1
             else:
                 self._cancelled += 1
@@ -352,15 +354,15 @@ class JobTable:
                 on_empty, self._on_empty = self._on_empty, None
         if capacity.waiting:
             capacity.wake()
-        if job.idempotency_key is not None and status is not JobStatus.COMPLETED:
+        if job.idempotency_key is not None and status is not COMPLETED:
             # A failed or cancelled job lets its key go: submitting it again runs it.
             self._release_key(state)
-        history = self._finished
-        history[job.id] = state
+        self._finished[job.id] = state
+        self._finished_order.append(job.id)
         if evict:
             # One eviction per entry over the bound, decided above. This thread
             # has added its own entry, so there is always one to take.
-            _, old = history.popitem(last=False)
+            old = self._finished.pop(self._finished_order.popleft())
             if old.job.idempotency_key is not None:
                 self._release_key(old)
         resolved = state.resolve(status, result, error)

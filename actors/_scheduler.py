@@ -36,11 +36,11 @@ from actors._jobs import READY, JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._priority import Priority
-from actors._ready import ReadyQueue
+from actors._ready import SEQ_BITS, ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
 from actors._retry import RetryPolicy
-from actors._status import JobStatus
+from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
 from actors.messages import Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
 __all__ = ["OnFull", "Scheduler"]
@@ -137,7 +137,7 @@ class Scheduler:
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = _NEW
-        self._seq = iter(range(1, 2**62))
+        self._seq = iter(range(1, 2**SEQ_BITS))
         # Job ids: a random prefix per scheduler and a counter. As unique as a
         # uuid4 per job, without a system call per submit.
         self._id_prefix = uuid.uuid4().hex[:16]
@@ -303,33 +303,46 @@ class Scheduler:
         if spec is None:
             msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
             raise UnknownHandler(msg)
-        _check_submit(repo, priority, delay, idempotency_key, max_retries, timeout, retry)
-        body = json_copy(payload)
+        check_priority(priority)
+        if (
+            repo is not None
+            or delay
+            or idempotency_key is not None
+            or max_retries is not None
+            or timeout is not None
+            or retry is not None
+        ):
+            _check_options(repo, delay, idempotency_key, max_retries, timeout, retry)
+        body = payload if type(payload) in _JSON_SCALARS else json_copy(payload)
         seq = next(self._seq)
+        # Positional (the hot path): id, handler, payload, seq, priority, repo,
+        # attempt, max_retries, timeout, retry, not_before, idempotency_key,
+        # submitted_at. submit > handler: what the call says wins.
         job = Job(
-            id=f"{self._id_prefix}-{seq}",
-            handler=handler,
-            payload=body,
-            seq=seq,
-            priority=int(priority),
-            repo=repo,
-            # submit > handler: what the call says wins over the handler's default.
-            max_retries=spec.max_retries if max_retries is None else max_retries,
-            timeout=spec.timeout if timeout is None else timeout,
-            retry=retry or spec.retry,
-            not_before=self._clock.now() + delay if delay else None,
-            idempotency_key=idempotency_key,
-            submitted_at=time.time(),
+            f"{self._id_prefix}-{seq}",
+            handler,
+            body,
+            seq,
+            int(priority),
+            repo,
+            1,
+            spec.max_retries if max_retries is None else max_retries,
+            spec.timeout if timeout is None else timeout,
+            retry or spec.retry,
+            self._clock.now() + delay if delay else None,
+            idempotency_key,
+            time.time(),
         )
-        state = JobState(job, JobStatus.SCHEDULED if delay else JobStatus.PENDING)
+        state = JobState(job, SCHEDULED if delay else PENDING)
         # A job with no repo and no delay needs no routing: it goes straight to
         # the ready queue, and the Dispatcher learns of it only if it must
         # decide something (a cancel, a failure, a retry).
         direct = repo is None and not delay
         if direct:
             state.where = READY
-        # One lock (the gate, which the table and the capacity share) covers the
-        # state check, the idempotency lookup, the slot and the table entry.
+        # The gate (shared with the table and the capacity, taken by submitters
+        # only) covers the state check, the idempotency lookup, the slot and
+        # the table entry.
         try:
             with self._gate:
                 if self._state != _RUNNING:
@@ -373,8 +386,8 @@ class Scheduler:
         # Dropped jobs are counted, never silent: the caller gets a handle that is
         # already cancelled and says why. It is not kept in the job table.
         job = Job(uuid.uuid4().hex, handler, payload, seq=0, submitted_at=time.time())
-        state = JobState(job, JobStatus.CANCELLED)
-        state.resolve(JobStatus.CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
+        state = JobState(job, CANCELLED)
+        state.resolve(CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
         return JobHandle(state, _already_finished)
 
     def job(self, job_id: str) -> JobInfo:
@@ -496,7 +509,7 @@ class Scheduler:
             for state in stuck:
                 self._table.finish(
                     state,
-                    JobStatus.CANCELLED,
+                    CANCELLED,
                     error=ErrorInfo(
                         "postroom.JobCancelled", "cancelled by shutdown; the handler did not return"
                     ),
@@ -537,7 +550,7 @@ class Scheduler:
         self._capacity.close()
         error = ErrorInfo("postroom.SchedulerCrashed", reason)
         for state in self._table.unfinished():
-            self._table.finish(state, JobStatus.FAILED, error=error)
+            self._table.finish(state, FAILED, error=error)
         # The table counted the jobs failed here; the rest is the dispatcher's
         # last word (or nothing, if it could not give one).
         counts = self._table.counts()
@@ -573,18 +586,20 @@ class Scheduler:
         )
 
 
-def _check_submit(
+_JSON_SCALARS = frozenset((str, int, bool, type(None)))
+"""Payload types that are JSON as they are (exact types: a subclass is checked)."""
+
+
+def _check_options(
     repo: str | None,
-    priority: int,
     delay: float,
     idempotency_key: str | None,
     max_retries: int | None,
     timeout: float | None,
     retry: RetryPolicy | None,
 ) -> None:
-    """Raise `InvalidArgument` for the first bad argument of `Scheduler.submit`."""
+    """Raise `InvalidArgument` for the first bad optional argument of `Scheduler.submit`."""
     check_name("repo", repo)
-    check_priority(priority)
     if delay:
         check_seconds("delay", delay, allow_zero=True)
     check_name("idempotency_key", idempotency_key)

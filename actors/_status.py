@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["TERMINAL_STATUSES", "JobStatus"]
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "PENDING",
+    "RETRYING",
+    "RUNNING",
+    "SCHEDULED",
+    "TERMINAL_STATUSES",
+    "JobStatus",
+]
 
 
 class JobStatus(StrEnum):
@@ -43,3 +53,14 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# The members as plain module globals, for the paths every job takes: reading
+# ``JobStatus.COMPLETED`` goes through the enum's metaclass (about 190 ns, and a
+# job read five of them), a global costs about 15 ns.
+SCHEDULED = JobStatus.SCHEDULED
+PENDING = JobStatus.PENDING
+RUNNING = JobStatus.RUNNING
+RETRYING = JobStatus.RETRYING
+COMPLETED = JobStatus.COMPLETED
+FAILED = JobStatus.FAILED
+CANCELLED = JobStatus.CANCELLED

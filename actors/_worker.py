@@ -31,7 +31,7 @@ from actors._jobs import JobTable
 from actors._json import json_copy
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
-from actors._status import JobStatus
+from actors._status import COMPLETED
 from actors.messages import After, CancelTimer, ErrorInfo, Finished, Job, Outcome
 
 __all__ = ["Worker", "error_info"]
@@ -56,6 +56,9 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 _PLAIN = (str, int, float, list, dict, type(None))
 """Results that are certainly not awaitable (skips a slower check on the hot path)."""
+
+_SCALARS = frozenset((str, int, bool, type(None)))
+"""Result types that are JSON as they are (exact types: a subclass is copied)."""
 
 
 class _Pull:
@@ -122,35 +125,39 @@ class Worker(PostroomActor):
             # Finished already (cancelled as its due time came): never run it.
             self._ready.done(job.id)
             return
+        scope = self._scope
         if state.cancel_requested:
             # A cancel that came as this worker took the job may have found it
             # neither queued nor taken (see `ReadyQueue`): stop it here.
-            self._scope.fire(job.id, job.attempt, state.cancel_requested)
-        if self._scope.event.is_set():
+            scope.fire(job.id, job.attempt, state.cancel_requested)
+        started_at = time.time()
+        if scope.reason is not None:
             # Told to stop between being taken and starting: the handler is never
             # called, and no attempt is counted (none ran).
-            outcome = self._stopped(job, None, time.time(), 0.0)
+            outcome = self._stopped(job, None, started_at, 0.0)
         else:
-            state.start_attempt(job)
-            outcome = self._timed_run(job)
+            state.start_attempt(job, started_at)
+            if job.timeout is None:
+                outcome = self._run(job, None, started_at)
+            else:
+                outcome = self._timed_run(job, started_at)
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
             # Nothing is left to decide: no repo to release, no retry. The job
             # ends here, without a hop through the Dispatcher.
             self._table.finish(
-                state, JobStatus.COMPLETED, outcome.result, run_time=outcome.run_time
+                state, COMPLETED, outcome.result, run_time=outcome.run_time
             )
             return
         self._dispatcher.tell(Finished(job, outcome, self.worker_id))
 
-    def _timed_run(self, job: Job) -> Outcome:
-        if job.timeout is None:
-            return self._run(job, None)
+    def _timed_run(self, job: Job, started_at: float) -> Outcome:
+        assert job.timeout is not None
         deadline = self._clock.now() + job.timeout
         token = next(self._tokens)
         self._timer.tell(After(token, deadline, "deadline", job.id, job.attempt))
         try:
-            return self._run(job, deadline)
+            return self._run(job, deadline, started_at)
         finally:
             self._timer.tell(CancelTimer(token))
 
@@ -159,10 +166,9 @@ class Worker(PostroomActor):
         if self._loop is not None:
             self._loop.close()
 
-    def _run(self, job: Job, deadline: float | None) -> Outcome:
+    def _run(self, job: Job, deadline: float | None, started_at: float) -> Outcome:
         scope = self._scope
         spec = self._handlers[job.handler]
-        started_at = time.time()
         ctx = JobContext(job, scope, self._progress, deadline)
         t0 = time.perf_counter()
         try:
@@ -171,17 +177,20 @@ class Worker(PostroomActor):
                 result = self._await(result)
         except BaseException as exc:  # noqa: BLE001 - every error is the job's, as data
             run_time = time.perf_counter() - t0
-            if scope.event.is_set():
+            if scope.reason is not None:
                 return self._stopped(job, exc, started_at, run_time)
             return self._failed(job, spec, exc, started_at, run_time)
         run_time = time.perf_counter() - t0
-        if scope.event.is_set():
+        if scope.reason is not None:
             # The handler returned after it was told to stop: the attempt still
             # ends as cancelled or timed out, so the outcome does not depend on
             # how quickly a handler notices its signal.
             return self._stopped(job, None, started_at, run_time)
         try:
-            value = json_copy(result, f"result of handler {job.handler!r}")
+            if type(result) in _SCALARS:
+                value = result
+            else:
+                value = json_copy(result, f"result of handler {job.handler!r}")
         except NotSerializable as exc:
             self._keep_exception(job.id, exc)
             return Outcome(
@@ -191,7 +200,9 @@ class Worker(PostroomActor):
                 started_at=started_at,
                 run_time=run_time,
             )
-        return Outcome("completed", value, started_at=started_at, run_time=run_time)
+        # Positional on the hot path: status, result, error, retryable,
+        # timed_out, started_at, run_time.
+        return Outcome("completed", value, None, True, False, started_at, run_time)
 
     def _keep_exception(self, job_id: str, exc: BaseException) -> None:
         # In process, a failed handle chains the handler's real exception.

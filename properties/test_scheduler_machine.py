@@ -210,13 +210,20 @@ def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
     from actors import _ready
     from actors.messages import Job
 
+    def key(job: Job) -> int:
+        return 5 << _ready.SEQ_BITS | job.seq  # BUG: priority ignored
+
     def put(self: _ready.ReadyQueue, job: Job) -> None:
-        with self._lock:
-            self._jobs[job.id] = job
-            heappush(self._heap, (5, job.seq, job.id))  # BUG: priority ignored
+        self._jobs[key(job)] = job
+        heappush(self._heap, key(job))
         self._tokens.put(True)
 
-    return _patched(_ready.ReadyQueue, "put", put)
+    @contextmanager
+    def both() -> Iterator[None]:
+        with _patched(_ready.ReadyQueue, "put", put), _patched(_ready, "_key", key):
+            yield
+
+    return both()
 
 
 def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]

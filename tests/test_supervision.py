@@ -28,10 +28,10 @@ def _crash_worker_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
     """Make `Worker._run` raise (a postroom bug) for jobs whose payload is ``marker``."""
     original = actors._worker.Worker._run
 
-    def run(self: Any, job: Any, deadline: Any) -> Any:
+    def run(self: Any, job: Any, *args: Any) -> Any:
         if job.payload == marker:
             raise RuntimeError(f"worker bug on {marker}")
-        return original(self, job, deadline)
+        return original(self, job, *args)
 
     monkeypatch.setattr(actors._worker.Worker, "_run", run)
 
