@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import pykka
 
 from actors._actor import FailureReport
-from actors._actor_loop import ActorLoop, LoopActor
+from actors._actor_loop import ActorLoop, LoopActor, post
 from actors._attempts import next_attempt
 from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
@@ -121,6 +121,7 @@ class Dispatcher(LoopActor):
         loop: ActorLoop,
         config: DispatcherConfig,
         ready: ReadyQueue,
+        tokens: Iterator[int],
         clock: Clock,
         handlers: Mapping[str, HandlerSpec],
         table: JobTable,
@@ -148,7 +149,8 @@ class Dispatcher(LoopActor):
         """Workers alive or starting, not counting those told to retire."""
         self._repos: dict[str, _Repo] = {}
         self._timer: pykka.ActorRef[Any] | None = None
-        self._tokens = itertools.count(1)
+        self._tokens = tokens
+        """Timer tokens, shared with the facade and the workers (``next`` is atomic)."""
         self._worker_ids = itertools.count(1)
         self._lock_ids = itertools.count(1)
         self._retried = 0
@@ -183,14 +185,21 @@ class Dispatcher(LoopActor):
             _Halt: lambda _m: self._halt(),
         }
 
-    def _boot(self) -> None:
+    def _boot(self) -> pykka.ActorRef[Any]:
+        """Start the Timer and the workers; the Timer's ref goes to the facade,
+        which sends delayed jobs without a repo to it directly."""
         timer = Timer.spawn(
-            self._clock, self.actor_ref, self._ready, self._child_failure("timer", 0)
+            self._clock,
+            self.actor_ref,
+            self._ready,
+            self._table,
+            self._child_failure("timer", 0),
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
         for _ in range(self._config.workers):
             self._spawn_worker()
+        return timer.ref
 
     # --- routing ----------------------------------------------------------------
 
@@ -353,15 +362,12 @@ class Dispatcher(LoopActor):
         if state.timer != message.token:
             return  # Superseded or cancelled: never act on a stale entry.
         state.timer = None
+        # Only jobs with a repo come back here: the Timer hands a due job
+        # without one straight to the ready queue (see `Timer`).
         job = state.job
-        if job.repo is not None:
-            state.where = REPO
-            self._to_repo(job.repo, Enqueue(job))
-        else:
-            # The Timer has put it into the ready queue already (a worker may be
-            # running it by now): only the bookkeeping is left.
-            state.where = READY
-            state.waiting_to_pending()
+        assert job.repo is not None
+        state.where = REPO
+        self._to_repo(job.repo, Enqueue(job))
 
     # --- repos --------------------------------------------------------------------
 
@@ -385,7 +391,7 @@ class Dispatcher(LoopActor):
             )
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id)
         entry.sent += 1
-        entry.ref.tell(message)
+        post(entry.ref, message)
 
     def _on_idle(self, message: Idle) -> None:
         entry = self._repos.get(message.repo)

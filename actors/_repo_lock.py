@@ -27,7 +27,7 @@ import pykka
 from sortedcontainers import SortedList
 
 from actors._actor import FailureReport
-from actors._actor_loop import ActorLoop, LoopActor
+from actors._actor_loop import ActorLoop, LoopActor, post
 from actors._attempts import next_attempt
 from actors._clock import Clock
 from actors.messages import (
@@ -98,7 +98,7 @@ class RepoLock(LoopActor):
             # The retry the repo was held for has come due.
             self._active = job
             self._held_for_retry = False
-            self._dispatcher.tell(Ready(job))
+            post(self._dispatcher, Ready(job))
             return
         self._waiting[job.id] = job
         self._order.add((job.priority, job.seq, job.id))
@@ -110,14 +110,14 @@ class RepoLock(LoopActor):
         retry = next_attempt(job, outcome, self._clock.now())
         if retry is None:
             self._active = None
-            self._dispatcher.tell(Done(job, outcome))
+            post(self._dispatcher, Done(job, outcome))
         elif self._mode == "ordered":
             self._active = retry
             self._held_for_retry = True
-            self._dispatcher.tell(Retry(retry, outcome, hold=True))
+            post(self._dispatcher, Retry(retry, outcome, hold=True))
         else:
             self._active = None
-            self._dispatcher.tell(Retry(retry, outcome, hold=False))
+            post(self._dispatcher, Retry(retry, outcome, hold=False))
 
     def _withdraw(self, job_id: str) -> None:
         job = self._waiting.pop(job_id, None)
@@ -132,7 +132,7 @@ class RepoLock(LoopActor):
         if self._active is not None:
             return
         if not self._order:
-            self._dispatcher.tell(Idle(self.repo, self._lock_id, self._seen))
+            post(self._dispatcher, Idle(self.repo, self._lock_id, self._seen))
             return
         _, _, job_id = self._order[0]
         job = self._waiting[job_id]
@@ -141,9 +141,9 @@ class RepoLock(LoopActor):
             # The head waits for its time and, in order, so does everyone behind it.
             if self._wake_due is None or due < self._wake_due:
                 self._wake_due = due
-                self._dispatcher.tell(Wake(self.repo, due))
+                post(self._dispatcher, Wake(self.repo, due))
             return
         del self._order[0]
         del self._waiting[job_id]
         self._active = job
-        self._dispatcher.tell(Ready(job))
+        post(self._dispatcher, Ready(job))

@@ -32,7 +32,7 @@ from actors._exit import shut_down_at_exit
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
-from actors._jobs import READY, JobState, JobTable
+from actors._jobs import READY, TIMER, JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._priority import Priority
@@ -41,7 +41,7 @@ from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
 from actors._retry import RetryPolicy
 from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
-from actors.messages import Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
+from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
 __all__ = ["OnFull", "Scheduler"]
 
@@ -143,6 +143,9 @@ class Scheduler:
         self._id_prefix = uuid.uuid4().hex[:16]
         self._drained = threading.Event()
         self._dispatcher: pykka.ActorRef[Any] | None = None
+        self._timer: pykka.ActorRef[Any] | None = None
+        # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
+        self._tokens = itertools.count(1)
         self._final_stats: Stats | None = None
         self._dropped = 0
         self._rejected = 0
@@ -224,6 +227,7 @@ class Scheduler:
                 loop,
                 self._config,
                 self._ready,
+                self._tokens,
                 self._clock,
                 self._handlers,
                 self._table,
@@ -234,8 +238,10 @@ class Scheduler:
                 self._dispatcher_failed,
             )
             self._dispatcher = spawned.ref
+            # Booted before anyone can submit: submit needs the Timer's ref.
+            timer: pykka.ActorRef[Any] = spawned.ref.ask(BOOT, block=True, timeout=_ASK_TIMEOUT)
+            self._timer = timer
             self._state = _RUNNING
-        spawned.ref.ask(BOOT, timeout=_ASK_TIMEOUT)
         shut_down_at_exit(self)
         return self
 
@@ -334,35 +340,59 @@ class Scheduler:
             time.time(),
         )
         state = JobState(job, SCHEDULED if delay else PENDING)
-        # A job with no repo and no delay needs no routing: it goes straight to
-        # the ready queue, and the Dispatcher learns of it only if it must
-        # decide something (a cancel, a failure, a retry).
-        direct = repo is None and not delay
+        # A job without a repo needs no routing: it goes straight to the ready
+        # queue (or, delayed, to the Timer, which puts it there when due), and
+        # the Dispatcher learns of it only if it must decide something (a
+        # cancel, a failure, a retry).
+        direct = repo is None
         if direct:
-            state.where = READY
-        # The gate (shared with the table and the capacity, taken by submitters
-        # only) covers the state check, the idempotency lookup, the slot and
-        # the table entry.
+            if delay:
+                state.where = TIMER
+                state.timer = next(self._tokens)
+            else:
+                state.where = READY
         try:
-            with self._gate:
-                if self._state != _RUNNING:
-                    raise self._closed_error()
-                if idempotency_key is not None:
-                    # A resubmission needs no room: it returns the job already accepted.
-                    held = self._table.holder(idempotency_key)
-                    if held is not None:
-                        return JobHandle(held, self.cancel, self._callbacks)
-                if not self._capacity.try_take():
-                    self._wait_for_room()
-                self._table.add(state)
-                if direct:
-                    self._ready.put(job)
-                else:
-                    assert self._dispatcher is not None
-                    self._dispatcher.tell(Submit(job))
+            holder = self._accept(state, direct=direct)
         except _Dropped as dropped:
             return self._dropped_handle(handler, body, str(dropped))
-        return JobHandle(state, self.cancel, self._callbacks)
+        return JobHandle(holder, self.cancel, self._callbacks)
+
+    def _accept(self, state: JobState, *, direct: bool) -> JobState:
+        """Take the job in and send it on its way; or return the job that holds
+        its idempotency key.
+
+        The gate (shared with the table and the capacity, taken by submitters
+        only) covers the state check, the idempotency lookup, the slot, the
+        table entry and the hand-off.
+        """
+        job = state.job
+        with self._gate:
+            if self._state != _RUNNING:
+                raise self._closed_error()
+            if job.idempotency_key is not None:
+                # A resubmission needs no room: it returns the job already accepted.
+                held = self._table.holder(job.idempotency_key)
+                if held is not None:
+                    return held
+            if not self._capacity.try_take():
+                self._wait_for_room()
+            self._table.add(state)
+            if not direct:
+                assert self._dispatcher is not None
+                self._dispatcher.tell(Submit(job))
+            elif state.timer is None:
+                self._ready.put(job)
+            else:
+                self._to_timer(state.timer, job)
+        return state
+
+    def _to_timer(self, token: int, job: Job) -> None:
+        assert self._timer is not None and job.not_before is not None
+        try:
+            self._timer.tell(After(token, job.not_before, "start", job.id, job.attempt, job))
+        except pykka.ActorDeadError:
+            # The Timer is gone only in a crash, which resolves every job.
+            logger.debug("job %s: the Timer is gone (the scheduler crashed)", job.id)
 
     def _wait_for_room(self) -> None:
         """Apply ``on_full``, the gate held: return once a slot is taken, or raise."""

@@ -18,6 +18,7 @@ from sortedcontainers import SortedList
 
 from actors._actor import FailureReport, PostroomActor
 from actors._clock import Clock
+from actors._jobs import JobTable
 from actors._ready import ReadyQueue
 from actors.messages import After, CancelTimer, Fire, Forget
 
@@ -79,11 +80,15 @@ class _DueInbox:
 
 
 class Timer(PostroomActor):
-    """Sends `Fire` to its target at each entry's due time, never earlier.
+    """Acts on each entry at its due time, never earlier.
 
-    An entry that carries a job (a delayed start or a retry without a repo) is
-    also put into the ready queue at that moment, so a worker can take it without
-    waiting for the dispatcher to handle the `Fire`.
+    An entry that carries a job (a delayed start or a retry of a job without a
+    repo) is put into the ready queue at that moment, its status turned to
+    pending, and nothing more: a worker takes it without any other thread
+    waking up, and the Dispatcher, which finds such a job still marked as held
+    by the Timer, knows it may be queued or running (see its cancel). Every
+    other entry (a repo's tick, a job with a repo coming due, a deadline)
+    becomes a `Fire` to the target.
     """
 
     def __init__(
@@ -91,12 +96,14 @@ class Timer(PostroomActor):
         clock: Clock,
         target: pykka.ActorRef[Any],
         ready: ReadyQueue | None = None,
+        table: JobTable | None = None,
         on_failure: FailureReport | None = None,
     ) -> None:
         super().__init__(on_failure)
         self._clock = clock
         self._target = target
         self._ready = ready
+        self._table = table
         # (due, token): the earliest first; tokens are unique, so no ties.
         self._entries: SortedList = SortedList()
         self._by_token: dict[int, After] = {}
@@ -140,8 +147,13 @@ class Timer(PostroomActor):
         while entries and entries[0][0] <= now:
             _, token = entries.pop(0)
             entry = self._by_token.pop(token)
-            if entry.job is not None and self._ready is not None:
-                self._ready.put(entry.job)
+            job = entry.job
+            if job is not None and self._ready is not None and self._table is not None:
+                state = self._table.active.get(job.id)
+                if state is not None:  # not cancelled meanwhile
+                    state.waiting_to_pending()
+                    self._ready.put(job)
+                continue
             try:
                 self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
             except pykka.ActorDeadError:
