@@ -7,7 +7,10 @@ plus the repo contract checked from inside the handler (DESIGN rules 1 and 2):
 - order: per repo, the payload indexes in the order the jobs started; every pair out
   of submission order counts as one inversion (target 0);
 - exclusion: per repo, the [start, end] intervals (perf_counter) must not overlap.
-ThreadPoolExecutor(W) runs the same N sleeps (it has no repos) side by side.
+ThreadPoolExecutor(W) runs the same N sleeps (it has no repos) side by side, and so
+do W bare threads taking sleeps from a shared counter (no futures, no queue): the
+floor any Python pool can reach on this machine, which shows how much of the gap to
+the ideal is the machine's (threads waking from sleep and waiting for the GIL).
 
     PYTHONPATH=. python -m bench.repos [--jobs 20000 --repos 200 --workers 8 --rounds 3]
 """
@@ -15,6 +18,7 @@ ThreadPoolExecutor(W) runs the same N sleeps (it has no repos) side by side.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +86,23 @@ def run_tpe(jobs: int, workers: int) -> Run:
     return Run(wall)
 
 
+def run_bare(jobs: int, workers: int) -> Run:
+    """Wall time for the same sleeps on W plain threads sharing a counter."""
+    counter = itertools.count()
+
+    def loop() -> None:
+        while next(counter) < jobs:
+            time.sleep(SLEEP)
+
+    threads = [threading.Thread(target=loop) for _ in range(workers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Run(time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__, rounds=3)
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -95,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         {
             "postroom": lambda: run_postroom(args.jobs, args.repos, args.workers),
             "ThreadPoolExecutor": lambda: run_tpe(args.jobs, args.workers),
+            "bare threads": lambda: run_bare(args.jobs, args.workers),
         },
     )
     sleeps.append(measure_sleep(SLEEP))
@@ -126,11 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ratio = median(r.wall for r in pr) / ideal
     tpe = median(r.wall for r in results["ThreadPoolExecutor"]) / ideal
+    bare = median(r.wall for r in results["bare threads"]) / ideal
     inv, ovl = sum(r.inversions for r in pr), sum(r.overlaps for r in pr)
     print(
         f"\npostroom wall/ideal = {ratio:.3f}x (target <= 1.05x: "
-        f"{'met' if ratio <= 1.05 else 'NOT met'}); TPE {tpe:.3f}x; "
-        f"postroom / TPE wall = {ratio / tpe:.2f}x"
+        f"{'met' if ratio <= 1.05 else 'NOT met'}); TPE {tpe:.3f}x; bare threads "
+        f"{bare:.3f}x; postroom / TPE wall = {ratio / tpe:.2f}x, / bare threads "
+        f"{ratio / bare:.2f}x"
     )
     print(
         f"inversions {inv}, overlaps {ovl} over all rounds (target 0: "
