@@ -7,6 +7,8 @@ hand-off to a worker. A negative lateness would be a job started early (rule 11)
 Target: p99 <= 1 ms. Baselines, each on ThreadPoolExecutor(W), side by side:
 - ``Timer+TPE``: one ``threading.Timer`` per job (a thread each) that submits to the pool;
 - ``heap+TPE``: one thread with a heap and a ``threading.Condition`` that submits to the pool.
+And the floor, which no scheduler with workers can beat: ``heap inline``, the same
+timer thread running the no-op itself (one thread wake-up per job instead of two).
 Sides alternate round by round; lateness samples are pooled over all rounds. Jobs that
 fall due while the submit loop still runs compete with it for the GIL, so the p99 of
 the jobs due after the loop ended is shown too.
@@ -143,6 +145,23 @@ def run_heap_timer(ds: list[float], workers: int) -> list[tuple[float, bool]]:
     return samples(starts, due, submitted)
 
 
+def run_heap_inline(ds: list[float]) -> list[tuple[float, bool]]:
+    """Lateness with the heap+Condition timer thread running each job itself."""
+    starts = [0.0] * len(ds)
+    due = [0.0] * len(ds)
+
+    def record(index: int) -> None:
+        starts[index] = time.monotonic()
+
+    timer = HeapTimer()
+    for i, d in enumerate(ds):
+        due[i] = time.monotonic() + d
+        timer.call_at(due[i], record, i)
+    submitted = time.monotonic()
+    timer.close()
+    return samples(starts, due, submitted)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__, rounds=5)
     parser.add_argument("--jobs", type=int, default=2_000)
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             "postroom": lambda: run_postroom(ds, args.workers),
             "Timer+TPE": lambda: run_threading_timer(ds, args.workers),
             "heap+TPE": lambda: run_heap_timer(ds, args.workers),
+            "heap inline": lambda: run_heap_inline(ds),
         },
     )
     pooled = {name: [x for run in runs for x in run] for name, runs in results.items()}
