@@ -1,11 +1,18 @@
-"""The Dispatcher actor: the front door and the only owner of the worker pool.
+"""The Dispatcher actor: the only owner of the worker pool, and the one that decides.
 
-It routes each job (to its repo's `RepoLock`, to the `Timer` for a delay, or
-straight to the ready queue), fills the global ready queue that idle workers
-take from, best priority then oldest first (rule 3; work pulling: a worker
-takes a job only when it is free), forwards `Finished` to the repo so the repo
-lock can decide the retry, resolves every job exactly once (rule 5), counts
-the statistics, supervises its children and runs shutdown.
+It routes each job with a repo to its `RepoLock` (and a delayed one through
+the `Timer`), fills the global ready queue that idle workers take from, best
+priority then oldest first (rule 3; work pulling: a worker takes a job only
+when it is free), forwards `Finished` to the repo so the repo lock can decide
+the retry, decides retries of jobs without a repo, cancels, supervises its
+children and runs shutdown.
+
+A job without a repo never passes through here unless something must be
+decided: the facade queues it (or hands it to the Timer), and a worker ends it
+if it completes. The Dispatcher reads the job table's dict of unfinished jobs,
+so it finds such a job all the same, with ``where`` saying where it may be.
+Whoever ends a job does it through `JobTable.finish`, whose first call wins
+(rule 5).
 
 Everything here runs on the actor loop's thread (shared with the RepoLocks);
 other threads see job state only through `JobState` snapshots and handles.

@@ -13,6 +13,11 @@ The flow, for a job with a repo::
     Dispatcher --(ready queue)--> Worker --Finished--> Dispatcher --Finished--> RepoLock
     RepoLock --Done | Retry--> Dispatcher
     Dispatcher --After--> Timer --Fire--> Dispatcher   (delays, backoff, deadlines)
+
+A job without a repo skips most of it: the facade puts it into the ready queue
+(or sends ``After`` with the job to the Timer, which queues it when due), and a
+worker that completes it ends it; only a failure or cancel involves the
+Dispatcher.
 """
 
 from __future__ import annotations
