@@ -25,10 +25,12 @@ from actors._errors import (
     SchedulerCrashed,
     SchedulerError,
     UnknownHandler,
+    UnknownQueue,
 )
 from actors._handle import JobHandle
-from actors._info import JobInfo, Progress, Stats
+from actors._info import JobInfo, Progress, QueueStats, Stats
 from actors._priority import Priority
+from actors._queue import Queue
 from actors._repo_lock import RepoMode
 from actors._retry import RetryPolicy
 from actors._scheduler import OnFull, Scheduler
@@ -55,7 +57,9 @@ __all__ = [
     "OnFull",
     "Priority",
     "Progress",
+    "Queue",
     "QueueFull",
+    "QueueStats",
     "RepoMode",
     "RetryPolicy",
     "Scheduler",
@@ -64,6 +68,7 @@ __all__ = [
     "SchedulerError",
     "Stats",
     "UnknownHandler",
+    "UnknownQueue",
     "messages",
 ]
 

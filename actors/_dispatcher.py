@@ -35,9 +35,10 @@ from actors._actor_loop import ActorLoop, LoopActor, post
 from actors._attempts import next_attempt
 from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
+from actors._capacity import Capacity
 from actors._clock import Clock
 from actors._handlers import HandlerSpec
-from actors._info import Stats
+from actors._info import QueueStats, Stats
 from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
@@ -80,7 +81,8 @@ _HALT_TIMEOUT = 5.0
 class DispatcherConfig:
     """What the facade configures the Dispatcher with."""
 
-    workers: int
+    workers: Mapping[str, int]
+    """Pool size per named queue."""
     repo_mode: RepoMode
     repo_modes: Mapping[str, RepoMode]
     restart_limit: int
@@ -127,7 +129,8 @@ class Dispatcher(LoopActor):
         self,
         loop: ActorLoop,
         config: DispatcherConfig,
-        ready: ReadyQueue,
+        readies: Mapping[str, ReadyQueue],
+        capacities: Mapping[str, Capacity],
         tokens: Iterator[int],
         clock: Clock,
         handlers: Mapping[str, HandlerSpec],
@@ -151,9 +154,12 @@ class Dispatcher(LoopActor):
         # The unfinished jobs (the table's own dict: the facade adds to it, and
         # whoever finishes a job takes it out, under the table's lock).
         self._states = table.active
-        self._ready = ready
-        self._workers = 0
-        """Workers alive or starting, not counting those told to retire."""
+        self._readies = readies
+        """Per named queue, the ready queue its workers take from."""
+        self._capacities = capacities
+        self._workers = dict.fromkeys(readies, 0)
+        """Per queue: workers alive or starting, not counting those told to retire."""
+        self._worker_queue: dict[int, str] = {}
         self._repos: dict[str, _Repo] = {}
         self._timer: pykka.ActorRef[Any] | None = None
         self._tokens = tokens
@@ -185,7 +191,7 @@ class Dispatcher(LoopActor):
             Wake: self._on_wake,
             Cancel: lambda m: self._cancel(m.job_id, "cancel"),
             _GetStats: lambda _m: self._stats(),
-            Resize: lambda m: self._resize(m.workers),
+            Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             _ChildFailed: self._on_child_failed,
             _Boot: lambda _m: self._boot(),
@@ -198,14 +204,15 @@ class Dispatcher(LoopActor):
         timer = Timer.spawn(
             self._clock,
             self.actor_ref,
-            self._ready,
+            self._readies,
             self._table,
             self._child_failure("timer", 0),
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
-        for _ in range(self._config.workers):
-            self._spawn_worker()
+        for queue, workers in self._config.workers.items():
+            for _ in range(workers):
+                self._spawn_worker(queue)
         return timer.ref
 
     # --- routing ----------------------------------------------------------------
@@ -240,7 +247,7 @@ class Dispatcher(LoopActor):
         state.job = job
         state.where = READY
         state.waiting_to_pending()
-        self._ready.put(job)
+        self._readies[job.queue].put(job)
 
     def _on_ready(self, job: Job) -> None:
         state = self._states.get(job.id)
@@ -355,7 +362,7 @@ class Dispatcher(LoopActor):
         if kind == "deadline":
             # The ready queue checks the attempt: a deadline that outlived its
             # attempt finds nobody to signal.
-            if self._ready.signal(key, message.attempt, "timeout"):
+            if self._readies[state.job.queue].signal(key, message.attempt, "timeout"):
                 job = state.job
                 logger.warning(
                     "job %s (%s) attempt %d passed its timeout of %ss: told to stop",
@@ -419,11 +426,12 @@ class Dispatcher(LoopActor):
         state.cancel_requested = reason
         job = state.job
         where = state.where
+        ready = self._readies[job.queue]
         if where == READY:
-            if self._ready.remove(job) is None:
+            if ready.remove(job) is None:
                 # A worker has it: signal the attempt. If it has just ended, its
                 # Finished is on the way and the cancel still stops any retry.
-                self._ready.signal(job_id, job.attempt, reason)
+                ready.signal(job_id, job.attempt, reason)
                 return CancelResult.SIGNALLED
             if job.repo is not None:
                 self._to_repo(job.repo, Finished(job, _cancelled(reason)))
@@ -435,8 +443,8 @@ class Dispatcher(LoopActor):
                 self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
             elif (
                 job.repo is None
-                and self._ready.remove(job) is None
-                and (self._ready.signal(job_id, job.attempt, reason) or state.started(job))
+                and ready.remove(job) is None
+                and (ready.signal(job_id, job.attempt, reason) or state.started(job))
             ):
                 # The Timer had put it in the ready queue already (its Fire is on
                 # the way) and a worker has it: running, or just run, means
@@ -450,14 +458,15 @@ class Dispatcher(LoopActor):
 
     # --- pool -----------------------------------------------------------------------
 
-    def _spawn_worker(self) -> None:
+    def _spawn_worker(self, queue: str) -> None:
         assert self._timer is not None
         worker_id = next(self._worker_ids)
+        ready = self._readies[queue]
         spawned = Worker.spawn(
             worker_id,
             self.actor_ref,
             self._timer,
-            self._ready,
+            ready,
             self._handlers,
             self._table,
             self._clock,
@@ -465,16 +474,18 @@ class Dispatcher(LoopActor):
             self._child_failure("worker", worker_id),
         )
         # A worker reads the ready queue, not its mailbox: it is stopped there.
-        self._reaper.add(spawned.thread, self._ready.close)
-        self._workers += 1
+        self._reaper.add(spawned.thread, ready.close)
+        self._workers[queue] += 1
+        self._worker_queue[worker_id] = queue
 
-    def _resize(self, workers: int) -> int:
-        for _ in range(workers - self._workers):
-            self._spawn_worker()
-        if workers < self._workers:
+    def _resize(self, workers: int, queue: str) -> int:
+        now = self._workers[queue]
+        for _ in range(workers - now):
+            self._spawn_worker(queue)
+        if workers < now:
             # Idle workers leave at once, busy ones after their current job.
-            self._ready.retire(self._workers - workers)
-            self._workers = workers
+            self._readies[queue].retire(now - workers)
+            self._workers[queue] = workers
         return workers
 
     # --- shutdown and supervision -----------------------------------------------------
@@ -524,18 +535,24 @@ class Dispatcher(LoopActor):
         worker_id = int(message.ident)
         logger.error("worker %s failed and is replaced: %s", worker_id, message.error.message)
         error = ErrorInfo("postroom.WorkerCrashed", message.error.message, message.error.traceback)
-        for job_id in self._ready.taken_by(worker_id):
-            self._ready.done(job_id)
+        queue = self._worker_queue.pop(worker_id)
+        ready = self._readies[queue]
+        for job_id in ready.taken_by(worker_id):
+            ready.done(job_id)
             state = self._states.get(job_id)
             if state is not None:
                 outcome = Outcome("failed", error=error, retryable=False)
                 self._on_finished(Finished(state.job, outcome, worker_id))
-        self._workers -= 1
-        self._spawn_worker()
+        self._workers[queue] -= 1
+        self._spawn_worker(queue)
 
     def _stats(self) -> Stats:
         counts = self._table.counts()
-        running = self._ready.running
+        queues = tuple(
+            _queue_stats(name, self._workers[name], ready, self._capacities[name])
+            for name, ready in self._readies.items()
+        )
+        running = sum(q.running for q in queues)
         dropped, rejected = self._counts()
         return Stats(
             submitted=counts.submitted,
@@ -547,15 +564,17 @@ class Dispatcher(LoopActor):
             rejected=rejected,
             running=running,
             pending=max(len(self._states) - running, 0),
-            workers=self._workers,
+            workers=sum(self._workers.values()),
             repo_locks=len(self._repos),
             avg_run_time=counts.run_time / counts.runs if counts.runs else 0.0,
+            queues=queues,
         )
 
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
-        self._ready.retire(self._workers)
-        self._workers = 0
+        for queue, ready in self._readies.items():
+            ready.retire(self._workers[queue])
+            self._workers[queue] = 0
         refs = [entry.ref for entry in self._repos.values()]
         self._repos.clear()
         if self._timer is not None:
@@ -573,6 +592,11 @@ _STATUS = {
     "failed": FAILED,
     "cancelled": CANCELLED,
 }
+
+
+def _queue_stats(name: str, workers: int, ready: ReadyQueue, capacity: Capacity) -> QueueStats:
+    running = ready.running
+    return QueueStats(name, workers, running, max(capacity.used - running, 0), capacity.limit)
 
 
 def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:

@@ -7,6 +7,7 @@ The tree::
     │   │                             a call got a value it cannot accept; nothing changed
     │   └── NotSerializable           a payload or result is not JSON-able
     ├── UnknownHandler (KeyError)     submit named a handler nobody registered
+    ├── UnknownQueue (KeyError)       submit or a handler named a queue the scheduler lacks
     ├── QueueFull                     back-pressure: the pending bound is reached
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │                                 or crashed)
@@ -44,6 +45,7 @@ __all__ = [
     "SchedulerCrashed",
     "SchedulerError",
     "UnknownHandler",
+    "UnknownQueue",
 ]
 
 
@@ -72,6 +74,13 @@ class UnknownHandler(SchedulerError, KeyError):
 
     def __str__(self) -> str:
         # KeyError quotes its argument; a message reads better as it is.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownQueue(SchedulerError, KeyError):
+    """A submit or a handler named a queue the `Scheduler` was not given."""
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from actors._checks import check_int, check_retry, check_seconds
 from actors._errors import InvalidArgument
-from actors._retry import NO_BACKOFF, RetryPolicy
+from actors._retry import RetryPolicy
 
 __all__ = ["HandlerFunc", "HandlerSpec", "make_spec"]
 
@@ -23,11 +23,16 @@ class HandlerSpec:
 
     name: str
     func: HandlerFunc
-    max_retries: int
+    max_retries: int | None
+    """None: not set here (the queue's, else 0)."""
     timeout: float | None
-    retry: RetryPolicy
+    """None: not set here (the queue's, else none)."""
+    retry: RetryPolicy | None
+    """None: not set here (the queue's, else retry at once)."""
     throws: tuple[type[BaseException], ...]
     """Exception types that fail the job at once, never retried."""
+    queue: str | None = None
+    """The queue its jobs go to unless submit names one; None: ``default``."""
 
     @property
     def is_async(self) -> bool:
@@ -55,7 +60,8 @@ def make_spec(
     if not callable(func):
         msg = f"handler {name!r} must be callable, not {func!r}"
         raise InvalidArgument(msg)
-    check_int("max_retries", max_retries, 0)
+    if max_retries is not None:
+        check_int("max_retries", max_retries, 0)
     if timeout is not None:
         check_seconds("timeout", timeout)
     check_retry(retry)
@@ -63,7 +69,7 @@ def make_spec(
     if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
         msg = f"throws must be exception classes, not {throws!r}"
         raise InvalidArgument(msg)
-    assert isinstance(max_retries, int)
+    assert max_retries is None or isinstance(max_retries, int)
     assert timeout is None or isinstance(timeout, int | float)
     assert retry is None or isinstance(retry, RetryPolicy)
-    return HandlerSpec(name, func, max_retries, timeout, retry or NO_BACKOFF, kinds)
+    return HandlerSpec(name, func, max_retries, timeout, retry, kinds)

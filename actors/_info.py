@@ -1,4 +1,4 @@
-"""Frozen snapshots the facade hands out: `JobInfo` and `Stats`."""
+"""Frozen snapshots the facade hands out: `JobInfo`, `Stats` and `QueueStats`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from actors._status import JobStatus
 from actors.messages import ErrorInfo, JSONValue
 
-__all__ = ["JobInfo", "Progress", "Stats"]
+__all__ = ["JobInfo", "Progress", "QueueStats", "Stats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,8 @@ class JobInfo:
     started_at: float | None
     """When the first attempt started."""
     finished_at: float | None
+    queue: str = "default"
+    """The named queue that runs it."""
 
     @property
     def queue_wait(self) -> float | None:
@@ -49,6 +51,21 @@ class JobInfo:
         if self.started_at is None:
             return None
         return max(0.0, self.started_at - self.submitted_at)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One named queue's figures, inside `Stats.queues`."""
+
+    name: str
+    workers: int
+    """The queue's pool size."""
+    running: int
+    """Attempts of its jobs executing right now."""
+    pending: int
+    """Its accepted jobs not finished and not running."""
+    max_pending: int
+    """Its back-pressure bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +88,24 @@ class Stats:
     pending: int
     """Accepted jobs not finished and not running: scheduled, pending or retrying."""
     workers: int
-    """The pool's target size."""
+    """Workers over all queues (each queue's pool size, summed)."""
     repo_locks: int
     """RepoLock actors alive (idle repos are retired)."""
     avg_run_time: float
     """Mean seconds per finished attempt."""
+    queues: tuple[QueueStats, ...] = ()
+    """Per named queue, ``default`` first."""
+
+    def queue(self, name: str) -> QueueStats:
+        """The figures of the queue called ``name``.
+
+        Raises:
+            KeyError: no such queue.
+        """
+        for figures in self.queues:
+            if figures.name == name:
+                return figures
+        raise KeyError(name)
 
     @property
     def finished(self) -> int:

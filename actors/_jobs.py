@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -123,6 +123,7 @@ class JobState:
                 submitted_at=job.submitted_at,
                 started_at=self.started_at,
                 finished_at=self.finished_at,
+                queue=job.queue,
             )
 
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
@@ -234,8 +235,11 @@ class JobTable:
       that holds a key (rare) takes the gate, holding no other lock.
     """
 
-    def __init__(self, capacity: Capacity, history: int, gate: threading.Lock) -> None:
-        self._capacity = capacity
+    def __init__(
+        self, capacities: Mapping[str, Capacity], history: int, gate: threading.Lock
+    ) -> None:
+        self._capacities = capacities
+        """Each named queue's bound: a job gives its slot back to its own queue's."""
         self._history_size = history
         self._gate = gate
         self._lock = threading.Lock()
@@ -252,6 +256,8 @@ class JobTable:
         self._runs = 0
         self._run_time = 0.0
         self._history_len = 0
+        self._resolved = 0
+        """Jobs whose `finish` has run to the end (handle resolved, callbacks queued)."""
         self._on_empty: Callable[[], None] | None = None
 
     def add(self, state: JobState) -> None:
@@ -282,10 +288,17 @@ class JobTable:
         return JobCounts(*figures)
 
     def when_empty(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once no job is unfinished: now, or when the last one
-        finishes (on the thread that finishes it). For shutdown's drain."""
+        """Call ``callback`` once every job accepted so far has finished, its
+        handle resolved and its callbacks queued: now, or on the thread that
+        ends the last one. For shutdown's drain, once submits have stopped.
+
+        "Finished" is counted after the resolution, not when the job leaves
+        ``active``: two workers may end the last two jobs at once, and the one
+        that empties ``active`` first must not let shutdown go on (and close the
+        callback thread) while the other is still resolving its handle.
+        """
         with self._lock:
-            empty = not self.active
+            empty = self._resolved == self._submitted
             if not empty:
                 self._on_empty = callback
         if empty:
@@ -331,7 +344,7 @@ class JobTable:
         job = state.job
         if self.active.pop(job.id, None) is None:
             return False  # another thread finished it first
-        capacity = self._capacity
+        capacity = self._capacities[job.queue]
         # Plain loads, stores and int arithmetic only: nothing in here can be
         # switched out while it holds the lock.
         with self._lock:
@@ -349,9 +362,6 @@ class JobTable:
             evict = self._history_len > self._history_size
             if evict:
                 self._history_len -= 1
-            on_empty = None
-            if self._on_empty is not None and not self.active:
-                on_empty, self._on_empty = self._on_empty, None
         if capacity.waiting:
             capacity.wake()
         if job.idempotency_key is not None and status is not COMPLETED:
@@ -366,6 +376,11 @@ class JobTable:
             if old.job.idempotency_key is not None:
                 self._release_key(old)
         resolved = state.resolve(status, result, error)
+        with self._lock:
+            self._resolved += 1
+            on_empty = None
+            if self._on_empty is not None and self._resolved == self._submitted:
+                on_empty, self._on_empty = self._on_empty, None
         if on_empty is not None:
             on_empty()
         return resolved

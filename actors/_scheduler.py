@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -27,19 +27,21 @@ from actors._errors import (
     SchedulerClosed,
     SchedulerCrashed,
     UnknownHandler,
+    UnknownQueue,
 )
 from actors._exit import shut_down_at_exit
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
-from actors._info import JobInfo, Stats
+from actors._info import JobInfo, QueueStats, Stats
 from actors._jobs import READY, TIMER, JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._priority import Priority
+from actors._queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._ready import SEQ_BITS, ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
-from actors._retry import RetryPolicy
+from actors._retry import NO_BACKOFF, RetryPolicy
 from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
 from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
@@ -86,12 +88,15 @@ class Scheduler:
         clock: Clock | None = None,
         restart_limit: int = 5,
         restart_window: float = 60.0,
+        queues: Mapping[str, Queue] | None = None,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
         Args:
-            workers: size of the worker pool (>= 1); `resize` changes it later.
-            max_pending: the most accepted, unfinished jobs at once (back-pressure).
+            workers: size of the ``default`` queue's worker pool (>= 1); `resize`
+                changes it later.
+            max_pending: the most accepted, unfinished jobs at once in the
+                ``default`` queue (back-pressure); each named queue has its own.
             on_full: what `submit` does when ``max_pending`` is reached: ``"reject"``
                 raises `QueueFull`; ``"drop"`` counts the job as dropped and returns
                 a handle already cancelled; ``"wait"`` blocks until there is room,
@@ -105,6 +110,8 @@ class Scheduler:
             restart_limit: worker crashes (postroom bugs, not job errors) tolerated
                 within ``restart_window`` seconds before the scheduler fails loudly.
             restart_window: see ``restart_limit``.
+            queues: named queues besides ``default``, each with its own workers,
+                bound and job defaults (see `Queue`).
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
@@ -124,16 +131,27 @@ class Scheduler:
                 where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
                 msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
                 raise InvalidArgument(msg)
-        self._config = DispatcherConfig(workers, repo_mode, modes, restart_limit, restart_window)
+        self._queues = {DEFAULT_QUEUE: Queue(workers, max_pending), **check_queues(queues)}
+        self._config = DispatcherConfig(
+            {name: queue.workers for name, queue in self._queues.items()},
+            repo_mode,
+            modes,
+            restart_limit,
+            restart_window,
+        )
         self._on_full = on_full
         self._full_timeout = full_timeout
         self._clock: Clock = clock or MonotonicClock()
         self._handlers: dict[str, HandlerSpec] = {}
-        # The gate guards the scheduler's state; the table and the capacity share it.
+        # The gate guards the scheduler's state; the table and the capacities share it.
         self._gate = threading.Lock()
-        self._capacity = Capacity(max_pending, self._gate)
-        self._table = JobTable(self._capacity, history, self._gate)
-        self._ready = ReadyQueue()
+        # Per named queue: its bound and the ready queue its workers take from.
+        self._capacities = {
+            name: Capacity(queue.max_pending, self._gate) for name, queue in self._queues.items()
+        }
+        self._readies = {name: ReadyQueue() for name in self._queues}
+        self._defaults: dict[tuple[str, str], _Defaults] = {}
+        self._table = JobTable(self._capacities, history, self._gate)
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = _NEW
@@ -157,10 +175,11 @@ class Scheduler:
         self,
         name: str,
         *,
-        max_retries: int = 0,
+        max_retries: int | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         throws: type[BaseException] | tuple[type[BaseException], ...] = (),
+        queue: str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler called ``name``.
 
@@ -169,18 +188,29 @@ class Scheduler:
 
         Args:
             name: the name jobs are submitted under.
-            max_retries: retries after the first attempt, unless submit says otherwise.
-            timeout: seconds an attempt may run before it is told to stop.
-            retry: the backoff between attempts (default: retry at once).
+            max_retries: retries after the first attempt, unless submit says
+                otherwise (None: the queue's, else 0).
+            timeout: seconds an attempt may run before it is told to stop (None:
+                the queue's, else no limit).
+            retry: the backoff between attempts (None: the queue's, else retry at once).
             throws: exception types that fail the job at once, never retried.
+            queue: the named queue its jobs go to unless submit names one
+                (None: ``default``).
 
         Raises:
             InvalidArgument: a bad option, or ``name`` is already registered.
+            UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
 
         def register(func: F) -> F:
             self.register(
-                name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
+                name,
+                func,
+                max_retries=max_retries,
+                timeout=timeout,
+                retry=retry,
+                throws=throws,
+                queue=queue,
             )
             return func
 
@@ -191,19 +221,24 @@ class Scheduler:
         name: str,
         func: HandlerFunc,
         *,
-        max_retries: int = 0,
+        max_retries: int | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         throws: type[BaseException] | tuple[type[BaseException], ...] = (),
+        queue: str | None = None,
     ) -> None:
         """Register ``func`` as the handler called ``name`` (`handler` without the decorator).
 
         Raises:
             InvalidArgument: a bad option, or ``name`` is already registered.
+            UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
         spec = make_spec(
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
+        if queue is not None:
+            self._queue_named(queue)
+            spec = replace(spec, queue=queue)
         if name in self._handlers:
             msg = f"a handler named {name!r} is already registered"
             raise InvalidArgument(msg)
@@ -226,7 +261,8 @@ class Scheduler:
             spawned = Dispatcher.spawn(
                 loop,
                 self._config,
-                self._ready,
+                self._readies,
+                self._capacities,
                 self._tokens,
                 self._clock,
                 self._handlers,
@@ -278,6 +314,7 @@ class Scheduler:
         max_retries: int | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: str | None = None,
     ) -> JobHandle:
         """Submit a job to the handler called ``handler``.
 
@@ -290,17 +327,21 @@ class Scheduler:
             delay: seconds to wait before the job may start.
             idempotency_key: if an unfinished or completed job holds this key,
                 its handle is returned and nothing new runs.
-            max_retries: overrides the handler's.
-            timeout: seconds per attempt; overrides the handler's.
-            retry: backoff; overrides the handler's.
+            max_retries: overrides the handler's (which overrides the queue's).
+            timeout: seconds per attempt; overrides the handler's (and the queue's).
+            retry: backoff; overrides the handler's (and the queue's).
+            queue: the named queue to run it on; overrides the handler's
+                (default: ``default``).
 
         Returns:
             The job's handle.
 
         Raises:
             UnknownHandler: no handler has that name.
+            UnknownQueue: the scheduler has no queue of that name.
             InvalidArgument: an argument is invalid (`NotSerializable` for a payload).
-            QueueFull: ``max_pending`` is reached (``on_full`` "reject", or "wait" timed out).
+            QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
+                or "wait" timed out).
             SchedulerClosed: the scheduler is not running.
         """
         if self._state != _RUNNING:
@@ -320,10 +361,14 @@ class Scheduler:
         ):
             _check_options(repo, delay, idempotency_key, max_retries, timeout, retry)
         body = payload if type(payload) in _JSON_SCALARS else json_copy(payload)
+        name = queue or spec.queue or DEFAULT_QUEUE
+        if queue is not None:
+            self._queue_named(queue)
+        defaults = self._defaults.get((handler, name)) or self._resolve_defaults(spec, name)
         seq = next(self._seq)
         # Positional (the hot path): id, handler, payload, seq, priority, repo,
         # attempt, max_retries, timeout, retry, not_before, idempotency_key,
-        # submitted_at. submit > handler: what the call says wins.
+        # submitted_at, queue. Defaults: submit > handler > queue > built-in.
         job = Job(
             f"{self._id_prefix}-{seq}",
             handler,
@@ -332,12 +377,13 @@ class Scheduler:
             int(priority),
             repo,
             1,
-            spec.max_retries if max_retries is None else max_retries,
-            spec.timeout if timeout is None else timeout,
-            retry or spec.retry,
+            defaults.max_retries if max_retries is None else max_retries,
+            defaults.timeout if timeout is None else timeout,
+            retry or defaults.retry,
             self._clock.now() + delay if delay else None,
             idempotency_key,
             time.time(),
+            name,
         )
         state = JobState(job, SCHEDULED if delay else PENDING)
         # A job without a repo needs no routing: it goes straight to the ready
@@ -374,14 +420,15 @@ class Scheduler:
                 held = self._table.holder(job.idempotency_key)
                 if held is not None:
                     return held
-            if not self._capacity.try_take():
-                self._wait_for_room()
+            capacity = self._capacities[job.queue]
+            if not capacity.try_take():
+                self._wait_for_room(capacity, job.queue)
             self._table.add(state)
             if not direct:
                 assert self._dispatcher is not None
                 self._dispatcher.tell(Submit(job))
             elif state.timer is None:
-                self._ready.put(job)
+                self._readies[job.queue].put(job)
             else:
                 self._to_timer(state.timer, job)
         return state
@@ -394,23 +441,45 @@ class Scheduler:
             # The Timer is gone only in a crash, which resolves every job.
             logger.debug("job %s: the Timer is gone (the scheduler crashed)", job.id)
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self, capacity: Capacity, queue: str) -> None:
         """Apply ``on_full``, the gate held: return once a slot is taken, or raise."""
-        capacity = self._capacity
+        where = "the scheduler" if queue == DEFAULT_QUEUE else f"queue {queue!r}"
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
                 return
             if self._state != _RUNNING:
                 raise self._closed_error()
             self._rejected += 1
-            msg = f"no room within {self._full_timeout}s: {capacity.limit} jobs are unfinished"
+            msg = (
+                f"no room within {self._full_timeout}s: {where} holds "
+                f"{capacity.limit} unfinished jobs"
+            )
             raise QueueFull(msg)
-        msg = f"the scheduler holds max_pending={capacity.limit} unfinished jobs"
+        msg = f"{where} holds max_pending={capacity.limit} unfinished jobs"
         if self._on_full == "drop":
             self._dropped += 1
             raise _Dropped(msg)
         self._rejected += 1
         raise QueueFull(msg)
+
+    def _resolve_defaults(self, spec: HandlerSpec, queue: str) -> _Defaults:
+        """A job's defaults for this handler on this queue: handler > queue >
+        built-in (the submit's own arguments go over these). Kept per pair."""
+        lane = self._queues[queue]
+        defaults = _Defaults(
+            spec.max_retries if spec.max_retries is not None else lane.max_retries or 0,
+            spec.timeout if spec.timeout is not None else lane.timeout,
+            spec.retry or lane.retry or NO_BACKOFF,
+        )
+        self._defaults[(spec.name, queue)] = defaults
+        return defaults
+
+    def _queue_named(self, name: object) -> Queue:
+        queue = self._queues.get(name) if isinstance(name, str) else None
+        if queue is None:
+            msg = f"no queue named {name!r} (queues: {sorted(self._queues)})"
+            raise UnknownQueue(msg)
+        return queue
 
     def _dropped_handle(self, handler: str, payload: JSONValue, why: str) -> JobHandle:
         # Dropped jobs are counted, never silent: the caller gets a handle that is
@@ -460,18 +529,20 @@ class Scheduler:
             return self._final_stats or self._empty_stats()
         return stats
 
-    def resize(self, workers: int) -> None:
-        """Grow or shrink the worker pool. A busy worker leaves after its job.
+    def resize(self, workers: int, *, queue: str = DEFAULT_QUEUE) -> None:
+        """Grow or shrink a queue's worker pool. A busy worker leaves after its job.
 
         Raises:
             InvalidArgument: ``workers`` is not an int >= 1.
+            UnknownQueue: the scheduler has no queue of that name.
             SchedulerClosed: the scheduler is not running.
         """
         check_int("workers", workers, 1)
+        self._queue_named(queue)
         if self._state != _RUNNING or self._dispatcher is None:
             raise self._closed_error()
         try:
-            self._dispatcher.ask(Resize(workers), block=True, timeout=_ASK_TIMEOUT)
+            self._dispatcher.ask(Resize(workers, queue), block=True, timeout=_ASK_TIMEOUT)
         except pykka.ActorDeadError:
             raise self._closed_error() from None
 
@@ -499,7 +570,8 @@ class Scheduler:
             if previous in (_CLOSING, _CLOSED):
                 return
             self._state = _CLOSED if previous == _NEW else _CLOSING
-        self._capacity.close()
+        for capacity in self._capacities.values():
+            capacity.close()
         dispatcher = self._dispatcher
         if previous == _RUNNING and dispatcher is not None:
             self._drain(dispatcher, graceful, timeout, cancel_grace)
@@ -577,7 +649,8 @@ class Scheduler:
             self._state = _CRASHED
             self._crash_reason = reason
         logger.error("postroom scheduler crashed: %s", reason)
-        self._capacity.close()
+        for capacity in self._capacities.values():
+            capacity.close()
         error = ErrorInfo("postroom.SchedulerCrashed", reason)
         for state in self._table.unfinished():
             self._table.finish(state, FAILED, error=error)
@@ -611,8 +684,13 @@ class Scheduler:
         return SchedulerClosed("the scheduler is shut down")
 
     def _empty_stats(self) -> Stats:
+        queues = tuple(
+            QueueStats(name, queue.workers, 0, 0, queue.max_pending)
+            for name, queue in self._queues.items()
+        )
+        workers = sum(queue.workers for queue in self._queues.values())
         return Stats(
-            0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, self._config.workers, 0, 0.0
+            0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues
         )
 
 
@@ -642,6 +720,15 @@ def _check_options(
 
 def _already_finished(_job_id: str) -> CancelResult:
     return CancelResult.ALREADY_FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    """What a job gets when its submit does not say."""
+
+    max_retries: int
+    timeout: float | None
+    retry: RetryPolicy
 
 
 class _Dropped(QueueFull):

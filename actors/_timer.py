@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import pykka
@@ -95,14 +96,15 @@ class Timer(PostroomActor):
         self,
         clock: Clock,
         target: pykka.ActorRef[Any],
-        ready: ReadyQueue | None = None,
+        readies: Mapping[str, ReadyQueue] | None = None,
         table: JobTable | None = None,
         on_failure: FailureReport | None = None,
     ) -> None:
         super().__init__(on_failure)
         self._clock = clock
         self._target = target
-        self._ready = ready
+        self._readies = readies
+        """Per named queue, where a due job goes."""
         self._table = table
         # (due, token): the earliest first; tokens are unique, so no ties.
         self._entries: SortedList = SortedList()
@@ -148,11 +150,11 @@ class Timer(PostroomActor):
             _, token = entries.pop(0)
             entry = self._by_token.pop(token)
             job = entry.job
-            if job is not None and self._ready is not None and self._table is not None:
+            if job is not None and self._readies is not None and self._table is not None:
                 state = self._table.active.get(job.id)
                 if state is not None:  # not cancelled meanwhile
                     state.waiting_to_pending()
-                    self._ready.put(job)
+                    self._readies[job.queue].put(job)
                 continue
             try:
                 self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))

@@ -149,7 +149,12 @@ class Worker(PostroomActor):
                 state, COMPLETED, outcome.result, run_time=outcome.run_time
             )
             return
-        self._dispatcher.tell(Finished(job, outcome, self.worker_id))
+        try:
+            self._dispatcher.tell(Finished(job, outcome, self.worker_id))
+        except pykka.ActorDeadError:
+            # A shutdown that stopped waiting for this handler (its handle is
+            # resolved already), or a crash: nobody is left to tell.
+            logger.debug("job %s ended after the dispatcher stopped", job.id, extra=job_extra(job))
 
     def _timed_run(self, job: Job, started_at: float) -> Outcome:
         assert job.timeout is not None

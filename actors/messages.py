@@ -96,6 +96,8 @@ class Job:
     """Deduplication key given at submit."""
     submitted_at: float = 0.0
     """Wall-clock time of submission (seconds since the epoch)."""
+    queue: str = "default"
+    """The named queue whose workers run it (and whose bound it counts against)."""
 
     def next_attempt(self, not_before: float | None) -> Job:
         """The same job, ready for its next attempt no earlier than ``not_before``."""
@@ -313,9 +315,10 @@ class Cancel:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Resize:
-    """Grow or shrink the worker pool to ``workers``."""
+    """Grow or shrink a queue's worker pool to ``workers``."""
 
     workers: int
+    queue: str = "default"
 
 
 @fast_init

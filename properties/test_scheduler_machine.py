@@ -300,7 +300,8 @@ def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
         if status is JobStatus.FAILED:
             if self.active.pop(state.job.id, None) is not None:
                 with self._lock:
-                    self._capacity.given += 1
+                    self._capacities[state.job.queue].given += 1
+                    self._resolved += 1
             return True  # BUG: the handle never resolves
         return original(self, state, status, *args, **kwargs)  # type: ignore[arg-type]
 
