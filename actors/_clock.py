@@ -2,7 +2,11 @@
 
 The scheduler takes a clock so that tests can drive time by hand (`ManualClock`)
 instead of sleeping. All due times inside postroom are in the clock's units
-(seconds on an arbitrary monotonic scale), never wall-clock time.
+(seconds on an arbitrary monotonic scale), never wall-clock time. Schedules
+(cron, intervals, `at`) are defined in wall-clock time: `Clock.wall` gives it,
+and they turn each fire time into a due time on the monotonic scale when they
+arm it, checking the wall clock again when it comes (so a wall clock set back
+meanwhile cannot make a fire early).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ class Clock(Protocol):
 
     def now(self) -> float:
         """The current time in seconds on a monotonic scale."""
+        ...
+
+    def wall(self) -> float:
+        """The current wall-clock time, in seconds since the epoch."""
         ...
 
     def wait_hint(self, due: float) -> float | None:
@@ -42,6 +50,10 @@ class MonotonicClock:
         """The current time in seconds on a monotonic scale."""
         return time.monotonic()
 
+    def wall(self) -> float:
+        """`time.time`."""
+        return time.time()
+
     def wait_hint(self, due: float) -> float | None:
         """Seconds until ``due``, at least 0."""
         return max(0.0, due - time.monotonic())
@@ -56,16 +68,26 @@ def _nothing() -> None:
 
 
 class ManualClock:
-    """A clock that moves only when told to, for tests of time-based behaviour."""
+    """A clock that moves only when told to, for tests of time-based behaviour.
 
-    def __init__(self, start: float = 0.0) -> None:
+    Its wall time starts at ``wall`` (seconds since the epoch; default: 2026-01-01
+    00:00 UTC, so schedule tests do not depend on the day they run) and moves
+    with `advance`.
+    """
+
+    def __init__(self, start: float = 0.0, *, wall: float = 1_767_225_600.0) -> None:
         self._now = start
+        self._wall_offset = wall - start
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
 
     def now(self) -> float:
         """The current manual time."""
         return self._now
+
+    def wall(self) -> float:
+        """The manual wall-clock time: ``wall`` plus every `advance` so far."""
+        return self._now + self._wall_offset
 
     def wait_hint(self, due: float) -> float | None:
         """0 if ``due`` has come, else None: wait until `advance` calls back."""

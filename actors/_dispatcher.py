@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -38,14 +38,16 @@ from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._clock import Clock
 from actors._handlers import HandlerSpec
+from actors._histogram import HistogramData, RunHistogram, merge_histograms
 from actors._info import QueueStats, Stats
 from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable
 from actors._log import job_extra, logger
+from actors._metrics import MetricsSnapshot
 from actors._ready import ReadyQueue
 from actors._reaper import Reaper
-from actors._repo_lock import RepoLock, RepoMode
+from actors._repo_lock import RepoLock, RepoMode, RepoWaits
 from actors._status import CANCELLED, COMPLETED, FAILED
-from actors._timer import Timer
+from actors._timer import Timer, TimerGauge
 from actors._worker import Worker, error_info
 from actors.messages import (
     After,
@@ -71,7 +73,7 @@ from actors.messages import (
     Withdraw,
 )
 
-__all__ = ["BOOT", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
+__all__ = ["BOOT", "GET_METRICS", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
 
 _HALT_TIMEOUT = 5.0
 """Seconds the dispatcher waits for the Timer to stop at shutdown."""
@@ -115,6 +117,11 @@ class _Boot:
 @dataclass(frozen=True, slots=True)
 class _GetStats:
     """Ask for a `Stats` snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class _GetMetrics:
+    """Ask for a `MetricsSnapshot`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +175,13 @@ class Dispatcher(LoopActor):
         self._lock_ids = itertools.count(1)
         self._retried = 0
         self._crashes: deque[float] = deque()
+        # For metrics: retries per (queue, handler), jobs that waited for their
+        # repo, the Timer's entry count, and each worker's run-time histograms
+        # (kept after a worker leaves, so counts never go down).
+        self._retries_by: Counter[tuple[str, str]] = Counter()
+        self._repo_waits = RepoWaits()
+        self._timer_gauge = TimerGauge()
+        self._run_times: dict[int, dict[tuple[str, str], RunHistogram]] = {}
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -191,6 +205,7 @@ class Dispatcher(LoopActor):
             Wake: self._on_wake,
             Cancel: lambda m: self._cancel(m.job_id, "cancel"),
             _GetStats: lambda _m: self._stats(),
+            _GetMetrics: lambda _m: self._metrics(),
             Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             _ChildFailed: self._on_child_failed,
@@ -207,6 +222,7 @@ class Dispatcher(LoopActor):
             self._readies,
             self._table,
             self._child_failure("timer", 0),
+            self._timer_gauge,
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
@@ -295,6 +311,7 @@ class Dispatcher(LoopActor):
 
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
         self._retried += 1
+        self._retries_by[job.queue, job.handler] += 1
         state.await_retry(job, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
@@ -402,6 +419,7 @@ class Dispatcher(LoopActor):
                 self._clock,
                 self.actor_ref,
                 self._child_failure("repo", repo),
+                self._repo_waits,
             )
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id)
         entry.sent += 1
@@ -472,6 +490,7 @@ class Dispatcher(LoopActor):
             self._clock,
             self._tokens,
             self._child_failure("worker", worker_id),
+            self._run_times.setdefault(worker_id, {}),
         )
         # A worker reads the ready queue, not its mailbox: it is stopped there.
         self._reaper.add(spawned.thread, ready.close)
@@ -570,6 +589,31 @@ class Dispatcher(LoopActor):
             queues=queues,
         )
 
+    def _metrics(self) -> MetricsSnapshot:
+        """The figures the Prometheus collector exposes (see `actors._metrics`)."""
+        stats = self._stats()
+        histograms: dict[tuple[str, str], list[HistogramData]] = {}
+        for per_worker in list(self._run_times.values()):
+            for key, histogram in per_worker.copy().items():
+                histograms.setdefault(key, []).append(histogram.read())
+        return MetricsSnapshot(
+            submitted=self._table.submitted_by.copy(),
+            finished=self._table.finished_by.copy(),
+            retries=self._retries_by.copy(),
+            run_seconds={key: merge_histograms(parts) for key, parts in histograms.items()},
+            queue_jobs=self._table.waiting_by_queue(),
+            running={q.name: q.running for q in stats.queues},
+            workers={q.name: q.workers for q in stats.queues},
+            repo_waits=self._repo_waits.count,
+            repo_locks=stats.repo_locks,
+            timer_entries=self._timer_gauge.entries,
+            schedule_fires={},
+            schedule_misfires={},
+            schedule_skips={},
+            dropped=stats.dropped,
+            rejected=stats.rejected,
+        )
+
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
         for queue, ready in self._readies.items():
@@ -609,5 +653,6 @@ def _cancelled(reason: CancelReason) -> Outcome:
 
 
 BOOT = _Boot()
+GET_METRICS = _GetMetrics()
 GET_STATS = _GetStats()
 HALT = _Halt()

@@ -44,6 +44,10 @@ class JobInfo:
     finished_at: float | None
     queue: str = "default"
     """The named queue that runs it."""
+    retry_of: str | None = None
+    """The failed or cancelled job this one re-runs (`Scheduler.retry`), if any."""
+    retried_as: str | None = None
+    """The job that re-runs this one, once `Scheduler.retry` was called on it."""
 
     @property
     def queue_wait(self) -> float | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -66,6 +66,9 @@ class JobState:
         "cancel_requested",
         "timer",
         "where",
+        # Manual retry links (`Scheduler.retry`), set by the facade.
+        "retry_of",
+        "retried_as",
     )
 
     def __init__(self, job: Job, status: JobStatus) -> None:
@@ -87,6 +90,10 @@ class JobState:
         """Why the job was cancelled, once it was (then it must not start, nor retry)."""
         self.timer: int | None = None
         self.where = ""
+        self.retry_of: str | None = None
+        """The id of the job this one re-runs (`Scheduler.retry`)."""
+        self.retried_as: str | None = None
+        """The id of the job that re-runs this one, once retried."""
 
     @property
     def finished(self) -> bool:
@@ -124,6 +131,8 @@ class JobState:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
                 queue=job.queue,
+                retry_of=self.retry_of,
+                retried_as=self.retried_as,
             )
 
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
@@ -250,6 +259,10 @@ class JobTable:
         self._finished_order: deque[str] = deque()
         self._keys: dict[str, JobState] = {}
         self._submitted = 0
+        self.submitted_by: Counter[tuple[str, str]] = Counter()
+        """Jobs accepted per (queue, handler), for metrics (written under the gate)."""
+        self.finished_by: Counter[tuple[str, str, str]] = Counter()
+        """Jobs ended per (queue, handler, status), for metrics (under the table's lock)."""
         self._completed = 0
         self._failed = 0
         self._cancelled = 0
@@ -265,8 +278,10 @@ class JobTable:
         key = state.job.idempotency_key
         if key is not None:
             self._keys[key] = state
-        self.active[state.job.id] = state
+        job = state.job
+        self.active[job.id] = state
         self._submitted += 1
+        self.submitted_by[job.queue, job.handler] += 1
 
     def count_run(self, run_time: float) -> None:
         """An attempt ended and something other than `finish` follows (a retry)."""
@@ -304,6 +319,19 @@ class JobTable:
         if empty:
             callback()
 
+    def _into_history(self, state: JobState, status: JobStatus, *, evict: bool) -> None:
+        job = state.job
+        if job.idempotency_key is not None and status is not COMPLETED:
+            # A failed or cancelled job lets its key go: submitting it again runs it.
+            self._release_key(state)
+        self._finished_order.append(job.id)
+        if evict:
+            # One eviction per entry over the bound, decided in `finish`. This
+            # job's entry is in already, so there is always one to take.
+            old = self._finished.pop(self._finished_order.popleft())
+            if old.job.idempotency_key is not None:
+                self._release_key(old)
+
     def _release_key(self, state: JobState) -> None:
         key = state.job.idempotency_key
         with self._gate:
@@ -322,10 +350,32 @@ class JobTable:
             raise JobNotFound(msg)
         return state
 
+    def waiting_by_queue(self) -> Counter[tuple[str, str]]:
+        """Unfinished jobs not running, per (queue, status): O(unfinished jobs)."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for state in list(self.active.values()):
+            status = state.status
+            if status is not RUNNING:
+                counts[state.job.queue, status.value] += 1
+        return counts
+
     def unfinished(self) -> list[JobState]:
         """Every job not yet resolved."""
         with self._lock:
             return list(self.active.values())
+
+    def states(self) -> list[JobState]:
+        """Every job `get` can find, unfinished or in the history, each once: O(jobs known).
+
+        No lock: each ``list(d.values())`` runs in C without giving up the GIL,
+        so it is an atomic copy. A job that finishes between the two copies is
+        in both, and counted once; none is missed, since `finish` puts a job in
+        the history before it takes it out of ``active``.
+        """
+        active = list(self.active.values())
+        finished = list(self._finished.values())
+        # JobState hashes by identity: this dedupes in C, keeping the order.
+        return list(dict.fromkeys(active + finished))
 
     def finish(
         self,
@@ -342,9 +392,16 @@ class JobTable:
         finished: the first finish wins.
         """
         job = state.job
+        if state.finished:
+            return False  # finished before (a crash path and a normal one, say)
+        # Into the history before out of ``active``, so `get` finds the job at
+        # every moment. (A second finisher racing this one stores the same entry.)
+        self._finished[job.id] = state
         if self.active.pop(job.id, None) is None:
             return False  # another thread finished it first
         capacity = self._capacities[job.queue]
+        # Built out here: reading ``status.value`` calls Python (an enum property).
+        label = (job.queue, job.handler, status.value)
         # Plain loads, stores and int arithmetic only: nothing in here can be
         # switched out while it holds the lock.
         with self._lock:
@@ -357,6 +414,8 @@ class JobTable:
             if run_time is not None:
                 self._runs += 1
                 self._run_time += run_time
+            # A Counter's missing key calls Python (__missing__), once per label set.
+            self.finished_by[label] += 1
             capacity.given += 1
             self._history_len += 1
             evict = self._history_len > self._history_size
@@ -364,17 +423,7 @@ class JobTable:
                 self._history_len -= 1
         if capacity.waiting:
             capacity.wake()
-        if job.idempotency_key is not None and status is not COMPLETED:
-            # A failed or cancelled job lets its key go: submitting it again runs it.
-            self._release_key(state)
-        self._finished[job.id] = state
-        self._finished_order.append(job.id)
-        if evict:
-            # One eviction per entry over the bound, decided above. This thread
-            # has added its own entry, so there is always one to take.
-            old = self._finished.pop(self._finished_order.popleft())
-            if old.job.idempotency_key is not None:
-                self._release_key(old)
+        self._into_history(state, status, evict=evict)
         resolved = state.resolve(status, result, error)
         with self._lock:
             self._resolved += 1

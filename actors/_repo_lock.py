@@ -43,9 +43,22 @@ from actors.messages import (
     Withdraw,
 )
 
-__all__ = ["RepoLock", "RepoMode"]
+__all__ = ["RepoLock", "RepoMode", "RepoWaits"]
 
 RepoMode = Literal["ordered", "mutex"]
+
+
+class RepoWaits:
+    """How many jobs found their repo busy and had to wait: lock contention.
+
+    Shared by all of a scheduler's RepoLocks, which run on one thread (the
+    actor loop), so a plain int is enough.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class RepoLock(LoopActor):
@@ -60,9 +73,11 @@ class RepoLock(LoopActor):
         clock: Clock,
         dispatcher: pykka.ActorRef[Any],
         on_failure: FailureReport | None = None,
+        waits: RepoWaits | None = None,
     ) -> None:
         super().__init__(loop, on_failure)
         self.repo = repo
+        self._waits = waits
         self._lock_id = lock_id
         self._mode = mode
         self._clock = clock
@@ -100,6 +115,8 @@ class RepoLock(LoopActor):
             self._held_for_retry = False
             post(self._dispatcher, Ready(job))
             return
+        if active is not None and self._waits is not None:
+            self._waits.count += 1  # the repo is held by another job: this one waits
         self._waiting[job.id] = job
         self._order.add((job.priority, job.seq, job.id))
 

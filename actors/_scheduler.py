@@ -3,6 +3,7 @@ to the Dispatcher in messages; nothing here decides what happens to a job."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -13,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import pykka
+from prometheus_client import CollectorRegistry
 
 from actors._actor_loop import ActorLoop
 from actors._callbacks import CallbackRunner
@@ -20,7 +22,7 @@ from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
 from actors._clock import Clock, MonotonicClock
-from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
+from actors._dispatcher import BOOT, GET_METRICS, GET_STATS, HALT, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
     QueueFull,
@@ -36,13 +38,17 @@ from actors._info import JobInfo, QueueStats, Stats
 from actors._jobs import READY, TIMER, JobState, JobTable
 from actors._json import json_copy
 from actors._log import logger
+from actors._metrics import MetricsSnapshot, register_metrics
+from actors._metrics_server import MetricsServer
 from actors._priority import Priority
+from actors._query import JobQuery
 from actors._queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._ready import SEQ_BITS, ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
+from actors._resubmit import RetryLinks
 from actors._retry import NO_BACKOFF, RetryPolicy
-from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
+from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED, JobStatus
 from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
 __all__ = ["OnFull", "Scheduler"]
@@ -54,6 +60,7 @@ _ASK_TIMEOUT = 10.0
 """Seconds any question to the Dispatcher may take before it is a visible error."""
 
 _loop_numbers = itertools.count(1)
+_scheduler_numbers = itertools.count(1)
 
 _NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
 
@@ -89,6 +96,9 @@ class Scheduler:
         restart_limit: int = 5,
         restart_window: float = 60.0,
         queues: Mapping[str, Queue] | None = None,
+        name: str | None = None,
+        metrics: bool = True,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
@@ -112,12 +122,19 @@ class Scheduler:
             restart_window: see ``restart_limit``.
             queues: named queues besides ``default``, each with its own workers,
                 bound and job defaults (see `Queue`).
+            name: the scheduler's name, the ``scheduler`` label of its metrics
+                (default: ``postroom-N``, N counting schedulers in the process).
+            metrics: register Prometheus metrics while running
+                (docs/operations.md lists them).
+            registry: the ``prometheus_client`` registry to register on (None:
+                the global one, which several schedulers can share).
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
         """
         check_int("workers", workers, 1)
         check_int("max_pending", max_pending, 1)
+        check_name("name", name)
         check_int("history", history, 0)
         check_int("restart_limit", restart_limit, 0)
         if on_full not in ("reject", "drop", "wait"):
@@ -152,6 +169,7 @@ class Scheduler:
         self._readies = {name: ReadyQueue() for name in self._queues}
         self._defaults: dict[tuple[str, str], _Defaults] = {}
         self._table = JobTable(self._capacities, history, self._gate)
+        self._retries = RetryLinks()
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = _NEW
@@ -168,6 +186,13 @@ class Scheduler:
         self._dropped = 0
         self._rejected = 0
         self._crash_reason = ""
+        self.name = name or f"postroom-{next(_scheduler_numbers)}"
+        """The ``scheduler`` label of this scheduler's metrics."""
+        self._metrics = metrics
+        self._registry = registry
+        self._unregister_metrics: Callable[[], None] | None = None
+        self._last_metrics: MetricsSnapshot | None = None
+        self._metric_servers: list[MetricsServer] = []
 
     # --- handlers -------------------------------------------------------------------
 
@@ -256,6 +281,11 @@ class Scheduler:
             if self._state != _NEW:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
+            if self._metrics:
+                # First: a name already taken on the registry stops nothing started.
+                self._unregister_metrics = register_metrics(
+                    self._metrics_snapshot, name=self.name, registry=self._registry
+                )
             loop = ActorLoop(f"postroom-ActorLoop-{next(_loop_numbers)}")
             self._reaper.add(loop.thread, loop.close)
             spawned = Dispatcher.spawn(
@@ -315,6 +345,7 @@ class Scheduler:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         queue: str | None = None,
+        _retry_of: str | None = None,
     ) -> JobHandle:
         """Submit a job to the handler called ``handler``.
 
@@ -386,6 +417,8 @@ class Scheduler:
             name,
         )
         state = JobState(job, SCHEDULED if delay else PENDING)
+        if _retry_of is not None:
+            state.retry_of = _retry_of  # `retry`: linked before anyone can see it
         # A job without a repo needs no routing: it goes straight to the ready
         # queue (or, delayed, to the Timer, which puts it there when due), and
         # the Dispatcher learns of it only if it must decide something (a
@@ -497,6 +530,99 @@ class Scheduler:
         """
         return self._table.get(job_id).snapshot()
 
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        queue: str | None = None,
+        repo: str | None = None,
+        handler: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobInfo]:
+        """Snapshots of the jobs `job` can find, newest (by submission) first.
+
+        Those are the unfinished jobs and the last ``history`` finished ones.
+        A job is listed if it matches every filter given. Each call costs
+        O(jobs known), a few milliseconds with the default history of 10,000:
+        made for dashboards and operators, not for hot loops. Each snapshot is
+        taken as the page is built, so a page is not one atomic picture, and
+        pages shift as new jobs are submitted (see ``actors/_query.py``).
+
+        Args:
+            status: a `JobStatus`, or its value (``"failed"``).
+            queue: a queue's name.
+            repo: a repo.
+            handler: a handler's name.
+            limit: the most jobs to return (an int >= 0).
+            offset: how many matching jobs to skip first (an int >= 0): the
+                next page starts at ``offset + limit``.
+
+        Raises:
+            InvalidArgument: a filter of the wrong type, an unknown status, or
+                a bad ``limit`` or ``offset``; the message names the value.
+            UnknownQueue: ``queue`` is not one of the scheduler's queues.
+            UnknownHandler: ``handler`` is not a registered handler.
+        """
+        query = JobQuery.checked(
+            status=status,
+            queue=queue,
+            repo=repo,
+            handler=handler,
+            limit=limit,
+            offset=offset,
+            queues=self._queues,
+            handlers=self._handlers,
+        )
+        return query.select(self._table.states())
+
+    def retry(self, job_id: str) -> JobHandle:
+        """Run a failed or cancelled job again, as a new job with a new id.
+
+        The new job has the original's handler, payload, repo, priority, queue,
+        ``max_retries``, ``timeout`` and backoff, no idempotency key, and starts
+        at attempt 1. It goes through `submit`, so back-pressure applies. The
+        two are linked: the new job's `JobInfo.retry_of` is the original's id,
+        and the original's ``retried_as`` the new job's. A job is retried at
+        most once; to try again, retry the retry.
+
+        Returns:
+            The new job's handle. Under ``on_full="drop"`` it may be a dropped
+            one, already cancelled; the original then stays retryable.
+
+        Raises:
+            SchedulerClosed: the scheduler is not running.
+            JobNotFound: no such job (or it aged out of the history).
+            InvalidArgument: the job is not failed or cancelled (the message
+                says its status), or it was retried already.
+            QueueFull: as from `submit`: no room under ``on_full="reject"``, or
+                none in time under ``"wait"``.
+        """
+        if self._state != _RUNNING:
+            raise self._closed_error()
+        original = self._table.get(job_id)
+        self._retries.claim(original)
+        retried_as = None
+        try:
+            job = original.job
+            handle = self.submit(
+                job.handler,
+                job.payload,
+                repo=job.repo,
+                priority=job.priority,
+                max_retries=job.max_retries,
+                timeout=job.timeout,
+                retry=job.retry,
+                queue=job.queue,
+                _retry_of=job.id,
+            )
+            # A dropped submission (on_full="drop") is not in the table: no link.
+            if handle.info().retry_of == job.id:
+                retried_as = handle.id
+        finally:
+            self._retries.release(original, retried_as)
+        return handle
+
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job: a waiting one is removed at once, a running one is told to
         stop, and no retry follows. Harmless to repeat, or to call on a finished job.
@@ -585,9 +711,45 @@ class Scheduler:
                 len(left),
                 ", ".join(t.name for t in left),
             )
+        for server in self._metric_servers:
+            server.stop()
+        if self._unregister_metrics is not None:
+            self._unregister_metrics()
         with self._gate:
             if self._state == _CLOSING:
                 self._state = _CLOSED
+
+    # --- metrics --------------------------------------------------------------------
+
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
+        """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.
+
+        The server runs on a thread of its own until `shutdown`. Port 0 picks a
+        free port: read it from the returned server's ``port``.
+
+        Raises:
+            InvalidArgument: a bad port or address, or one that cannot be bound;
+                or the scheduler was made with ``metrics=False``.
+            SchedulerClosed: the scheduler is not running.
+        """
+        if not self._metrics:
+            msg = "this scheduler was made with metrics=False: there is nothing to serve"
+            raise InvalidArgument(msg)
+        server = MetricsServer(port, addr=addr, registry=self._registry)
+        with self._gate:
+            if self._state != _RUNNING:
+                raise self._closed_error()
+            server.start()
+            self._metric_servers.append(server)
+        return server
+
+    def _metrics_snapshot(self) -> MetricsSnapshot:
+        """The dispatcher's figures; its last ones once it has stopped."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None and self._state == _RUNNING:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                self._last_metrics = dispatcher.ask(GET_METRICS, block=True, timeout=_ASK_TIMEOUT)
+        return self._last_metrics or _EMPTY_METRICS
 
     def _drain(
         self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
@@ -729,6 +891,25 @@ class _Defaults:
     max_retries: int
     timeout: float | None
     retry: RetryPolicy
+
+
+_EMPTY_METRICS = MetricsSnapshot(
+    submitted={},
+    finished={},
+    retries={},
+    run_seconds={},
+    queue_jobs={},
+    running={},
+    workers={},
+    repo_waits=0,
+    repo_locks=0,
+    timer_entries=0,
+    schedule_fires={},
+    schedule_misfires={},
+    schedule_skips={},
+    dropped=0,
+    rejected=0,
+)
 
 
 class _Dropped(QueueFull):

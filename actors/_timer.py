@@ -23,7 +23,7 @@ from actors._jobs import JobTable
 from actors._ready import ReadyQueue
 from actors.messages import After, CancelTimer, Fire, Forget
 
-__all__ = ["Timer"]
+__all__ = ["Timer", "TimerGauge"]
 
 
 class _Due:
@@ -80,6 +80,15 @@ class _DueInbox:
             self._cond.notify()
 
 
+class TimerGauge:
+    """The Timer's entry count, readable from any thread (for metrics)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+
 class Timer(PostroomActor):
     """Acts on each entry at its due time, never earlier.
 
@@ -99,8 +108,10 @@ class Timer(PostroomActor):
         readies: Mapping[str, ReadyQueue] | None = None,
         table: JobTable | None = None,
         on_failure: FailureReport | None = None,
+        gauge: TimerGauge | None = None,
     ) -> None:
         super().__init__(on_failure)
+        self._gauge = gauge or TimerGauge()
         self._clock = clock
         self._target = target
         self._readies = readies
@@ -141,6 +152,7 @@ class Timer(PostroomActor):
         else:
             return super().on_receive(message)
         self._inbox.due = self._entries[0][0] if self._entries else None
+        self._gauge.entries = len(self._by_token)
         return None
 
     def _fire_due(self) -> None:
