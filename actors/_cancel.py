@@ -43,11 +43,6 @@ class CancelScope:
                 self.event = threading.Event()
             self._attempt = (job_id, attempt)
 
-    def disarm(self) -> None:
-        """The attempt is over: later requests for it are ignored."""
-        with self._lock:
-            self._attempt = None
-
     def fire(self, job_id: str, attempt: int, reason: CancelReason) -> bool:
         """Tell the attempt to stop; False if that attempt is not the armed one."""
         with self._lock:

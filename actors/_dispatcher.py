@@ -40,7 +40,7 @@ from actors._clock import Clock
 from actors._handlers import HandlerSpec
 from actors._histogram import HistogramData, RunHistogram, merge_histograms
 from actors._info import QueueStats, Stats
-from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable
+from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable, LabelCounts
 from actors._log import job_extra, logger
 from actors._metrics import MetricsSnapshot
 from actors._ready import ReadyQueue
@@ -181,7 +181,7 @@ class Dispatcher(LoopActor):
         self._retries_by: Counter[tuple[str, str]] = Counter()
         self._repo_waits = RepoWaits()
         self._timer_gauge = TimerGauge()
-        self._run_times: dict[int, dict[tuple[str, str], RunHistogram]] = {}
+        self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -594,11 +594,18 @@ class Dispatcher(LoopActor):
         stats = self._stats()
         histograms: dict[tuple[str, str], list[HistogramData]] = {}
         for per_worker in list(self._run_times.values()):
-            for key, histogram in per_worker.copy().items():
+            for counts, histogram in per_worker.copy().items():
+                key = (counts.queue, counts.handler)
                 histograms.setdefault(key, []).append(histogram.read())
+        labels = self._table.all_label_counts()
+        finished: dict[tuple[str, str, str], int] = {}
+        for c in labels:
+            finished[c.queue, c.handler, "completed"] = c.completed
+            finished[c.queue, c.handler, "failed"] = c.failed
+            finished[c.queue, c.handler, "cancelled"] = c.cancelled
         return MetricsSnapshot(
-            submitted=self._table.submitted_by.copy(),
-            finished=self._table.finished_by.copy(),
+            submitted={(c.queue, c.handler): c.submitted for c in labels},
+            finished=finished,
             retries=self._retries_by.copy(),
             run_seconds={key: merge_histograms(parts) for key, parts in histograms.items()},
             queue_jobs=self._table.waiting_by_queue(),

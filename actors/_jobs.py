@@ -31,7 +31,16 @@ from actors.messages import ErrorInfo, Job, JSONValue
 if TYPE_CHECKING:
     from actors._capacity import Capacity
 
-__all__ = ["HELD", "READY", "REPO", "TIMER", "JobCounts", "JobState", "JobTable"]
+__all__ = [
+    "HELD",
+    "READY",
+    "REPO",
+    "TIMER",
+    "JobCounts",
+    "JobState",
+    "JobTable",
+    "LabelCounts",
+]
 
 # Where an unfinished job is (`JobState.where`), as the Dispatcher knows it.
 # "" means: accepted, its `Submit` on the way to the Dispatcher.
@@ -43,6 +52,26 @@ REPO = "repo"
 """In its repo lock: waiting, or its outcome being decided there."""
 READY = "ready"
 """In the ready queue, or taken from it by a worker."""
+
+
+class LabelCounts:
+    """Jobs accepted and ended for one (queue, handler): the metrics' labels.
+
+    One record per pair, found once when a submit resolves its defaults and
+    then carried by each job's state, so counting costs an attribute increment
+    (no key to build and hash per job). ``submitted`` is raised under the gate,
+    the rest under the table's lock.
+    """
+
+    __slots__ = ("cancelled", "completed", "failed", "handler", "queue", "submitted")
+
+    def __init__(self, queue: str, handler: str) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
 
 
 class JobState:
@@ -64,6 +93,7 @@ class JobState:
         # Dispatcher bookkeeping: where the job is (set by the facade for a job it
         # queues itself) and what refers to it.
         "cancel_requested",
+        "counts",
         "timer",
         "where",
         # Manual retry links (`Scheduler.retry`), set by the facade.
@@ -86,6 +116,8 @@ class JobState:
         # and an Event costs more to build than the rest of the record.
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[JobState], None]] | None = []
+        self.counts: LabelCounts | None = None
+        """Its (queue, handler) counters; set when the table accepts it."""
         self.cancel_requested: CancelReason | None = None
         """Why the job was cancelled, once it was (then it must not start, nor retry)."""
         self.timer: int | None = None
@@ -259,10 +291,7 @@ class JobTable:
         self._finished_order: deque[str] = deque()
         self._keys: dict[str, JobState] = {}
         self._submitted = 0
-        self.submitted_by: Counter[tuple[str, str]] = Counter()
-        """Jobs accepted per (queue, handler), for metrics (written under the gate)."""
-        self.finished_by: Counter[tuple[str, str, str]] = Counter()
-        """Jobs ended per (queue, handler, status), for metrics (under the table's lock)."""
+        self._labels: dict[tuple[str, str], LabelCounts] = {}
         self._completed = 0
         self._failed = 0
         self._cancelled = 0
@@ -279,9 +308,12 @@ class JobTable:
         if key is not None:
             self._keys[key] = state
         job = state.job
+        counts = state.counts
+        if counts is None:
+            counts = state.counts = self.label_counts(job.queue, job.handler)
         self.active[job.id] = state
         self._submitted += 1
-        self.submitted_by[job.queue, job.handler] += 1
+        counts.submitted += 1
 
     def count_run(self, run_time: float) -> None:
         """An attempt ended and something other than `finish` follows (a retry)."""
@@ -350,6 +382,17 @@ class JobTable:
             raise JobNotFound(msg)
         return state
 
+    def label_counts(self, queue: str, handler: str) -> LabelCounts:
+        """The one counter record of this (queue, handler) pair."""
+        counts = self._labels.get((queue, handler))
+        if counts is None:
+            counts = self._labels.setdefault((queue, handler), LabelCounts(queue, handler))
+        return counts
+
+    def all_label_counts(self) -> list[LabelCounts]:
+        """Every (queue, handler) record so far (a copy: safe to iterate)."""
+        return list(self._labels.values())
+
     def waiting_by_queue(self) -> Counter[tuple[str, str]]:
         """Unfinished jobs not running, per (queue, status): O(unfinished jobs)."""
         counts: Counter[tuple[str, str]] = Counter()
@@ -392,7 +435,7 @@ class JobTable:
         finished: the first finish wins.
         """
         job = state.job
-        if state.finished:
+        if state._callbacks is None:  # noqa: SLF001 - `finished`, without a call
             return False  # finished before (a crash path and a normal one, say)
         # Into the history before out of ``active``, so `get` finds the job at
         # every moment. (A second finisher racing this one stores the same entry.)
@@ -400,22 +443,23 @@ class JobTable:
         if self.active.pop(job.id, None) is None:
             return False  # another thread finished it first
         capacity = self._capacities[job.queue]
-        # Built out here: reading ``status.value`` calls Python (an enum property).
-        label = (job.queue, job.handler, status.value)
+        counts = state.counts
+        assert counts is not None  # set by `add`
         # Plain loads, stores and int arithmetic only: nothing in here can be
         # switched out while it holds the lock.
         with self._lock:
             if status is COMPLETED:
                 self._completed += 1
+                counts.completed += 1
             elif status is FAILED:
                 self._failed += 1
+                counts.failed += 1
             else:
                 self._cancelled += 1
+                counts.cancelled += 1
             if run_time is not None:
                 self._runs += 1
                 self._run_time += run_time
-            # A Counter's missing key calls Python (__missing__), once per label set.
-            self.finished_by[label] += 1
             capacity.given += 1
             self._history_len += 1
             evict = self._history_len > self._history_size

@@ -114,10 +114,12 @@ class ReadyQueue:
         return True
 
     def done(self, job_id: str) -> None:
-        """The worker's attempt of this job is over (a single dict operation)."""
-        entry = self._taken.pop(job_id, None)
-        if entry is not None:
-            entry[1].disarm()
+        """The worker's attempt of this job is over (a single dict operation).
+
+        Nothing can signal the attempt after this: `signal` finds no entry. The
+        scope stays armed until the worker's next `take` re-arms it, harmlessly.
+        """
+        self._taken.pop(job_id, None)
 
     def remove(self, job: Job) -> Job | None:
         """Take a queued job out (cancel); None if a worker has it or nobody does.

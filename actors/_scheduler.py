@@ -35,7 +35,7 @@ from actors._exit import shut_down_at_exit
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, QueueStats, Stats
-from actors._jobs import READY, TIMER, JobState, JobTable
+from actors._jobs import READY, TIMER, JobState, JobTable, LabelCounts
 from actors._json import json_copy
 from actors._log import logger
 from actors._metrics import MetricsSnapshot, register_metrics
@@ -417,6 +417,7 @@ class Scheduler:
             name,
         )
         state = JobState(job, SCHEDULED if delay else PENDING)
+        state.counts = defaults.counts
         if _retry_of is not None:
             state.retry_of = _retry_of  # `retry`: linked before anyone can see it
         # A job without a repo needs no routing: it goes straight to the ready
@@ -503,6 +504,7 @@ class Scheduler:
             spec.max_retries if spec.max_retries is not None else lane.max_retries or 0,
             spec.timeout if spec.timeout is not None else lane.timeout,
             spec.retry or lane.retry or NO_BACKOFF,
+            self._table.label_counts(queue, spec.name),
         )
         self._defaults[(spec.name, queue)] = defaults
         return defaults
@@ -891,6 +893,8 @@ class _Defaults:
     max_retries: int
     timeout: float | None
     retry: RetryPolicy
+    counts: LabelCounts
+    """The (queue, handler) counters its jobs count in."""
 
 
 _EMPTY_METRICS = MetricsSnapshot(

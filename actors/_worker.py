@@ -28,7 +28,7 @@ from actors._errors import Fatal, NotSerializable
 from actors._handlers import HandlerSpec
 from actors._histogram import RunHistogram
 from actors._info import Progress
-from actors._jobs import JobTable
+from actors._jobs import JobTable, LabelCounts
 from actors._json import json_copy
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
@@ -88,12 +88,12 @@ class Worker(PostroomActor):
         clock: Clock,
         tokens: Iterator[int],
         on_failure: FailureReport | None = None,
-        run_times: dict[tuple[str, str], RunHistogram] | None = None,
+        run_times: dict[LabelCounts, RunHistogram] | None = None,
     ) -> None:
         super().__init__(on_failure)
         self.worker_id = worker_id
         self._run_times = {} if run_times is None else run_times
-        """Run-time histograms per (queue, handler): written by this worker only."""
+        """Run-time histograms per (queue, handler) record: written by this worker only."""
         self._dispatcher = dispatcher
         self._timer = timer
         self._ready = ready
@@ -145,10 +145,11 @@ class Worker(PostroomActor):
                 outcome = self._run(job, None, started_at)
             else:
                 outcome = self._timed_run(job, started_at)
-            histogram = self._run_times.get((job.queue, job.handler))
+            # Keyed by the job's (queue, handler) record: hashed by identity, no
+            # key to build. A new key: readers copy the dict before iterating.
+            histogram = self._run_times.get(state.counts)  # type: ignore[arg-type]
             if histogram is None:
-                # A new key: readers copy the dict before iterating (see metrics).
-                histogram = self._run_times[job.queue, job.handler] = RunHistogram()
+                histogram = self._run_times[state.counts] = RunHistogram()  # type: ignore[index]
             histogram.observe(outcome.run_time)
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
