@@ -221,3 +221,24 @@ def test_timer_on_real_time_never_fires_before_the_due_time() -> None:
             actor.thread.join(WAIT)
     assert [fire.token for _, fire in got] == [1, 2, 3]
     assert all(received_at >= due[fire.token] for received_at, fire in got)
+
+
+def test_cancelled_entries_do_not_pile_up_and_never_fire(
+    timer: tuple[Any, Any, queue.Queue[Any], ManualClock],
+) -> None:
+    # Deadlines are armed and cancelled once per timed job: the cancelled ones
+    # must not accumulate in the Timer's structure until their due time.
+    ref, target, fires, clock = timer
+    for token in range(1, 20_001):
+        ref.tell(After(token, 600.0 + token, "deadline", f"job-{token}", 1))
+        if token % 100:
+            ref.tell(CancelTimer(token))  # 99 of every 100 are cancelled
+    barrier(ref)
+    assert ref.proxy().pending.get(timeout=WAIT) == 200
+    stored = ref.proxy().stored.get(timeout=WAIT)
+    assert stored <= 200 + 1024 + 1, stored  # live entries plus at most one batch of stale
+    clock.advance(600.0 + 20_000)
+    barrier(ref)
+    barrier(target)
+    fired = [m.key for m in _drain(fires)]
+    assert fired == [f"job-{t}" for t in range(100, 20_001, 100)]
