@@ -21,6 +21,7 @@ from actors._errors import (
     JobTimedOut,
     NotSerializable,
     QueueFull,
+    ScheduleNotFound,
     SchedulerClosed,
     SchedulerCrashed,
     SchedulerError,
@@ -33,7 +34,9 @@ from actors._priority import Priority
 from actors._queue import Queue
 from actors._repo_lock import RepoMode
 from actors._retry import RetryPolicy
+from actors._schedule_api import ScheduleHandle
 from actors._scheduler import OnFull, Scheduler
+from actors._schedules import ScheduleInfo
 from actors._status import JobStatus
 
 __all__ = [
@@ -62,6 +65,9 @@ __all__ = [
     "QueueStats",
     "RepoMode",
     "RetryPolicy",
+    "ScheduleHandle",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Scheduler",
     "SchedulerClosed",
     "SchedulerCrashed",

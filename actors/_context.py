@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from actors._cancel import CancelScope
-from actors._errors import InvalidArgument, JobCancelled
+from actors._errors import InvalidArgument, JobCancelled, SchedulerClosed
 from actors._log import job_logger
+from actors._priority import Priority
 from actors.messages import Job
+
+if TYPE_CHECKING:
+    from actors._followups import Links
+    from actors._handle import JobHandle
+    from actors._retry import RetryPolicy
 
 __all__ = ["JobContext", "ProgressSink"]
 
@@ -21,10 +28,11 @@ class JobContext:
     """Passed to every handler call as its first argument.
 
     It carries the job's identity, the attempt number, the deadline, the stop
-    signal (cancellation, timeout, shutdown) and a progress reporter.
+    signal (cancellation, timeout, shutdown), a progress reporter, and `submit`
+    for child jobs.
     """
 
-    __slots__ = ("_job", "_log", "_progress", "_scope", "deadline")
+    __slots__ = ("_job", "_links", "_log", "_progress", "_scope", "deadline")
 
     def __init__(
         self,
@@ -32,10 +40,12 @@ class JobContext:
         scope: CancelScope,
         progress: ProgressSink,
         deadline: float | None,
+        links: Links | None = None,
     ) -> None:
         self._job = job
         self._scope = scope
         self._progress = progress
+        self._links = links
         self.deadline = deadline
         """Scheduler-clock time at which this attempt is told to stop, or None."""
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
@@ -113,3 +123,54 @@ class JobContext:
             msg = f"progress message must be a str, not {type(message).__name__}"
             raise InvalidArgument(msg)
         self._progress(self._job.id, float(fraction), message)
+
+    def submit(
+        self,
+        handler: str,
+        payload: Any = None,
+        *,
+        repo: str | None = None,
+        priority: int = Priority.USER_VISIBLE,
+        delay: float = 0.0,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        queue: str | None = None,
+    ) -> JobHandle:
+        """Submit a child job: a normal job, linked to this one.
+
+        Takes `Scheduler.submit`'s arguments and applies them the same way
+        (validation, defaults, back-pressure, idempotency). The child's
+        `JobInfo.parent` is this job's id, and this job's ``children`` lists
+        the child. Cancelling this job (`Scheduler.cancel`) cancels its
+        unfinished children, and theirs; a child submitted after that cancel
+        ends ``cancelled`` at once. Nothing else reaches a child: it keeps
+        running when this job completes or fails, and a retry of this job
+        does not cancel the children of the attempt before.
+
+        Returns:
+            The child's handle. With an idempotency key that another job holds,
+            that job's handle (it is not made a child).
+
+        Raises:
+            UnknownHandler, UnknownQueue, InvalidArgument, QueueFull: as `Scheduler.submit`.
+            SchedulerClosed: the scheduler is not running (shutting down, say).
+        """
+        links = self._links
+        if links is None:
+            msg = f"job {self.job_id}'s context has no scheduler to submit a child to"
+            raise SchedulerClosed(msg)
+        return links.submit_child(
+            self._job.id,
+            handler,
+            payload,
+            repo=repo,
+            priority=priority,
+            delay=delay,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            timeout=timeout,
+            retry=retry,
+            queue=queue,
+        )

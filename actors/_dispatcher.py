@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import pykka
 
@@ -37,6 +37,7 @@ from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._clock import Clock
+from actors._errors import SchedulerClosed
 from actors._handlers import HandlerSpec
 from actors._histogram import HistogramData, RunHistogram, merge_histograms
 from actors._info import QueueStats, Stats
@@ -46,6 +47,7 @@ from actors._metrics import MetricsSnapshot
 from actors._ready import ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoLock, RepoMode, RepoWaits
+from actors._schedules import ScheduleBook, ScheduleInfo, ScheduleSpec, ScheduleState
 from actors._status import CANCELLED, COMPLETED, FAILED
 from actors._timer import Timer, TimerGauge
 from actors._worker import Worker, error_info
@@ -73,7 +75,23 @@ from actors.messages import (
     Withdraw,
 )
 
-__all__ = ["BOOT", "GET_METRICS", "GET_STATS", "HALT", "Dispatcher", "DispatcherConfig"]
+__all__ = [
+    "BOOT",
+    "GET_METRICS",
+    "GET_STATS",
+    "HALT",
+    "LIST_SCHEDULES",
+    "AddSchedule",
+    "Dispatcher",
+    "DispatcherConfig",
+    "ScheduleCall",
+    "SubmitScheduled",
+]
+
+SubmitScheduled = Callable[["ScheduleSpec", "str | None", str, float], "str | None"]
+"""The facade's submit for a schedule's fire: (spec, repo, schedule id, fire time)
+-> the job's id, or None if back-pressure refused it. Never blocks; raises
+`SchedulerClosed` once the scheduler stops accepting jobs."""
 
 _HALT_TIMEOUT = 5.0
 """Seconds the dispatcher waits for the Timer to stop at shutdown."""
@@ -120,6 +138,33 @@ class _GetStats:
 
 
 @dataclass(frozen=True, slots=True)
+class AddSchedule:
+    """Add a schedule (asked by the facade); answered with its `ScheduleInfo`."""
+
+    spec: ScheduleSpec
+
+
+ScheduleOp = Literal["info", "pause", "resume", "trigger", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCall:
+    """Act on one schedule (asked by the facade).
+
+    Answered with its `ScheduleInfo` (for ``trigger``: the id of the job it
+    created, or None), or a `ScheduleNotFound` raised in the caller.
+    """
+
+    op: ScheduleOp
+    schedule_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ListSchedules:
+    """Ask for every schedule's `ScheduleInfo`."""
+
+
+@dataclass(frozen=True, slots=True)
 class _GetMetrics:
     """Ask for a `MetricsSnapshot`."""
 
@@ -147,6 +192,7 @@ class Dispatcher(LoopActor):
         crash: Callable[[str, Stats | None], None],
         counts: Callable[[], tuple[int, int]],
         on_failure: FailureReport | None = None,
+        submit_scheduled: SubmitScheduled | None = None,
     ) -> None:
         super().__init__(loop, on_failure)
         self._loop = loop
@@ -182,6 +228,10 @@ class Dispatcher(LoopActor):
         self._repo_waits = RepoWaits()
         self._timer_gauge = TimerGauge()
         self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
+        self._schedules = ScheduleBook()
+        self._submit_scheduled = submit_scheduled
+        self._closing = False
+        """Shutdown began: schedules fire no more."""
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -206,6 +256,9 @@ class Dispatcher(LoopActor):
             Cancel: lambda m: self._cancel(m.job_id, "cancel"),
             _GetStats: lambda _m: self._stats(),
             _GetMetrics: lambda _m: self._metrics(),
+            AddSchedule: lambda m: self._add_schedule(m.spec),
+            ScheduleCall: self._schedule_call,
+            _ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
             Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             _ChildFailed: self._on_child_failed,
@@ -373,6 +426,9 @@ class Dispatcher(LoopActor):
             if key in self._repos:
                 self._to_repo(key, Tick(key))
             return
+        if kind == "schedule":
+            self._on_schedule_fire(key, message.token)
+            return
         state = self._states.get(key)
         if state is None:
             return
@@ -399,6 +455,96 @@ class Dispatcher(LoopActor):
         assert job.repo is not None
         state.where = REPO
         self._to_repo(job.repo, Enqueue(job))
+
+    # --- schedules -------------------------------------------------------------------
+
+    def _add_schedule(self, spec: ScheduleSpec) -> ScheduleInfo:
+        schedule = self._schedules.add(spec, self._clock.wall())
+        self._arm(schedule)
+        return self._schedules.info(schedule)
+
+    def _arm(self, schedule: ScheduleState) -> None:
+        """Arm the Timer for the schedule's next fire time (wall clock -> clock)."""
+        self._disarm(schedule)
+        if schedule.paused or schedule.next_fire is None or self._closing:
+            return
+        wait = max(0.0, schedule.next_fire - self._clock.wall())
+        schedule.token = self._after(self._clock.now() + wait, "schedule", schedule.id)
+
+    def _disarm(self, schedule: ScheduleState) -> None:
+        if schedule.token is not None:
+            self._cancel_timer(schedule.token)
+            schedule.token = None
+
+    def _on_schedule_fire(self, schedule_id: str, token: int) -> None:
+        schedule = self._schedules.find(schedule_id)
+        if schedule is None or schedule.token != token or schedule.next_fire is None:
+            return  # removed, paused, re-armed or closed meanwhile: a stale entry
+        schedule.token = None
+        now = self._clock.wall()
+        if now < schedule.next_fire:
+            # The wall clock went back since the entry was armed: never early.
+            self._arm(schedule)
+            return
+        decision = self._schedules.decide(schedule, now)
+        if decision.run:
+            assert decision.fire_time is not None
+            self._run_schedule(schedule, decision.fire_time, forced=False)
+        schedule.next_fire = decision.next_fire
+        self._arm(schedule)
+
+    def _run_schedule(
+        self, schedule: ScheduleState, fire_time: float, *, forced: bool
+    ) -> str | None:
+        """Create the job of one fire, unless the overlap policy says not to."""
+        spec = schedule.spec
+        if (
+            not forced
+            and spec.overlap == "skip"
+            and schedule.last_job is not None
+            and schedule.last_job in self._states
+        ):
+            self._schedules.skipped(schedule, f"its last job {schedule.last_job} is unfinished")
+            return None
+        # "queue": the fires' jobs share a repo, so they run one after another.
+        repo = spec.repo
+        if repo is None and spec.overlap == "queue":
+            repo = f"postroom.schedule:{schedule.id}"
+        assert self._submit_scheduled is not None
+        try:
+            job_id = self._submit_scheduled(spec, repo, schedule.id, fire_time)
+        except SchedulerClosed:
+            return None
+        if job_id is None:
+            self._schedules.skipped(schedule, f"queue {spec.queue or 'default'!r} is full")
+            return None
+        self._schedules.fired(schedule, job_id, fire_time)
+        return job_id
+
+    def _schedule_call(self, message: ScheduleCall) -> ScheduleInfo | str | None:
+        op = message.op
+        if op == "remove":
+            schedule = self._schedules.remove(message.schedule_id)
+            self._disarm(schedule)
+            return self._schedules.info(schedule)
+        schedule = self._schedules.get(message.schedule_id)
+        if op == "trigger":
+            # Once, now, and the schedule's own fire times do not move.
+            return self._run_schedule(schedule, self._clock.wall(), forced=True)
+        if op == "pause":
+            schedule.paused = True
+            self._disarm(schedule)
+        elif op == "resume" and schedule.paused:
+            schedule.paused = False
+            now = self._clock.wall()
+            if schedule.next_fire is not None and schedule.next_fire < now:
+                # Fire times that passed while paused are not misfires: they were
+                # not wanted. (A one-shot `at` keeps its time: it runs now.)
+                later = schedule.trigger.next_after(now)
+                if later is not None or schedule.spec.kind != "at":
+                    schedule.next_fire = later
+            self._arm(schedule)
+        return self._schedules.info(schedule)
 
     # --- repos --------------------------------------------------------------------
 
@@ -510,6 +656,9 @@ class Dispatcher(LoopActor):
     # --- shutdown and supervision -----------------------------------------------------
 
     def _close(self, *, cancel: bool) -> None:
+        self._closing = True
+        for schedule in self._schedules.all():
+            self._disarm(schedule)
         if cancel:
             for job_id in list(self._states):
                 if job_id in self._states:
@@ -614,9 +763,9 @@ class Dispatcher(LoopActor):
             repo_waits=self._repo_waits.count,
             repo_locks=stats.repo_locks,
             timer_entries=self._timer_gauge.entries,
-            schedule_fires={},
-            schedule_misfires={},
-            schedule_skips={},
+            schedule_fires=self._schedules.fires_by.copy(),
+            schedule_misfires=self._schedules.misfires_by.copy(),
+            schedule_skips=self._schedules.skips_by.copy(),
             dropped=stats.dropped,
             rejected=stats.rejected,
         )
@@ -660,6 +809,7 @@ def _cancelled(reason: CancelReason) -> Outcome:
 
 
 BOOT = _Boot()
+LIST_SCHEDULES = _ListSchedules()
 GET_METRICS = _GetMetrics()
 GET_STATS = _GetStats()
 HALT = _Halt()

@@ -12,6 +12,7 @@ The tree::
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │                                 or crashed)
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
+    ├── ScheduleNotFound (KeyError)   no schedule with that id (never added, or removed)
     ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
     │   ├── JobFailed                 the last attempt raised, or the error was fatal
     │   │   └── JobTimedOut           the last attempt ran past its timeout
@@ -44,6 +45,7 @@ __all__ = [
     "SchedulerClosed",
     "SchedulerCrashed",
     "SchedulerError",
+    "ScheduleNotFound",
     "UnknownHandler",
     "UnknownQueue",
 ]
@@ -74,6 +76,13 @@ class UnknownHandler(SchedulerError, KeyError):
 
     def __str__(self) -> str:
         # KeyError quotes its argument; a message reads better as it is.
+        return str(self.args[0]) if self.args else ""
+
+
+class ScheduleNotFound(SchedulerError, KeyError):
+    """No schedule has that id: it was never added, or it was removed."""
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

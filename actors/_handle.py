@@ -7,15 +7,18 @@ import contextlib
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from actors._errors import JobCancelled, JobFailed, JobTimedOut
+from actors._errors import JobCancelled, JobFailed, JobTimedOut, SchedulerClosed
+from actors._priority import Priority
 from actors._status import CANCELLED, COMPLETED, JobStatus
 from actors.messages import JSONValue
 
 if TYPE_CHECKING:
     from actors._callbacks import CallbackRunner
     from actors._cancel_result import CancelResult
+    from actors._followups import Links
     from actors._info import JobInfo
     from actors._jobs import JobState
+    from actors._retry import RetryPolicy
 
 __all__ = ["JobHandle"]
 
@@ -27,17 +30,19 @@ class JobHandle:
     loop. Two handles for the same job (an idempotent resubmission) compare equal.
     """
 
-    __slots__ = ("_callbacks", "_cancel", "_state")
+    __slots__ = ("_callbacks", "_cancel", "_links", "_state")
 
     def __init__(
         self,
         state: JobState,
         cancel: Callable[[str], CancelResult],
         callbacks: CallbackRunner | None = None,
+        links: Links | None = None,
     ) -> None:
         self._state = state
         self._cancel = cancel
         self._callbacks = callbacks
+        self._links = links
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._state.job.handler} {self._state.status}>"
@@ -89,6 +94,58 @@ class JobHandle:
     def cancel(self) -> CancelResult:
         """Cancel the job (same as `Scheduler.cancel`)."""
         return self._cancel(self.id)
+
+    def then(
+        self,
+        handler: str,
+        *,
+        repo: str | None = None,
+        priority: int = Priority.USER_VISIBLE,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle:
+        """Submit a follow-up: a job for ``handler`` that runs when, and only if,
+        this job completes, with this job's result as its payload.
+
+        The follow-up is a real job from this call on: validated as
+        `Scheduler.submit` validates (the options mean what they mean there),
+        counted against its queue's ``max_pending`` at once (``on_full``
+        applies here), and visible in `Scheduler.job` as ``scheduled`` until
+        this job ends. Then:
+
+        - this job completed (or already had): the follow-up is released with
+          a copy of the result as its payload, and runs as any job does;
+        - it failed or was cancelled: the follow-up ends ``cancelled`` without
+          running; its error names this job and how it ended.
+
+        The two are linked: the follow-up's `JobInfo.parent` is this job's id,
+        and this job's ``followups`` lists it. Follow-ups chain
+        (``h.then("a").then("b")``), and a job may have several.
+
+        Returns:
+            The follow-up's handle. Under ``on_full="drop"``, with no room, a
+            dropped one, already cancelled.
+
+        Raises:
+            UnknownHandler, UnknownQueue, InvalidArgument, QueueFull: as `Scheduler.submit`.
+            SchedulerClosed: the scheduler is not running.
+        """
+        links = self._links
+        if links is None:
+            msg = f"job {self.id}'s handle belongs to no scheduler: it cannot have follow-ups"
+            raise SchedulerClosed(msg)
+        return links.then(
+            self._state,
+            handler,
+            repo=repo,
+            priority=priority,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            retry=retry,
+        )
 
     def add_done_callback(self, callback: Callable[[JobHandle], None]) -> None:
         """Call ``callback(handle)`` once the job has finished.

@@ -48,6 +48,16 @@ class JobInfo:
     """The failed or cancelled job this one re-runs (`Scheduler.retry`), if any."""
     retried_as: str | None = None
     """The job that re-runs this one, once `Scheduler.retry` was called on it."""
+    schedule_id: str | None = None
+    """The schedule that created it, if one did."""
+    fire_time: float | None = None
+    """The schedule's fire time it stands for (seconds since the epoch)."""
+    parent: str | None = None
+    """The job it follows (`JobHandle.then`) or was submitted by (``ctx.submit``), if any."""
+    children: tuple[str, ...] = ()
+    """Ids of the jobs its handler submitted with ``ctx.submit``, in order."""
+    followups: tuple[str, ...] = ()
+    """Ids of the jobs `JobHandle.then` made to follow it, in order."""
 
     @property
     def queue_wait(self) -> float | None:

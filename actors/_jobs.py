@@ -30,9 +30,11 @@ from actors.messages import ErrorInfo, Job, JSONValue
 
 if TYPE_CHECKING:
     from actors._capacity import Capacity
+    from actors._followups import JobLinks, Links
 
 __all__ = [
     "HELD",
+    "PARKED",
     "READY",
     "REPO",
     "TIMER",
@@ -52,6 +54,9 @@ REPO = "repo"
 """In its repo lock: waiting, or its outcome being decided there."""
 READY = "ready"
 """In the ready queue, or taken from it by a worker."""
+PARKED = "parked"
+"""A child or a follow-up, accepted and held until its links hand it off
+(``actors/_followups.py``); the Dispatcher has not seen it."""
 
 
 class LabelCounts:
@@ -99,6 +104,10 @@ class JobState:
         # Manual retry links (`Scheduler.retry`), set by the facade.
         "retry_of",
         "retried_as",
+        "schedule_id",
+        "fire_time",
+        # Parent, children and follow-ups (`actors/_followups.py`).
+        "links",
     )
 
     def __init__(self, job: Job, status: JobStatus) -> None:
@@ -126,6 +135,12 @@ class JobState:
         """The id of the job this one re-runs (`Scheduler.retry`)."""
         self.retried_as: str | None = None
         """The id of the job that re-runs this one, once retried."""
+        self.schedule_id: str | None = None
+        """The schedule that created it, if one did."""
+        self.fire_time: float | None = None
+        """The fire time (epoch seconds) it stands for, if a schedule created it."""
+        self.links: JobLinks | None = None
+        """Its parent, children and follow-ups, once it has any of them."""
 
     @property
     def finished(self) -> bool:
@@ -145,6 +160,7 @@ class JobState:
     def snapshot(self) -> JobInfo:
         """A consistent, frozen view of the job now."""
         job = self.job
+        links = self.links
         with self._lock:
             return JobInfo(
                 id=job.id,
@@ -165,6 +181,11 @@ class JobState:
                 queue=job.queue,
                 retry_of=self.retry_of,
                 retried_as=self.retried_as,
+                schedule_id=self.schedule_id,
+                fire_time=self.fire_time,
+                parent=links.parent if links is not None else None,
+                children=tuple(links.children) if links is not None else (),
+                followups=tuple(links.followups) if links is not None else (),
             )
 
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
@@ -301,6 +322,9 @@ class JobTable:
         self._resolved = 0
         """Jobs whose `finish` has run to the end (handle resolved, callbacks queued)."""
         self._on_empty: Callable[[], None] | None = None
+        self.links: Links | None = None
+        """The scheduler's job links, which ``ctx.submit`` needs: a worker
+        reaches them through the table it already holds. Set by the facade."""
 
     def add(self, state: JobState) -> None:
         """Record a new job; the caller holds the gate and has checked its key is free."""

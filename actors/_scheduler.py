@@ -32,10 +32,11 @@ from actors._errors import (
     UnknownQueue,
 )
 from actors._exit import shut_down_at_exit
+from actors._followups import JobLinks, Links
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, QueueStats, Stats
-from actors._jobs import READY, TIMER, JobState, JobTable, LabelCounts
+from actors._jobs import PARKED, READY, TIMER, JobState, JobTable, LabelCounts
 from actors._json import json_copy
 from actors._log import logger
 from actors._metrics import MetricsSnapshot, register_metrics
@@ -48,6 +49,7 @@ from actors._reaper import Reaper
 from actors._repo_lock import RepoMode
 from actors._resubmit import RetryLinks
 from actors._retry import NO_BACKOFF, RetryPolicy
+from actors._schedule_api import ScheduleAPI
 from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED, JobStatus
 from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
@@ -65,7 +67,7 @@ _scheduler_numbers = itertools.count(1)
 _NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
 
 
-class Scheduler:
+class Scheduler(ScheduleAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -170,6 +172,9 @@ class Scheduler:
         self._defaults: dict[tuple[str, str], _Defaults] = {}
         self._table = JobTable(self._capacities, history, self._gate)
         self._retries = RetryLinks()
+        # Children and follow-ups; workers reach them (ctx.submit) through the table.
+        self._links = Links(self._table, self.submit, self.cancel, self._hand_off)
+        self._table.links = self._links
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = _NEW
@@ -302,6 +307,7 @@ class Scheduler:
                 self._crash,
                 self._rejections,
                 self._dispatcher_failed,
+                self._submit_scheduled,
             )
             self._dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
@@ -346,6 +352,8 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         queue: str | None = None,
         _retry_of: str | None = None,
+        _schedule: tuple[str, float] | None = None,
+        _parent: str | None = None,
     ) -> JobHandle:
         """Submit a job to the handler called ``handler``.
 
@@ -420,6 +428,8 @@ class Scheduler:
         state.counts = defaults.counts
         if _retry_of is not None:
             state.retry_of = _retry_of  # `retry`: linked before anyone can see it
+        if _schedule is not None:
+            state.schedule_id, state.fire_time = _schedule
         # A job without a repo needs no routing: it goes straight to the ready
         # queue (or, delayed, to the Timer, which puts it there when due), and
         # the Dispatcher learns of it only if it must decide something (a
@@ -431,13 +441,17 @@ class Scheduler:
                 state.timer = next(self._tokens)
             else:
                 state.where = READY
+        if _parent is not None:
+            # A child or a follow-up: accepted, then held until its links hand it off.
+            state.status, state.where, state.links = SCHEDULED, PARKED, JobLinks(_parent)
         try:
-            holder = self._accept(state, direct=direct)
+            # A schedule's fire (on the actor loop) must never wait for room.
+            holder = self._accept(state, direct=direct, wait=_schedule is None)
         except _Dropped as dropped:
             return self._dropped_handle(handler, body, str(dropped))
-        return JobHandle(holder, self.cancel, self._callbacks)
+        return JobHandle(holder, self.cancel, self._callbacks, self._links)
 
-    def _accept(self, state: JobState, *, direct: bool) -> JobState:
+    def _accept(self, state: JobState, *, direct: bool, wait: bool = True) -> JobState:
         """Take the job in and send it on its way; or return the job that holds
         its idempotency key.
 
@@ -456,9 +470,14 @@ class Scheduler:
                     return held
             capacity = self._capacities[job.queue]
             if not capacity.try_take():
+                if not wait:
+                    msg = f"queue {job.queue!r} holds max_pending={capacity.limit} jobs"
+                    raise QueueFull(msg)
                 self._wait_for_room(capacity, job.queue)
             self._table.add(state)
-            if not direct:
+            if state.where == PARKED:
+                pass  # held: `Links` hands it off (actors/_followups.py)
+            elif not direct:
                 assert self._dispatcher is not None
                 self._dispatcher.tell(Submit(job))
             elif state.timer is None:
@@ -474,6 +493,26 @@ class Scheduler:
         except pykka.ActorDeadError:
             # The Timer is gone only in a crash, which resolves every job.
             logger.debug("job %s: the Timer is gone (the scheduler crashed)", job.id)
+
+    def _hand_off(self, state: JobState) -> None:
+        """Send a held job (a child or a follow-up, see `Links`) on its way, as
+        `_accept` sends the others. On the thread that releases it, without the
+        gate: a put or a tell, never a wait."""
+        job = state.job
+        if job.repo is not None:
+            assert self._dispatcher is not None  # set before the first submit
+            try:
+                self._dispatcher.tell(Submit(job))
+            except pykka.ActorDeadError:
+                # Shut down or crashed: that path resolves every job; this makes sure.
+                error = ErrorInfo("postroom.JobCancelled", "cancelled: the scheduler stopped")
+                self._table.finish(state, CANCELLED, error=error)
+        elif state.timer is None:
+            state.where = READY
+            self._readies[job.queue].put(job)
+        else:
+            state.where = TIMER
+            self._to_timer(state.timer, job)
 
     def _wait_for_room(self, capacity: Capacity, queue: str) -> None:
         """Apply ``on_full``, the gate held: return once a slot is taken, or raise."""
@@ -509,6 +548,23 @@ class Scheduler:
         self._defaults[(spec.name, queue)] = defaults
         return defaults
 
+    def _ask(self, message: Any) -> Any:
+        """Ask the Dispatcher; `SchedulerClosed` unless the scheduler is running.
+
+        An error the Dispatcher raises for the message (a `ScheduleNotFound`,
+        say) is raised here, in the caller.
+        """
+        dispatcher = self._dispatcher
+        if self._state != _RUNNING or dispatcher is None:
+            raise self._closed_error()
+        try:
+            return dispatcher.ask(message, block=True, timeout=_ASK_TIMEOUT)
+        except pykka.ActorDeadError:
+            raise self._closed_error() from None
+
+    def _handle_of(self, job_id: str) -> JobHandle:
+        return JobHandle(self._table.get(job_id), self.cancel, self._callbacks, self._links)
+
     def _queue_named(self, name: object) -> Queue:
         queue = self._queues.get(name) if isinstance(name, str) else None
         if queue is None:
@@ -522,7 +578,7 @@ class Scheduler:
         job = Job(uuid.uuid4().hex, handler, payload, seq=0, submitted_at=time.time())
         state = JobState(job, CANCELLED)
         state.resolve(CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
-        return JobHandle(state, _already_finished)
+        return JobHandle(state, _already_finished, links=self._links)
 
     def job(self, job_id: str) -> JobInfo:
         """A snapshot of the job with this id (unfinished, or finished and still in history).
@@ -628,6 +684,8 @@ class Scheduler:
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job: a waiting one is removed at once, a running one is told to
         stop, and no retry follows. Harmless to repeat, or to call on a finished job.
+        A job it cancels or signals has its unfinished children (``ctx.submit``)
+        cancelled too, and theirs, before it returns.
 
         Raises:
             JobNotFound: no such job.
@@ -643,6 +701,8 @@ class Scheduler:
             )
         except pykka.ActorDeadError:
             return CancelResult.ALREADY_FINISHED
+        if result is CancelResult.CANCELLED or result is CancelResult.SIGNALLED:
+            self._links.cancelled(state)  # its children, and theirs
         return result
 
     def stats(self) -> Stats:

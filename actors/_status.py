@@ -26,7 +26,7 @@ class JobStatus(StrEnum):
     """
 
     SCHEDULED = "scheduled"
-    """Waiting for its due time."""
+    """Waiting for its due time, or (a follow-up) for the job it follows to complete."""
 
     PENDING = "pending"
     """Waiting for its repo or for a free worker."""

@@ -184,7 +184,7 @@ class Worker(PostroomActor):
     def _run(self, job: Job, deadline: float | None, started_at: float) -> Outcome:
         scope = self._scope
         spec = self._handlers[job.handler]
-        ctx = JobContext(job, scope, self._progress, deadline)
+        ctx = JobContext(job, scope, self._progress, deadline, self._table.links)
         t0 = time.perf_counter()
         try:
             result = spec.func(ctx, job.payload)

@@ -252,7 +252,7 @@ class Finished:
 # --- Dispatcher <-> Timer --------------------------------------------------------
 
 
-TimerKind = Literal["start", "retry", "deadline", "tick"]
+TimerKind = Literal["start", "retry", "deadline", "tick", "schedule"]
 
 
 @fast_init
