@@ -3,7 +3,6 @@ to the Dispatcher in messages; nothing here decides what happens to a job."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
@@ -22,7 +21,7 @@ from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
 from actors._clock import Clock, MonotonicClock
-from actors._dispatcher import BOOT, GET_METRICS, GET_STATS, HALT, Dispatcher, DispatcherConfig
+from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
     QueueFull,
@@ -40,9 +39,10 @@ from actors._jobs import PARKED, READY, TIMER, JobState, JobTable, LabelCounts
 from actors._json import json_copy
 from actors._log import logger
 from actors._metrics import MetricsSnapshot, register_metrics
+from actors._metrics_api import MetricsAPI
 from actors._metrics_server import MetricsServer
 from actors._priority import Priority
-from actors._query import JobQuery
+from actors._query_api import JobQueryAPI
 from actors._queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._ready import SEQ_BITS, ReadyQueue
 from actors._reaper import Reaper
@@ -50,7 +50,7 @@ from actors._repo_lock import RepoMode
 from actors._resubmit import RetryLinks
 from actors._retry import NO_BACKOFF, RetryPolicy
 from actors._schedule_api import ScheduleAPI
-from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED, JobStatus
+from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
 from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
 
 __all__ = ["OnFull", "Scheduler"]
@@ -67,7 +67,7 @@ _scheduler_numbers = itertools.count(1)
 _NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
 
 
-class Scheduler(ScheduleAPI):
+class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -588,99 +588,6 @@ class Scheduler(ScheduleAPI):
         """
         return self._table.get(job_id).snapshot()
 
-    def jobs(
-        self,
-        *,
-        status: JobStatus | str | None = None,
-        queue: str | None = None,
-        repo: str | None = None,
-        handler: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[JobInfo]:
-        """Snapshots of the jobs `job` can find, newest (by submission) first.
-
-        Those are the unfinished jobs and the last ``history`` finished ones.
-        A job is listed if it matches every filter given. Each call costs
-        O(jobs known), a few milliseconds with the default history of 10,000:
-        made for dashboards and operators, not for hot loops. Each snapshot is
-        taken as the page is built, so a page is not one atomic picture, and
-        pages shift as new jobs are submitted (see ``actors/_query.py``).
-
-        Args:
-            status: a `JobStatus`, or its value (``"failed"``).
-            queue: a queue's name.
-            repo: a repo.
-            handler: a handler's name.
-            limit: the most jobs to return (an int >= 0).
-            offset: how many matching jobs to skip first (an int >= 0): the
-                next page starts at ``offset + limit``.
-
-        Raises:
-            InvalidArgument: a filter of the wrong type, an unknown status, or
-                a bad ``limit`` or ``offset``; the message names the value.
-            UnknownQueue: ``queue`` is not one of the scheduler's queues.
-            UnknownHandler: ``handler`` is not a registered handler.
-        """
-        query = JobQuery.checked(
-            status=status,
-            queue=queue,
-            repo=repo,
-            handler=handler,
-            limit=limit,
-            offset=offset,
-            queues=self._queues,
-            handlers=self._handlers,
-        )
-        return query.select(self._table.states())
-
-    def retry(self, job_id: str) -> JobHandle:
-        """Run a failed or cancelled job again, as a new job with a new id.
-
-        The new job has the original's handler, payload, repo, priority, queue,
-        ``max_retries``, ``timeout`` and backoff, no idempotency key, and starts
-        at attempt 1. It goes through `submit`, so back-pressure applies. The
-        two are linked: the new job's `JobInfo.retry_of` is the original's id,
-        and the original's ``retried_as`` the new job's. A job is retried at
-        most once; to try again, retry the retry.
-
-        Returns:
-            The new job's handle. Under ``on_full="drop"`` it may be a dropped
-            one, already cancelled; the original then stays retryable.
-
-        Raises:
-            SchedulerClosed: the scheduler is not running.
-            JobNotFound: no such job (or it aged out of the history).
-            InvalidArgument: the job is not failed or cancelled (the message
-                says its status), or it was retried already.
-            QueueFull: as from `submit`: no room under ``on_full="reject"``, or
-                none in time under ``"wait"``.
-        """
-        if self._state != _RUNNING:
-            raise self._closed_error()
-        original = self._table.get(job_id)
-        self._retries.claim(original)
-        retried_as = None
-        try:
-            job = original.job
-            handle = self.submit(
-                job.handler,
-                job.payload,
-                repo=job.repo,
-                priority=job.priority,
-                max_retries=job.max_retries,
-                timeout=job.timeout,
-                retry=job.retry,
-                queue=job.queue,
-                _retry_of=job.id,
-            )
-            # A dropped submission (on_full="drop") is not in the table: no link.
-            if handle.info().retry_of == job.id:
-                retried_as = handle.id
-        finally:
-            self._retries.release(original, retried_as)
-        return handle
-
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job: a waiting one is removed at once, a running one is told to
         stop, and no retry follows. Harmless to repeat, or to call on a finished job.
@@ -780,38 +687,6 @@ class Scheduler(ScheduleAPI):
         with self._gate:
             if self._state == _CLOSING:
                 self._state = _CLOSED
-
-    # --- metrics --------------------------------------------------------------------
-
-    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
-        """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.
-
-        The server runs on a thread of its own until `shutdown`. Port 0 picks a
-        free port: read it from the returned server's ``port``.
-
-        Raises:
-            InvalidArgument: a bad port or address, or one that cannot be bound;
-                or the scheduler was made with ``metrics=False``.
-            SchedulerClosed: the scheduler is not running.
-        """
-        if not self._metrics:
-            msg = "this scheduler was made with metrics=False: there is nothing to serve"
-            raise InvalidArgument(msg)
-        server = MetricsServer(port, addr=addr, registry=self._registry)
-        with self._gate:
-            if self._state != _RUNNING:
-                raise self._closed_error()
-            server.start()
-            self._metric_servers.append(server)
-        return server
-
-    def _metrics_snapshot(self) -> MetricsSnapshot:
-        """The dispatcher's figures; its last ones once it has stopped."""
-        dispatcher = self._dispatcher
-        if dispatcher is not None and self._state == _RUNNING:
-            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                self._last_metrics = dispatcher.ask(GET_METRICS, block=True, timeout=_ASK_TIMEOUT)
-        return self._last_metrics or _EMPTY_METRICS
 
     def _drain(
         self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
@@ -913,9 +788,7 @@ class Scheduler(ScheduleAPI):
             for name, queue in self._queues.items()
         )
         workers = sum(queue.workers for queue in self._queues.values())
-        return Stats(
-            0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues
-        )
+        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues)
 
 
 _JSON_SCALARS = frozenset((str, int, bool, type(None)))
@@ -955,25 +828,6 @@ class _Defaults:
     retry: RetryPolicy
     counts: LabelCounts
     """The (queue, handler) counters its jobs count in."""
-
-
-_EMPTY_METRICS = MetricsSnapshot(
-    submitted={},
-    finished={},
-    retries={},
-    run_seconds={},
-    queue_jobs={},
-    running={},
-    workers={},
-    repo_waits=0,
-    repo_locks=0,
-    timer_entries=0,
-    schedule_fires={},
-    schedule_misfires={},
-    schedule_skips={},
-    dropped=0,
-    rejected=0,
-)
 
 
 class _Dropped(QueueFull):
