@@ -3,8 +3,12 @@
 ``postroom demo`` runs a simulated CI workload on an in-process scheduler: builds
 per repository that fail now and then and are retried with backoff, integration
 tests that overrun their timeout, builds that hang and are cancelled, scheduled
-builds cancelled before they start, and a few urgent (priority 1) builds. A live
-line shows the progress; a summary table follows.
+builds cancelled before they start, and a few urgent (priority 1) builds. Hotfix
+builds run on a named queue of their own (``high``), each followed by a deploy
+(`JobHandle.then`); a cron schedule rolls metrics up every second and an interval
+schedule probes health every quarter second. Builds report their progress. A live
+line shows per-queue figures and the furthest running job's progress; a summary
+table follows, with the queues, the deploys and the schedules' counts.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from actors import (
     JobInfo,
     JobStatus,
     Priority,
+    Queue,
     RetryPolicy,
+    ScheduleHandle,
+    ScheduleInfo,
     Scheduler,
     Stats,
     __version__,
@@ -49,6 +56,25 @@ PRINT_EVERY = 0.5
 TIMED_OUT = "postroom.JobTimedOut"
 """The error type of a job whose last attempt overran its timeout."""
 
+HIGH = "high"
+"""The named queue of hotfix builds and their deploys."""
+
+HIGH_WORKERS = 2
+"""Workers of the ``high`` queue, besides the default queue's ``--workers``."""
+
+ROLLUP_CRON = "* * * * * *"
+"""The metrics rollup's schedule: 6 fields, seconds first, so every second."""
+
+ROLLUP_SHARDS = 4
+ROLLUP_STEP = 0.1
+"""Seconds the rollup spends on each shard (reporting its progress after each)."""
+
+PROBE_EVERY = 0.25
+"""Seconds between two health probes (an interval schedule)."""
+
+SEP = "  "
+"""Between two pieces of the progress line."""
+
 
 class BuildError(Exception):
     """The simulated build broke (a flaky test, a network hiccup): worth a retry."""
@@ -56,15 +82,21 @@ class BuildError(Exception):
 
 @dataclass
 class Workload:
-    """The demo's jobs, and what the main thread still has to do with them."""
+    """The demo's jobs and schedules, and what the main thread still has to do with them."""
 
     handles: list[JobHandle] = field(default_factory=list)
+    """The CI jobs submitted (hotfix builds included, deploys not)."""
     hung: list[JobHandle] = field(default_factory=list)
     """Builds that never finish on their own: cancelled once seen running."""
     urgent: list[JobHandle] = field(default_factory=list)
+    deploys: list[JobHandle] = field(default_factory=list)
+    """Follow-ups of the hotfix builds (`JobHandle.then`), on the ``high`` queue."""
+    schedules: list[ScheduleHandle] = field(default_factory=list)
+    final: list[ScheduleInfo] = field(default_factory=list)
+    """The schedules' last figures, as `ScheduleHandle.remove` returned them."""
     cancels: Counter[CancelResult] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
-    """When the first job was about to be submitted."""
+    """When the first schedule was about to be added and the first job submitted."""
 
 
 def build(ctx: JobContext, payload: Mapping[str, float]) -> dict[str, int]:
@@ -88,28 +120,69 @@ async def integration_test(ctx: JobContext, payload: Mapping[str, float]) -> str
     return "passed"
 
 
+def deploy(ctx: JobContext, payload: Mapping[str, int]) -> str:
+    """Roll a hotfix build out in two quick stages; the payload is the build's result."""
+    for stage in (1, 2):
+        ctx.wait(0.005)
+        ctx.raise_if_cancelled()
+        ctx.progress(stage / 2, f"rollout {stage}/2")
+    return f"deployed a {payload['steps']}-step build"
+
+
+def rollup(ctx: JobContext, payload: Mapping[str, int]) -> dict[str, int]:
+    """The metrics rollup (a nightly job, made to fire every second): a shard at a time."""
+    shards = payload["shards"]
+    for shard in range(1, shards + 1):
+        ctx.wait(ROLLUP_STEP)
+        ctx.raise_if_cancelled()
+        ctx.progress(shard / shards, f"shard {shard}/{shards}")
+    return {"shards": shards}
+
+
+def probe(ctx: JobContext, payload: None) -> str:
+    """A health probe: quick, but it waits its turn on the default queue."""
+    ctx.wait(0.002)
+    return "healthy"
+
+
 def make_scheduler(workers: int) -> Scheduler:
-    """A scheduler with the demo's two handlers registered."""
-    sched = Scheduler(workers=workers)
+    """A scheduler with the ``high`` queue and the demo's handlers registered."""
+    sched = Scheduler(workers=workers, queues={HIGH: Queue(workers=HIGH_WORKERS)})
     backoff = RetryPolicy.exponential(base=0.01, cap=0.1)
     sched.register("build", build, max_retries=2, retry=backoff)
     sched.register("test", integration_test, max_retries=2, timeout=0.03, retry=backoff)
+    sched.register("deploy", deploy)
+    sched.register("rollup", rollup)
+    sched.register("probe", probe)
     return sched
+
+
+def add_schedules(sched: Scheduler, work: Workload) -> None:
+    """The rollup (cron, priority 1: it goes before waiting builds) and the probe (every)."""
+    rollup_payload = {"shards": ROLLUP_SHARDS}
+    work.schedules.append(
+        sched.cron("rollup", ROLLUP_CRON, rollup_payload, priority=Priority.USER_BLOCKING)
+    )
+    # Default priority: while builds queue up, its fires find the last probe
+    # still waiting and are skipped (overlap="skip", the default).
+    work.schedules.append(sched.every("probe", PROBE_EVERY))
 
 
 def plan(jobs: int, rng: random.Random) -> list[str]:
     """The kind of each job: a few of each special kind, the rest builds, shuffled."""
     specials = {"test": jobs // 25, "hung": jobs // 100, "nightly": jobs // 50}
     specials["urgent"] = jobs // 60
+    specials["hotfix"] = jobs // 30
     kinds = [kind for kind, n in specials.items() for _ in range(max(1, n))][:jobs]
     kinds += ["build"] * (jobs - len(kinds))
     rng.shuffle(kinds)
     return kinds
 
 
-def submit_all(sched: Scheduler, args: argparse.Namespace, rng: random.Random) -> Workload:
+def submit_all(
+    sched: Scheduler, work: Workload, args: argparse.Namespace, rng: random.Random
+) -> None:
     """Submit the workload; cancel the scheduled (nightly) builds before they start."""
-    work = Workload()
     nightly, fail_rate = [], args.fail_rate
     for kind in plan(args.jobs, rng):
         repo = f"repo-{rng.randrange(args.repos):02d}"
@@ -122,6 +195,11 @@ def submit_all(sched: Scheduler, args: argparse.Namespace, rng: random.Random) -
         elif kind == "nightly":
             handle = sched.submit("build", payload, repo=repo, delay=60.0)
             nightly.append(handle)
+        elif kind == "hotfix":
+            # A release branch of its own (a repo runs one job at a time, in order),
+            # on the high queue, and deployed if, and only if, the build completes.
+            handle = sched.submit("build", payload, repo=f"{repo}-release", queue=HIGH)
+            work.deploys.append(handle.then("deploy", queue=HIGH))
         else:
             priority = Priority.USER_BLOCKING if kind == "urgent" else Priority.USER_VISIBLE
             handle = sched.submit("build", payload, repo=repo, priority=priority)
@@ -130,7 +208,6 @@ def submit_all(sched: Scheduler, args: argparse.Namespace, rng: random.Random) -
         work.handles.append(handle)
     for handle in nightly:
         work.cancels[sched.cancel(handle.id)] += 1
-    return work
 
 
 def wait_all(handles: list[JobHandle], seconds: float) -> list[JobHandle]:
@@ -142,45 +219,112 @@ def wait_all(handles: list[JobHandle], seconds: float) -> list[JobHandle]:
     return [handle for handle in handles if not handle.done()]
 
 
-def progress_line(stats: Stats, retrying: int, total: int, elapsed: float) -> str:
-    """One line of progress."""
+def schedules_settled(sched: Scheduler, work: Workload) -> bool:
+    """Whether each schedule has fired, and the last job it made has finished."""
+    ours = {handle.id for handle in work.schedules}
+    for info in sched.schedules():
+        if info.id not in ours:
+            continue
+        if info.last_job is None or sched.job(info.last_job).finished_at is None:
+            return False
+    return True
+
+
+def furthest(sched: Scheduler) -> JobInfo | None:
+    """The running job whose reported progress (``ctx.progress``) is furthest along."""
+    best: JobInfo | None = None
+    for info in sched.jobs(status=JobStatus.RUNNING):
+        if info.progress is None:
+            continue
+        if best is None or best.progress is None or info.progress.fraction > best.progress.fraction:
+            best = info
+    return best
+
+
+def progress_text(info: JobInfo) -> str:
+    """A running job's progress for the live line: who, how far, and its message."""
+    who = info.handler if info.repo is None else f"{info.handler} {info.repo}"
+    if info.progress is None:
+        return f"{who} running"
+    return f"{who} {info.progress.fraction:.0%} {info.progress.message}".rstrip()
+
+
+def fit(pieces: Sequence[tuple[int, str]], width: int | None) -> str:
+    """Join ``(rank, text)`` pieces in order; to fit ``width``, drop the highest
+    ranks first (the later of equal ranks first), then cut what is left."""
+    kept = list(pieces)
+    while width is not None and len(kept) > 1 and len(SEP.join(t for _, t in kept)) > width:
+        del kept[max(range(len(kept)), key=lambda i: (kept[i][0], i))]
+    line = SEP.join(text for _, text in kept)
+    return line if width is None else line[:width]
+
+
+def progress_line(
+    stats: Stats, retrying: int, elapsed: float, lead: JobInfo | None, width: int | None = None
+) -> str:
+    """One line of progress: totals, each queue's figures, the furthest running job.
+
+    ``width`` (a terminal's) drops the least telling pieces first: the rate, then
+    the retries, the failures, the queues; the count done and the progress stay.
+    """
     rate = stats.finished / elapsed if elapsed > 0 else 0.0
-    return (
-        f"done {stats.finished}/{total}  running {stats.running}  retrying {retrying}  "
-        f"pending {max(0, stats.pending - retrying)}  failed {stats.failed}  "
-        f"cancelled {stats.cancelled}  {rate:,.0f} jobs/s"
-    )
+    pieces = [(0, f"done {stats.finished}/{stats.submitted}")]
+    pieces += [
+        (2, f"{q.name} {q.running}/{q.workers} busy, {q.pending} waiting") for q in stats.queues
+    ]
+    pieces += [
+        (4, f"retrying {retrying}"),
+        (3, f"failed {stats.failed}"),
+        (3, f"cancelled {stats.cancelled}"),
+        (5, f"{rate:,.0f} jobs/s"),
+    ]
+    if lead is not None:
+        pieces.append((1, f"furthest: {progress_text(lead)}"))
+    return fit(pieces, width)
 
 
 def watch(sched: Scheduler, work: Workload, out: TextIO, tty: bool) -> float:
-    """Show progress until every handle is done; cancel hung builds once they run.
+    """Show progress until every job is done and each schedule has run a job; cancel
+    hung builds once they run; then remove the schedules (keeping their figures).
 
     Returns:
-        Seconds from the first submit until the last job finished.
+        Seconds from the start until then.
     """
     start = last_print = work.started
-    unfinished, width = work.handles, 0
-    while unfinished:
-        unfinished = wait_all(unfinished, POLL_EVERY)
+    unfinished, width, shown_progress = [*work.handles, *work.deploys], 0, False
+    while True:
+        if unfinished:
+            unfinished = wait_all(unfinished, POLL_EVERY)
+        else:
+            time.sleep(POLL_EVERY)  # only the schedules' first jobs are still to come
         for handle in [h for h in work.hung if h.status is JobStatus.RUNNING]:
             work.cancels[sched.cancel(handle.id)] += 1
             work.hung.remove(handle)
+        finished = not unfinished and schedules_settled(sched, work)
+        lead = furthest(sched)
         now = time.monotonic()
-        if not tty and now - last_print < PRINT_EVERY and unfinished:
+        # Without a TTY: a line every PRINT_EVERY, and one as soon as a job has
+        # progress to show if no line has shown any yet.
+        first_progress = lead is not None and not shown_progress
+        if not (tty or finished or first_progress or now - last_print >= PRINT_EVERY):
             continue
         last_print = now
+        shown_progress = shown_progress or lead is not None
         retrying = sum(h.status is JobStatus.RETRYING for h in unfinished)
-        line = progress_line(sched.stats(), retrying, len(work.handles), now - start)
+        columns = shutil.get_terminal_size().columns - 1 if tty else None
+        # Longer than the terminal, the line would wrap and `\r` not rewrite it.
+        line = progress_line(sched.stats(), retrying, now - start, lead, columns)
         if tty:
-            # Longer than the terminal, the line would wrap and `\r` not rewrite it.
-            line = line[: shutil.get_terminal_size().columns - 1]
             out.write("\r" + line.ljust(width))
             width = len(line)
         else:
             out.write(line + "\n")
         out.flush()
+        if finished:
+            break
     if tty:
         out.write("\n")
+    work.final = [handle.remove() for handle in work.schedules]
     return time.monotonic() - start
 
 
@@ -203,14 +347,70 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} ms"
 
 
-def summary(stats: Stats, work: Workload, elapsed: float, seed: int) -> list[tuple[str, str]]:
-    """The summary table's rows."""
+def plural(n: int, noun: str) -> str:
+    """``"1 fire"``, ``"2 fires"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def statuses(infos: Iterable[JobInfo]) -> str:
+    """How many jobs ended how: ``"9 completed, 1 cancelled"``, or ``"none"``."""
+    counts = Counter(info.status.value for info in infos)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+
+
+def scheduled_jobs(sched: Scheduler, schedule: ScheduleInfo) -> list[JobInfo]:
+    """The jobs a schedule made, found by their `JobInfo.schedule_id`."""
+    jobs = sched.jobs(handler=schedule.handler, limit=max(100, 2 * schedule.fires))
+    return [info for info in jobs if info.schedule_id == schedule.id]
+
+
+def queue_rows(stats: Stats, infos: Sequence[JobInfo]) -> list[tuple[str, str]]:
+    """A row per queue: its workers, its jobs, and how long they waited for a worker.
+
+    Follow-ups are left out of the waits: theirs include the wait for the job
+    they follow.
+    """
+    rows = []
+    for figures in stats.queues:
+        mine = [info for info in infos if info.queue == figures.name]
+        ran = sum(info.started_at is not None for info in mine)
+        waits = waits_ms(info for info in mine if info.parent is None)
+        rows.append((
+            f"queue {figures.name}",
+            f"{plural(figures.workers, 'worker')}: {ran} of {plural(len(mine), 'job')} ran, "
+            f"wait p50 {ms(percentile(waits, 50))}",
+        ))  # fmt: skip
+    return rows
+
+
+def schedule_row(info: ScheduleInfo, jobs: Sequence[JobInfo]) -> tuple[str, str]:
+    """A schedule's counts (`ScheduleInfo`) and how the jobs it made ended."""
+    what = f"cron '{info.description}'" if info.kind == "cron" else info.description
+    return (
+        f"schedule {info.handler}",
+        f"{what}: {plural(info.fires, 'fire')}, {plural(info.misfires, 'misfire')}, "
+        f"{plural(info.skips, 'skip')}; "
+        f"its jobs: {statuses(jobs)}",
+    )
+
+
+def summary(sched: Scheduler, work: Workload, elapsed: float, seed: int) -> list[tuple[str, str]]:
+    """The summary table's rows (the scheduler has shut down: its figures are final)."""
+    stats = sched.stats()
     infos = [handle.info() for handle in work.handles]
+    deploys = [handle.info() for handle in work.deploys]
+    made = {info.id: scheduled_jobs(sched, info) for info in work.final}
+    everything = infos + deploys + [job for jobs in made.values() for job in jobs]
     timeouts = sum(info.error is not None and info.error.type == TIMED_OUT for info in infos)
     cancels = ", ".join(f"{n} {result.value}" for result, n in sorted(work.cancels.items()))
     waits, urgent = waits_ms(infos), waits_ms(handle.info() for handle in work.urgent)
+    fires = sum(info.fires for info in work.final)
     return [
-        ("submitted", f"{stats.submitted}"),
+        (
+            "submitted",
+            f"{stats.submitted} ({plural(len(infos), 'CI job')}, {plural(len(deploys), 'deploy')}, "
+            f"{fires} by schedules)",
+        ),
         ("completed", f"{stats.completed}"),
         ("failed", f"{stats.failed} ({timeouts} timed out)"),
         ("cancelled", f"{stats.cancelled} (cancel calls: {cancels or 'none'})"),
@@ -220,6 +420,9 @@ def summary(stats: Stats, work: Workload, elapsed: float, seed: int) -> list[tup
         ("queue wait p99", ms(percentile(waits, 99))),
         ("p50, priority 1", ms(percentile(urgent, 50))),
         ("avg run time", ms(stats.avg_run_time * 1000)),
+        *queue_rows(stats, everything),
+        ("deploys", f"{len(deploys)} after hotfix builds: {statuses(deploys)}"),
+        *(schedule_row(info, made[info.id]) for info in work.final),
         ("wall time", f"{elapsed:.2f} s (seed {seed})"),
     ]
 
@@ -245,11 +448,17 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     tty = out.isatty()
-    out.write(f"postroom demo: {args.jobs} jobs, {args.repos} repos, {args.workers} workers\n")
+    out.write(
+        f"postroom demo: {args.jobs} jobs, {args.repos} repos, {args.workers} workers, "
+        f"{HIGH_WORKERS} more on queue '{HIGH}' for hotfixes and deploys; "
+        f"rollup on cron '{ROLLUP_CRON}', probe every {PROBE_EVERY:g} s\n"
+    )
     with quiet_log(not args.verbose), make_scheduler(args.workers) as sched:
-        work = submit_all(sched, args, rng)
+        work = Workload()
+        add_schedules(sched, work)
+        submit_all(sched, work, args, rng)
         elapsed = watch(sched, work, out, tty)
-    rows = summary(sched.stats(), work, elapsed, seed)
+    rows = summary(sched, work, elapsed, seed)
     width = max(len(name) for name, _ in rows)
     out.write("".join(f"  {name.ljust(width)}  {value}\n" for name, value in rows))
     return 0
