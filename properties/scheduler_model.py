@@ -54,6 +54,9 @@ class Submitted:
     key: str | None
     new: bool
     """False when the submit returned an existing job's handle (idempotency)."""
+    returned: int = 0
+    """Trace length when submit returned: the key lookup happened before it (and
+    after ``index``), so a holder that ended in between may have let the key go."""
     callbacks: list[int] = field(default_factory=list)
 
 
@@ -148,10 +151,12 @@ class Run:
             timeout=HANG_TIMEOUT if mode == "hang" else None,
             idempotency_key=key,
         )
+        returned = len(self.trace)
         new = handle.id not in self.jobs
         entry = Submitted(
-            index, n, handle, mode, repo, priority, due, delay, max_retries, backoff, key, new
-        )
+            index, n, handle, mode, repo, priority, due, delay, max_retries, backoff, key, new,
+            returned,
+        )  # fmt: skip
         if new:
             self.jobs[handle.id] = entry
             handle.add_done_callback(lambda _h, e=entry: e.callbacks.append(1))
@@ -450,7 +455,9 @@ def rule_10(facts: Facts) -> None:
                 # or one that only signalled it, releases nothing).
                 moments = [i for i, e in enumerate(trace) if e.job_id == held and e.kind == "end"]
                 moments += [i for i, r in cancels[held] if r is CancelResult.CANCELLED]
-                assert moments and entry.index > max(moments), (
+                # The lookup happened during the submit call: the holder must have
+                # let the key go before the call returned.
+                assert moments and entry.returned > max(moments), (
                     f"rule 10: key {entry.key!r} given to a new job while {held} was unfinished"
                 )
             holders[entry.key] = entry
