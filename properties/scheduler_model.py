@@ -332,6 +332,29 @@ def rule_7(facts: Facts) -> None:
         if first_result is CancelResult.CANCELLED:
             first_index = facts.run.cancel_began[first_index]
         later = [i for i in starts[job_id] if i > first_index]
+        if first_result is CancelResult.SIGNALLED and later:
+            # SIGNALLED means a worker had taken the attempt (and was told to
+            # stop) before cancel returned; its handler may still run its first
+            # line after that, and must then end because of the signal. No other
+            # attempt may start.
+            trace = facts.trace
+            attempt = trace[later[0]].attempt
+            assert all(trace[i].attempt == attempt for i in later), (
+                f"rule 7: {job_id} started attempts {later} after cancel at {first_index}"
+            )
+            end = next(
+                (e for e in trace[later[0] :] if e.kind == "end" and e.job_id == job_id),
+                None,
+            )
+            if jobs[job_id].mode == "hang":
+                assert end is not None and end.detail == "stop", (
+                    f"rule 7: {job_id} signalled at {first_index}, started at {later[0]}, "
+                    f"ended by {end.detail if end else None!r}"
+                )
+            assert jobs[job_id].handle.status is not JobStatus.COMPLETED, (
+                f"rule 7: {job_id} completed after it was signalled at {first_index}"
+            )
+            later = []
         assert not later, f"rule 7: {job_id} started at {later} after cancel at {first_index}"
         if first_result is CancelResult.SIGNALLED and jobs[job_id].mode == "hang":
             # A hang job only ends when told to stop. Signalled before its
