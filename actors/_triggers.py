@@ -28,12 +28,14 @@ DST, as cronsim defines it (Debian cron):
   skipped; one inside the repeated hour fires twice, once per pass.
 
 cronsim evaluates the first rule on naive wall-clock time, which is robust. For
-the second it steps through transitions itself, and around fall-backs that are
-not on a whole hour (Australia/Lord_Howe, Pacific/Chatham) it skips fire times or
-answers the same past time forever; so `CronTrigger` asks cronsim in the fixed
-UTC offset of each stretch between two transitions instead, where every wall
-time exists once. The times are the rule's, and cronsim's wherever cronsim gets
-them right (``properties/test_cron_triggers.py`` checks both).
+the second it steps through transitions itself and gets some wrong: around a
+fall-back not on a whole hour (Australia/Lord_Howe, Pacific/Chatham,
+America/St_Johns before 2011) it skips fire times or answers the same past time
+forever, and after a spring-forward at midnight (America/Havana, Santiago) it
+runs a time of the missing hour at 01:00. So for the second rule `CronTrigger`
+asks cronsim in the fixed UTC offset of each stretch between two transitions,
+where every wall-clock time exists once. Where cronsim gets it right the times
+are its own (``properties/test_cron_triggers.py`` checks both).
 
 Naive datetimes (start, end, when) are read as UTC, never as the host's local
 time, so the same code schedules the same instants on every machine.
@@ -247,11 +249,10 @@ class CronTrigger:
     def _walk_by_offset(self, t: float) -> Iterator[float]:
         """The every-instant rule, one stretch of constant UTC offset at a time.
 
-        cronsim walks through DST transitions by itself, and around fall-backs
-        not on a whole hour (Australia/Lord_Howe, Pacific/Chatham) it skips fire
-        times or answers the same past time forever. In a fixed-offset zone every
-        wall-clock time exists once, so cronsim cannot misstep; this asks it in
-        the offset in force and starts over in the new one at each transition.
+        cronsim walks through some DST transitions wrongly (see the module
+        docstring). In a fixed-offset zone every wall-clock time exists once, so
+        it cannot misstep: this asks it in the offset in force, and starts over
+        in the new one at each transition.
         """
         cur = t
         while True:

@@ -207,6 +207,17 @@ def test_fall_back_not_on_a_whole_hour_neither_hangs_nor_goes_back() -> None:
     ]
 
 
+def test_spring_forward_at_midnight_skips_a_wildcard_time_in_the_missing_hour() -> None:
+    # Havana: 2027-03-14 00:00 CST -> 01:00 CDT, a Sunday. cronsim alone fires
+    # "0 0 0 * * 0" at 01:00 CDT that day, though 00:00 never happened.
+    zone = "America/Havana"
+    start = local(zone, 2027, 3, 13, 12)
+    assert CronTrigger("0 0 0 * * 0", zone).next_after(start) == local(zone, 2027, 3, 21)
+    assert CronTrigger("* 0 * * 0", zone).next_after(start) == local(zone, 2027, 3, 21)
+    # The wall-clock rule runs a fixed time of the missing hour when it ends.
+    assert CronTrigger("0 0 * * 0", zone).next_after(start) == local(zone, 2027, 3, 14, 1)
+
+
 def test_half_hour_fall_back_keeps_the_times_after_it() -> None:
     # Lord Howe: 2026-04-05 02:00 +11:00 -> 01:30 +10:30. cronsim alone jumps
     # from 01:45 (second pass) to 02:40, skipping 02:00 and 02:20.
