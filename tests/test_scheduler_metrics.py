@@ -151,3 +151,36 @@ def test_serve_metrics_needs_a_running_scheduler_with_metrics() -> None:
         sched.serve_metrics(70_000)
     with pytest.raises(SchedulerClosed):
         sched.serve_metrics(0)
+
+
+def test_schedule_fires_misfires_and_skips_are_scraped_per_handler() -> None:
+    from actors import ManualClock
+
+    registry = CollectorRegistry()
+    clock = ManualClock()
+    sched = Scheduler(workers=1, name="m-sched", registry=registry, clock=clock)
+    release = threading.Event()
+
+    @sched.handler("tick")
+    def tick(ctx: Any, payload: Any) -> None:
+        assert release.wait(WAIT)
+
+    with sched:
+        server = sched.serve_metrics(0)
+        # Fires every minute; the first job holds the worker, so the next fire
+        # is skipped (overlap="skip"); then ten minutes pass at once (misfires).
+        handle = sched.cron("tick", "* * * * *", misfire_grace=5)
+        clock.advance(60)
+        wait_until(lambda: handle.info().fires == 1, "the first fire")
+        clock.advance(60)
+        wait_until(lambda: handle.info().skips == 1, "the skipped fire")
+        release.set()
+        wait_until(lambda: sched.stats().running == 0, "the job to end")
+        clock.advance(10 * 60 + 30)
+        wait_until(lambda: handle.info().misfires == 9, "nine coalesced misfires")
+        info = handle.info()
+        _, series = scrape(server.url)
+        handle.remove()
+    assert total(series, "postroom_schedule_fires_total", handler="tick") == info.fires == 2
+    assert total(series, "postroom_schedule_skips_total", handler="tick") == info.skips == 1
+    assert total(series, "postroom_schedule_misfires_total", handler="tick") == 9
