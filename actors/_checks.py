@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-from actors._errors import InvalidArgument
+from actors._errors import InvalidArgument, UnknownHandler, UnknownQueue
 from actors._priority import MAX_PRIORITY, MIN_PRIORITY
 from actors._retry import RetryPolicy
 
-__all__ = ["check_int", "check_name", "check_priority", "check_retry", "check_seconds"]
+__all__ = [
+    "check_int",
+    "check_job_options",
+    "check_name",
+    "check_priority",
+    "check_retry",
+    "check_seconds",
+    "unknown_handler",
+    "unknown_queue",
+]
 
 
 def check_int(name: str, value: object, minimum: int) -> None:
@@ -55,3 +65,34 @@ def check_retry(value: object) -> None:
     if value is not None and not isinstance(value, RetryPolicy):
         msg = f"retry must be a RetryPolicy, not {value!r}"
         raise InvalidArgument(msg)
+
+
+def check_job_options(
+    repo: object,
+    delay: object,
+    idempotency_key: object,
+    max_retries: object,
+    timeout: object,
+    retry: object,
+) -> None:
+    """The optional job arguments `Scheduler.submit` and the schedules share:
+    `InvalidArgument` for the first bad one."""
+    check_name("repo", repo)
+    if delay:
+        check_seconds("delay", delay, allow_zero=True)
+    check_name("idempotency_key", idempotency_key)
+    if max_retries is not None:
+        check_int("max_retries", max_retries, 0)
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    check_retry(retry)
+
+
+def unknown_handler(name: object, registered: Iterable[str]) -> UnknownHandler:
+    """The error for a handler name nobody registered, listing those that are."""
+    return UnknownHandler(f"no handler named {name!r} (registered: {sorted(registered)})")
+
+
+def unknown_queue(name: object, queues: Iterable[str]) -> UnknownQueue:
+    """The error for a queue name the scheduler lacks, listing its queues."""
+    return UnknownQueue(f"no queue named {name!r} (queues: {sorted(queues)})")

@@ -25,8 +25,6 @@ RUN_BUCKETS: tuple[float, ...] = (
 """Upper bounds, in seconds, of the run-time buckets: from quick jobs to ten-minute builds."""
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class HistogramData:
     """A histogram read at one moment: what `RunHistogram.read` returns and scrapes show."""

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from actors._checks import check_int
-from actors._errors import InvalidArgument, UnknownHandler, UnknownQueue
+from actors._checks import check_int, unknown_handler, unknown_queue
+from actors._errors import InvalidArgument
 from actors._status import JobStatus
 
 if TYPE_CHECKING:
@@ -105,11 +105,9 @@ class JobQuery:
         check_int("limit", limit, 0)
         check_int("offset", offset, 0)
         if queue is not None and queue not in queues:
-            msg = f"no queue named {queue!r} (queues: {sorted(queues)})"
-            raise UnknownQueue(msg)
+            raise unknown_queue(queue, queues)
         if handler is not None and handler not in handlers:
-            msg = f"no handler named {handler!r} (registered: {sorted(handlers)})"
-            raise UnknownHandler(msg)
+            raise unknown_handler(handler, handlers)
         return cls(checked_status, queue, repo, handler, limit, offset)
 
     def select(self, states: Iterable[JobState]) -> list[JobInfo]:

@@ -13,8 +13,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
-from actors._errors import QueueFull, UnknownHandler
+from actors._checks import (
+    check_job_options,
+    check_name,
+    check_priority,
+    unknown_handler,
+)
+from actors._errors import QueueFull
 from actors._handlers import HandlerSpec
 from actors._json import json_copy
 from actors._priority import Priority
@@ -279,17 +284,11 @@ class ScheduleAPI:
         from actors._dispatcher import AddSchedule
 
         if not isinstance(handler, str) or handler not in self._handlers:
-            msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
-            raise UnknownHandler(msg)
+            raise unknown_handler(handler, self._handlers)
         if queue is not None:
             self._queue_named(queue)
-        check_name("repo", repo)
         check_priority(priority)
-        if max_retries is not None:
-            check_int("max_retries", max_retries, 0)
-        if timeout is not None:
-            check_seconds("timeout", timeout)
-        check_retry(retry)
+        check_job_options(repo, 0.0, None, max_retries, timeout, retry)
         check_policies(overlap, misfire, misfire_grace)
         spec = ScheduleSpec(
             kind, description, trigger, handler, json_copy(payload), repo, int(priority),
@@ -322,4 +321,3 @@ class ScheduleAPI:
             return None
         info = handle.info()
         return handle.id if info.schedule_id == schedule_id else None  # not dropped
-

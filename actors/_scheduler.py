@@ -19,7 +19,15 @@ from actors._actor_loop import ActorLoop
 from actors._callbacks import CallbackRunner
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
-from actors._checks import check_int, check_name, check_priority, check_retry, check_seconds
+from actors._checks import (
+    check_int,
+    check_job_options,
+    check_name,
+    check_priority,
+    check_seconds,
+    unknown_handler,
+    unknown_queue,
+)
 from actors._clock import Clock, MonotonicClock
 from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
 from actors._errors import (
@@ -27,8 +35,6 @@ from actors._errors import (
     QueueFull,
     SchedulerClosed,
     SchedulerCrashed,
-    UnknownHandler,
-    UnknownQueue,
 )
 from actors._exit import shut_down_at_exit
 from actors._followups import JobLinks, Links
@@ -387,8 +393,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
             raise self._closed_error()
         spec = self._handlers.get(handler) if isinstance(handler, str) else None
         if spec is None:
-            msg = f"no handler named {handler!r} (registered: {sorted(self._handlers)})"
-            raise UnknownHandler(msg)
+            raise unknown_handler(handler, self._handlers)
         check_priority(priority)
         if (
             repo is not None
@@ -398,7 +403,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
             or timeout is not None
             or retry is not None
         ):
-            _check_options(repo, delay, idempotency_key, max_retries, timeout, retry)
+            check_job_options(repo, delay, idempotency_key, max_retries, timeout, retry)
         body = payload if type(payload) in _JSON_SCALARS else json_copy(payload)
         name = queue or spec.queue or DEFAULT_QUEUE
         if queue is not None:
@@ -568,8 +573,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
     def _queue_named(self, name: object) -> Queue:
         queue = self._queues.get(name) if isinstance(name, str) else None
         if queue is None:
-            msg = f"no queue named {name!r} (queues: {sorted(self._queues)})"
-            raise UnknownQueue(msg)
+            raise unknown_queue(name, self._queues)
         return queue
 
     def _dropped_handle(self, handler: str, payload: JSONValue, why: str) -> JobHandle:
@@ -793,26 +797,6 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
 
 _JSON_SCALARS = frozenset((str, int, bool, type(None)))
 """Payload types that are JSON as they are (exact types: a subclass is checked)."""
-
-
-def _check_options(
-    repo: str | None,
-    delay: float,
-    idempotency_key: str | None,
-    max_retries: int | None,
-    timeout: float | None,
-    retry: RetryPolicy | None,
-) -> None:
-    """Raise `InvalidArgument` for the first bad optional argument of `Scheduler.submit`."""
-    check_name("repo", repo)
-    if delay:
-        check_seconds("delay", delay, allow_zero=True)
-    check_name("idempotency_key", idempotency_key)
-    if max_retries is not None:
-        check_int("max_retries", max_retries, 0)
-    if timeout is not None:
-        check_seconds("timeout", timeout)
-    check_retry(retry)
 
 
 def _already_finished(_job_id: str) -> CancelResult:

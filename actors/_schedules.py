@@ -26,7 +26,6 @@ the wall clock again when the entry comes due.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from typing import Literal
 from actors._errors import InvalidArgument, ScheduleNotFound
 from actors._log import logger
 from actors._retry import RetryPolicy
-from actors._triggers import FireDecision, MisfirePolicy, Trigger, decide_fire
+from actors._triggers import FireDecision, MisfirePolicy, Trigger, check_misfire, decide_fire
 from actors.messages import JSONValue
 
 __all__ = [
@@ -140,17 +139,7 @@ def check_policies(overlap: object, misfire: object, misfire_grace: object) -> N
     if overlap not in ("skip", "queue", "allow"):
         msg = f"overlap must be 'skip', 'queue' or 'allow', not {overlap!r}"
         raise InvalidArgument(msg)
-    if misfire not in ("coalesce", "skip"):
-        msg = f"misfire must be 'coalesce' or 'skip', not {misfire!r}"
-        raise InvalidArgument(msg)
-    if (
-        not isinstance(misfire_grace, int | float)
-        or isinstance(misfire_grace, bool)
-        or math.isnan(misfire_grace)
-        or misfire_grace < 0
-    ):
-        msg = f"misfire_grace must be seconds >= 0, not {misfire_grace!r}"
-        raise InvalidArgument(msg)
+    check_misfire(misfire, misfire_grace)
 
 
 class ScheduleBook:

@@ -61,6 +61,7 @@ __all__ = [
     "AtTrigger",
     "MisfirePolicy",
     "FireDecision",
+    "check_misfire",
     "decide_fire",
 ]
 
@@ -463,6 +464,22 @@ class FireDecision:
     into this run. Add it to the schedule's misfire count."""
 
 
+def check_misfire(policy: object, misfire_grace: object) -> None:
+    """`InvalidArgument` unless ``policy`` is a `MisfirePolicy` and ``misfire_grace``
+    is seconds >= 0 (infinity allowed: never a misfire)."""
+    if (
+        not isinstance(misfire_grace, int | float)
+        or isinstance(misfire_grace, bool)
+        or math.isnan(misfire_grace)
+        or misfire_grace < 0
+    ):
+        msg = f"misfire_grace must be seconds >= 0 (inf allowed), not {misfire_grace!r}"
+        raise InvalidArgument(msg)
+    if policy not in ("coalesce", "skip"):
+        msg = f"misfire policy must be 'coalesce' or 'skip', not {policy!r}"
+        raise InvalidArgument(msg)
+
+
 def decide_fire(
     trigger: Trigger,
     due: float,
@@ -495,17 +512,7 @@ def decide_fire(
     """
     due = _time_arg(due, "due")
     now = _time_arg(now, "now")
-    if (
-        not isinstance(misfire_grace, int | float)
-        or isinstance(misfire_grace, bool)
-        or math.isnan(misfire_grace)
-        or misfire_grace < 0
-    ):
-        msg = f"misfire_grace must be seconds >= 0 (inf allowed), not {misfire_grace!r}"
-        raise InvalidArgument(msg)
-    if policy not in ("coalesce", "skip"):
-        msg = f"misfire policy must be 'coalesce' or 'skip', not {policy!r}"
-        raise InvalidArgument(msg)
+    check_misfire(policy, misfire_grace)
     if now < due:
         return FireDecision(run=False, fire_time=None, next_fire=due, missed=0)
     count, latest, following = _due_fires(trigger, due, now)

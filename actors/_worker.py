@@ -155,9 +155,7 @@ class Worker(PostroomActor):
         if job.repo is None and outcome.status == "completed":
             # Nothing is left to decide: no repo to release, no retry. The job
             # ends here, without a hop through the Dispatcher.
-            self._table.finish(
-                state, COMPLETED, outcome.result, run_time=outcome.run_time
-            )
+            self._table.finish(state, COMPLETED, outcome.result, run_time=outcome.run_time)
             return
         try:
             self._dispatcher.tell(Finished(job, outcome, self.worker_id))
