@@ -13,47 +13,26 @@ batch of messages and puts it back if more arrived. Each actor still sees one
 message at a time, in order: the actor model is unchanged, only the threads
 are shared (as in a dispatcher that runs many actors on a small pool).
 
-`post` is the cheap way to tell a loop actor something: the message goes into
-its inbox as it is. Pykka's ``tell`` first checks the actor is alive (a call
-on a `threading.Event`) and wraps the message in an envelope; for the
-Dispatcher and its RepoLocks, which tell each other several things per job,
-that was a fifth of the loop's time. A message posted to an actor that has
-stopped is never handled, as a told one would not be either; the Dispatcher
-and RepoLocks need no error for it (the Dispatcher stops a RepoLock only once
-it is idle, and forgets it at once).
+A loop actor's inbox takes posted messages as well as envelopes
+(`actors._actor.post`): the Dispatcher and its RepoLocks tell each other
+several things per job.
 """
 
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from collections import deque
 from typing import Any
 
 import pykka
-from pykka import ActorDeadError
-from pykka._envelope import Envelope  # a LoopActor is a Pykka runtime: it unpacks them
 
-from actors._actor import FailureReport, ReportingMixin, Spawned
+from actors._actor import FailureReport, ReportingMixin, Spawned, drain_inbox, handle_item
 
-__all__ = ["ActorLoop", "LoopActor", "post"]
+__all__ = ["ActorLoop", "LoopActor"]
 
 _BATCH = 64
 """Messages an actor handles before the loop turns to the next actor (fairness)."""
-
-
-def post(ref: pykka.ActorRef[Any], message: Any) -> None:
-    """Put ``message`` in the inbox of the `LoopActor` behind ``ref`` (any thread).
-
-    No reply, no envelope, no liveness check: see the module docstring. Any
-    other actor (a test's stand-in for the Dispatcher) is told as usual.
-    """
-    inbox = ref.actor_inbox
-    if type(inbox) is _Inbox:
-        inbox.put(message)
-    else:
-        ref.tell(message)
 
 
 class ActorLoop:
@@ -88,6 +67,9 @@ class _Inbox:
     """
 
     __slots__ = ("items", "loop", "owner", "scheduled")
+
+    takes_bare = True
+    """`post` may put messages here without an envelope."""
 
     def __init__(self) -> None:
         self.items: deque[Any] = deque()
@@ -159,40 +141,10 @@ class LoopActor(ReportingMixin, pykka.Actor):
         for _ in range(_BATCH):
             if stopped.is_set() or not items:
                 break
-            self._handle(items.popleft())
+            handle_item(self, items.popleft())
         if stopped.is_set():
-            # Pykka's own teardown: asks still queued get ActorDeadError. The
-            # inbox stays marked scheduled, so nothing schedules a dead actor.
-            self._actor_loop_teardown()
+            # Asks still queued get ActorDeadError, posted messages are dropped.
+            # The inbox stays marked scheduled, so nothing schedules a dead actor.
+            drain_inbox(self)
             return
         self._inbox.idle_or_reschedule()
-
-    def _handle(self, item: Any) -> None:
-        # The body of Pykka's _actor_loop_running, for one message. A
-        # BaseException is this actor's failure, not a reason to stop every
-        # actor in the process (Pykka's choice for its own threads).
-        if type(item) is Envelope:
-            message, reply_to = item.message, item.reply_to
-        else:
-            message, reply_to = item, None  # posted (see `post`)
-        try:
-            # postroom's own messages go straight to on_receive; Pykka's (stop,
-            # proxy calls) through Pykka's own dispatch.
-            if type(message).__module__.startswith("pykka"):
-                response = self._handle_receive(message)
-            else:
-                response = self.on_receive(message)
-            if reply_to is not None:
-                reply_to.set(response)
-        except BaseException:  # noqa: BLE001 - every error is reported, none escapes the loop
-            if reply_to is not None and isinstance(sys.exc_info()[1], Exception):
-                reply_to.set_exception()
-                return
-            exc_info = sys.exc_info()
-            if reply_to is not None:
-                reply_to.set_exception((ActorDeadError, ActorDeadError(f"{self} failed"), None))
-            self._handle_failure(*exc_info)
-            try:
-                self.on_failure(*exc_info)
-            except Exception:  # noqa: BLE001
-                self._handle_failure(*sys.exc_info())

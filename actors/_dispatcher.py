@@ -30,8 +30,8 @@ from typing import Any
 
 import pykka
 
-from actors._actor import FailureReport
-from actors._actor_loop import ActorLoop, LoopActor, post
+from actors._actor import FailureReport, post
+from actors._actor_loop import ActorLoop, LoopActor
 from actors._attempts import next_attempt
 from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
@@ -391,7 +391,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
     def _after(self, due: float, kind: TimerKind, key: str, job: Job | None = None) -> int:
         token = next(self._tokens)
         assert self._timer is not None
-        self._timer.tell(After(token, due, kind, key, job=job))
+        post(self._timer, After(token, due, kind, key, job=job))
         return token
 
     def _on_wake(self, message: Wake) -> None:
@@ -399,7 +399,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
 
     def _cancel_timer(self, token: int) -> None:
         assert self._timer is not None
-        self._timer.tell(CancelTimer(token))
+        post(self._timer, CancelTimer(token))
 
     def _on_fire(self, message: Fire) -> None:
         kind, key = message.kind, message.key

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import pykka
 from sortedcontainers import SortedList
 
-from actors._actor import FailureReport
-from actors._actor_loop import ActorLoop, LoopActor, post
+from actors._actor import FailureReport, post
+from actors._actor_loop import ActorLoop, LoopActor
 from actors._attempts import next_attempt
 from actors._clock import Clock
 from actors.messages import (

@@ -15,6 +15,7 @@ from typing import Any, Literal, Self, TypeVar
 import pykka
 from prometheus_client import CollectorRegistry
 
+from actors._actor import post
 from actors._actor_loop import ActorLoop
 from actors._callbacks import CallbackRunner
 from actors._cancel_result import CancelResult
@@ -492,12 +493,9 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         return state
 
     def _to_timer(self, token: int, job: Job) -> None:
+        # Posted: if the Timer is gone, the scheduler crashed, which resolves every job.
         assert self._timer is not None and job.not_before is not None
-        try:
-            self._timer.tell(After(token, job.not_before, "start", job.id, job.attempt, job))
-        except pykka.ActorDeadError:
-            # The Timer is gone only in a crash, which resolves every job.
-            logger.debug("job %s: the Timer is gone (the scheduler crashed)", job.id)
+        post(self._timer, After(token, job.not_before, "start", job.id, job.attempt, job))
 
     def _hand_off(self, state: JobState) -> None:
         """Send a held job (a child or a follow-up, see `Links`) on its way, as

@@ -16,41 +16,40 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope  # the Timer's loop is a Pykka runtime: it unpacks them
 
-from actors._actor import FailureReport, PostroomActor
+from actors._actor import FailureReport, PostroomActor, drain_inbox, fail, handle_item
 from actors._clock import Clock
 from actors._jobs import JobTable
 from actors._ready import ReadyQueue
-from actors.messages import After, CancelTimer, Fire, Forget
+from actors.messages import After, CancelTimer, Fire, Forget, Job
 
 __all__ = ["Timer", "TimerGauge"]
 
 
 class _Due:
-    """The message the inbox makes up when the earliest entry is due."""
+    """What `_DueInbox.take` returns when the earliest entry is due."""
 
     __slots__ = ()
 
 
-class _Envelope:
-    """Duck-typed stand-in for Pykka's envelope: a message nobody waits on."""
-
-    __slots__ = ("message", "reply_to")
-
-    def __init__(self, message: Any) -> None:
-        self.message = message
-        self.reply_to = None
-
-
-_DUE = _Envelope(_Due())
+_DUE = _Due()
 
 
 _BACKLOG = 256
 """Messages the Timer may leave queued while it sleeps (see `_DueInbox.put`)."""
+_TAKE = 64
+"""Messages the Timer handles between two looks at the clock."""
 
 
 class _DueInbox:
-    """An actor inbox whose `get` also returns when the earliest entry is due.
+    """An actor inbox that also says when the earliest entry is due.
+
+    It holds Pykka envelopes (``tell``, ``ask``) and bare messages (`post`).
+    The Timer's loop calls `take`, which returns `_DUE` once the earliest
+    entry is due, or else a batch of queued messages (at most `_TAKE`, so a
+    long queue never keeps a due entry waiting long), or sleeps until one of
+    the two.
 
     `put` wakes the Timer only when it must: for an entry due before the one it
     waits for, for anything that is not an entry, or when `_BACKLOG` messages
@@ -61,17 +60,25 @@ class _DueInbox:
     woken Timer took the GIL from the caller).
     """
 
+    takes_bare = True
+    """`post` may put messages here without an envelope."""
+
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._items: deque[Any] = deque()
         self.clock: Clock | None = None
         self.due: float | None = None
+        """The earliest live entry's due time; written by the Timer only."""
 
-    def put(self, envelope: Any, /) -> None:
-        message = envelope.message
-        with self._cond:
+    def put(self, item: Any, /) -> None:
+        message = item.message if type(item) is Envelope else item
+        # The lock itself, not the Condition's Python-level __enter__: this
+        # runs once per delayed submit. The append and the check share it with
+        # `take`'s look-then-wait, so a message can't slip in between the two.
+        with self._lock:
             items = self._items
-            items.append(envelope)
+            items.append(item)
             due = self.due
             kind = type(message)
             if (
@@ -81,8 +88,10 @@ class _DueInbox:
             ):
                 self._cond.notify()
 
-    def get(self) -> Any:
-        with self._cond:
+    def take(self) -> Any:
+        """`_DUE`, or a list of queued items; blocks until there is one or the other."""
+        with self._lock:
+            items = self._items
             while True:
                 # Due entries go first, so a busy inbox cannot make a timer late.
                 hint = None
@@ -90,9 +99,23 @@ class _DueInbox:
                     hint = self.clock.wait_hint(self.due)
                     if hint == 0.0:
                         return _DUE
-                if self._items:
-                    return self._items.popleft()
+                if items:
+                    if len(items) <= _TAKE:
+                        batch = list(items)
+                        items.clear()
+                        return batch
+                    return [items.popleft() for _ in range(_TAKE)]
                 self._cond.wait(hint)
+
+    def put_back(self, batch: list[Any]) -> None:
+        """Return unhandled items to the front, in order (the Timer stopped mid-batch)."""
+        with self._lock:
+            self._items.extendleft(reversed(batch))
+
+    def get(self) -> Any:
+        """The next queued item, without waiting (teardown only)."""
+        with self._lock:
+            return self._items.popleft()
 
     def empty(self) -> bool:
         return not self._items
@@ -125,6 +148,10 @@ class Timer(PostroomActor):
     by the Timer, knows it may be queued or running (see its cancel). Every
     other entry (a repo's tick, a job with a repo coming due, a deadline)
     becomes a `Fire` to the target.
+
+    Its loop handles its inbox in batches (`_DueInbox.take`) and re-arms the
+    wait once per batch, not once per message: a burst of a thousand delayed
+    submits is a handful of wake-ups, each a tight loop of heap pushes.
     """
 
     def __init__(
@@ -151,7 +178,11 @@ class Timer(PostroomActor):
         # (measured, bench/timers_scale.py): the Timer keeps only the order of
         # the earliest entry, which is all it ever needs.
         self._heap: list[tuple[float, int]] = []
-        self._by_token: dict[int, After] = {}
+        # An entry that hands a job to the ready queue is kept as the job
+        # itself (its `After` is dropped): one object fewer per pending job
+        # for memory and for the cyclic GC to walk, a million times over.
+        self._by_token: dict[int, After | Job] = {}
+        self._hands_jobs = readies is not None and table is not None
         self._stale = 0
         inbox = self.actor_inbox
         assert isinstance(inbox, _DueInbox)
@@ -173,25 +204,62 @@ class Timer(PostroomActor):
         """Entries held in the heap, cancelled ones not yet dropped included."""
         return len(self._heap)
 
+    def _actor_loop_running(self) -> None:
+        """Pykka's loop, by the batch: see the class docstring."""
+        stopped = self.actor_stopped
+        inbox = self._inbox
+        take = inbox.take
+        while not stopped.is_set():
+            batch = take()
+            handled = 0
+            try:
+                if batch is _DUE:
+                    self._fire_due()
+                else:
+                    for item in batch:
+                        handled += 1
+                        kind = type(item)
+                        if kind is After:
+                            self._add(item)
+                        elif kind is CancelTimer:
+                            self._cancel(item.token)
+                        else:
+                            handle_item(self, item)  # an envelope, or a posted Forget
+                            if stopped.is_set():
+                                break
+                inbox.due = self._earliest()
+                self._gauge.entries = len(self._by_token)
+            except BaseException:  # noqa: BLE001 - a bug here is the Timer's failure, reported
+                fail(self)
+            if stopped.is_set() and batch is not _DUE:
+                inbox.put_back(batch[handled:])  # for the teardown: asks get an answer
+
+    def _actor_loop_teardown(self) -> None:
+        drain_inbox(self)
+
     def on_receive(self, message: Any) -> Any:
-        """Add, cancel or fire entries, then arm the wait for the earliest one."""
+        """Add, cancel or forget entries (the same messages, told or asked)."""
         if isinstance(message, After):
-            self._by_token[message.token] = message
-            heappush(self._heap, (message.due, message.token))
+            self._add(message)
         elif isinstance(message, CancelTimer):
-            if self._by_token.pop(message.token, None) is not None:
-                self._stale += 1
-                if self._stale > max(_COMPACT_AT, len(self._by_token)):
-                    self._compact()
-        elif isinstance(message, _Due):
-            self._fire_due()
+            self._cancel(message.token)
         elif isinstance(message, Forget):
             self._forget()
         else:
             return super().on_receive(message)
-        self._inbox.due = self._earliest()
-        self._gauge.entries = len(self._by_token)
         return None
+
+    def _add(self, entry: After) -> None:
+        job = entry.job
+        token = entry.token
+        self._by_token[token] = job if job is not None and self._hands_jobs else entry
+        heappush(self._heap, (entry.due, token))
+
+    def _cancel(self, token: int) -> None:
+        if self._by_token.pop(token, None) is not None:
+            self._stale += 1
+            if self._stale > max(_COMPACT_AT, len(self._by_token)):
+                self._compact()
 
     def _earliest(self) -> float | None:
         """The earliest live due time, dropping cancelled entries on top."""
@@ -202,7 +270,8 @@ class Timer(PostroomActor):
         return heap[0][0] if heap else None
 
     def _compact(self) -> None:
-        self._heap = [(entry.due, token) for token, entry in self._by_token.items()]
+        live = self._by_token
+        self._heap = [entry for entry in self._heap if entry[1] in live]
         heapify(self._heap)
         self._stale = 0
 
@@ -214,19 +283,21 @@ class Timer(PostroomActor):
     def _fire_due(self) -> None:
         now = self._clock.now()
         heap = self._heap
+        live = self._by_token
         while heap and heap[0][0] <= now:
             _, token = heappop(heap)
-            entry = self._by_token.pop(token, None)
+            entry = live.pop(token, None)
             if entry is None:
                 self._stale -= 1  # cancelled: never acted on
                 continue
-            job = entry.job
-            if job is not None and self._readies is not None and self._table is not None:
-                state = self._table.active.get(job.id)
+            if type(entry) is Job:
+                assert self._readies is not None and self._table is not None
+                state = self._table.active.get(entry.id)
                 if state is not None:  # not cancelled meanwhile
                     state.waiting_to_pending()
-                    self._readies[job.queue].put(job)
+                    self._readies[entry.queue].put(entry)
                 continue
+            assert isinstance(entry, After)
             try:
                 self._target.tell(Fire(token, entry.kind, entry.key, entry.attempt))
             except pykka.ActorDeadError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pykka
 
-from actors._actor import FailureReport, PostroomActor
+from actors._actor import FailureReport, PostroomActor, post
 from actors._cancel import CancelScope
 from actors._clock import Clock
 from actors._context import JobContext
@@ -168,11 +168,11 @@ class Worker(PostroomActor):
         assert job.timeout is not None
         deadline = self._clock.now() + job.timeout
         token = next(self._tokens)
-        self._timer.tell(After(token, deadline, "deadline", job.id, job.attempt))
+        post(self._timer, After(token, deadline, "deadline", job.id, job.attempt))
         try:
             return self._run(job, deadline, started_at)
         finally:
-            self._timer.tell(CancelTimer(token))
+            post(self._timer, CancelTimer(token))
 
     def on_stop(self) -> None:
         """Close the event loop, if an async handler ever needed one."""

@@ -194,14 +194,12 @@ def _timer_early() -> contextmanager[None]:  # type: ignore[type-arg]
     from actors import _timer
     from actors.messages import After
 
-    original = _timer.Timer.on_receive
+    original = _timer.Timer._add  # where every entry, told or posted, is filed
 
-    def on_receive(self: _timer.Timer, message: Any) -> Any:
-        if isinstance(message, After):
-            message = replace(message, due=message.due - 2.0)  # BUG: 2 s early
-        return original(self, message)
+    def add(self: _timer.Timer, entry: After) -> Any:
+        return original(self, replace(entry, due=entry.due - 2.0))  # BUG: 2 s early
 
-    return _patched(_timer.Timer, "on_receive", on_receive)
+    return _patched(_timer.Timer, "_add", add)
 
 
 def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
