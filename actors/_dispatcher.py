@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, get_args
 
 import pykka
 
@@ -196,6 +196,8 @@ class Dispatcher(ScheduleDriver, LoopActor):
         self._worker_queue: dict[int, str] = {}
         self._repos: dict[str, _Repo] = {}
         self._timer: pykka.ActorRef[Any] | None = None
+        self._timers_forgotten = False
+        """Set by a cancelling close: the Timer was told to forget every entry."""
         self._tokens = tokens
         """Timer tokens, shared with the facade and the workers (``next`` is atomic)."""
         self._worker_ids = itertools.count(1)
@@ -398,8 +400,14 @@ class Dispatcher(ScheduleDriver, LoopActor):
         self._after(message.due, "tick", message.repo)
 
     def _cancel_timer(self, token: int) -> None:
-        assert self._timer is not None
-        post(self._timer, CancelTimer(token))
+        if self._timer is not None and not self._timers_forgotten:
+            post(self._timer, CancelTimer(token))
+
+    def _forget_timers(self) -> None:
+        """Drop every entry of the Timer's; from now on no timer is armed or cancelled."""
+        if self._timer is not None and not self._timers_forgotten:
+            post(self._timer, Forget())
+        self._timers_forgotten = True
 
     def _on_fire(self, message: Fire) -> None:
         kind, key = message.kind, message.key
@@ -551,6 +559,9 @@ class Dispatcher(ScheduleDriver, LoopActor):
         for schedule in self._schedules.all():
             self._disarm(schedule)
         if cancel:
+            # Nothing needs a timer any more: drop them all with one message
+            # rather than one CancelTimer per waiting job.
+            self._forget_timers()
             for job_id in list(self._states):
                 if job_id in self._states:
                     self._cancel(job_id, "shutdown")
@@ -694,9 +705,18 @@ def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
     return lambda: ref.stop(block=False)
 
 
-def _cancelled(reason: CancelReason) -> Outcome:
+def _cancelled_outcome(reason: CancelReason) -> Outcome:
     message = "cancelled by shutdown" if reason == "shutdown" else "cancelled"
     return Outcome("cancelled", error=ErrorInfo("postroom.JobCancelled", message), retryable=False)
+
+
+_CANCELLED = {reason: _cancelled_outcome(reason) for reason in get_args(CancelReason)}
+"""One outcome per reason, shared by every job cancelled for it: a forceful
+shutdown with a million jobs waiting builds no million error records."""
+
+
+def _cancelled(reason: CancelReason) -> Outcome:
+    return _CANCELLED[reason]
 
 
 BOOT = _Boot()

@@ -394,3 +394,37 @@ def test_a_handler_that_ignores_its_stop_signal_is_reported_and_counted() -> Non
     for thread in threading.enumerate():
         if thread.name.startswith("postroom-"):
             thread.join(WAIT)
+
+
+def test_a_forceful_close_blames_only_handlers_that_did_not_return(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # ``cancel_grace`` is the time running handlers get once told to stop; it
+    # must not run out while the Dispatcher is still cancelling thousands of
+    # waiting jobs, or those get reported as handlers that did not return.
+    sched = Scheduler(workers=1, max_pending=50_000)
+    started, release = threading.Event(), threading.Event()
+
+    @sched.handler("stubborn")
+    def stubborn(ctx: object, payload: None) -> None:
+        started.set()
+        release.wait(WAIT)
+
+    sched.register("later", lambda ctx, payload: None)
+    sched.start()
+    running = sched.submit("stubborn")
+    assert started.wait(WAIT)
+    waiting = [sched.submit("later", i, delay=3600) for i in range(20_000)]
+    try:
+        sched.shutdown(graceful=False, cancel_grace=0.05)
+    finally:
+        release.set()
+    assert running.info().error is not None
+    assert running.info().error.message == "cancelled by shutdown; the handler did not return"
+    messages = Counter(h.info().error.message for h in waiting)  # type: ignore[union-attr]
+    assert messages == {"cancelled by shutdown": len(waiting)}
+    stuck = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
+    assert len(stuck) == 1 and stuck[0].startswith("shutdown: 1 job(s) did not stop"), stuck
+    for thread in threading.enumerate():
+        if thread.name.startswith("postroom-"):
+            thread.join(WAIT)
