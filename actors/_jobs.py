@@ -79,8 +79,25 @@ class LabelCounts:
         self.cancelled = 0
 
 
+_STRIPES = tuple(threading.Lock() for _ in range(256))
+"""The locks `JobState`s share, picked by ``seq``.
+
+A lock of its own per job was one more object for every pending job: 56
+bytes, and one more for the cyclic GC to walk (a ``_thread.lock`` is
+GC-tracked), a million times over with a million jobs waiting. A state's
+critical sections hold plain loads and stores only and never take a second
+state's lock, so two jobs sharing a stripe wait at most for a few of each
+other's bytecodes, and can never deadlock.
+"""
+_STRIPE_MASK = len(_STRIPES) - 1
+
+
 class JobState:
-    """Everything about one job, shared by the Dispatcher, its handle and the table."""
+    """Everything about one job, shared by the Dispatcher, its handle and the table.
+
+    Its fields change under its lock (one of the shared `_STRIPES`), in
+    sections with no call in them: see `_STRIPES`.
+    """
 
     __slots__ = (
         "_callbacks",
@@ -120,7 +137,7 @@ class JobState:
         self.progress: Progress | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self._lock = threading.Lock()
+        self._lock = _STRIPES[job.seq & _STRIPE_MASK]
         # Made only when a thread waits: most jobs are never waited on one by one,
         # and an Event costs more to build than the rest of the record.
         self._event: threading.Event | None = None
@@ -153,44 +170,59 @@ class JobState:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is in a terminal state; False if ``timeout`` passed first."""
+        if self._callbacks is None:
+            return True
+        fresh = threading.Event() if self._event is None else None  # built outside the lock
         with self._lock:
             if self._callbacks is None:
                 return True
             if self._event is None:
-                self._event = threading.Event()
+                self._event = fresh
             event = self._event
+        assert event is not None  # set above, or before (it is never unset)
         return event.wait(timeout)
 
     def snapshot(self) -> JobInfo:
         """A consistent, frozen view of the job now."""
-        job = self.job
-        links = self.links
-        with self._lock:
-            return JobInfo(
-                id=job.id,
-                handler=job.handler,
-                status=self.status,
-                repo=job.repo,
-                priority=job.priority,
-                attempts=self.attempts,
-                max_retries=job.max_retries,
-                payload=job.payload,
-                result=self.result,
-                error=self.error,
-                progress=self.progress,
-                idempotency_key=job.idempotency_key,
-                submitted_at=job.submitted_at,
-                started_at=self.started_at,
-                finished_at=self.finished_at,
-                queue=job.queue,
-                retry_of=self.retry_of,
-                retried_as=self.retried_as,
-                schedule_id=self.schedule_id,
-                fire_time=self.fire_time,
-                parent=links.parent if links is not None else None,
-                children=tuple(links.children) if links is not None else (),
-                followups=tuple(links.followups) if links is not None else (),
+        with self._lock:  # loads only; the record is built after
+            job = self.job
+            now = (
+                self.status,
+                self.attempts,
+                self.result,
+                self.error,
+                self.progress,
+                self.started_at,
+                self.finished_at,
+                self.retried_as,
             )
+        status, attempts, result, error, progress, started_at, finished_at, retried_as = now
+        links = self.links
+        return JobInfo(
+            id=job.id,
+            handler=job.handler,
+            status=status,
+            repo=job.repo,
+            priority=job.priority,
+            attempts=attempts,
+            max_retries=job.max_retries,
+            payload=job.payload,
+            result=result,
+            error=error,
+            progress=progress,
+            idempotency_key=job.idempotency_key,
+            submitted_at=job.submitted_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            queue=job.queue,
+            retry_of=self.retry_of,
+            retried_as=retried_as,
+            schedule_id=self.schedule_id,
+            fire_time=self.fire_time,
+            parent=links.parent if links is not None else None,
+            children=tuple(links.children) if links is not None else (),
+            followups=tuple(links.followups) if links is not None else (),
+        )
 
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
         """An attempt failed; ``job`` (the next attempt) waits for its backoff."""
