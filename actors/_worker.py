@@ -141,21 +141,30 @@ class Worker(PostroomActor):
             outcome = self._stopped(job, None, started_at, 0.0)
         else:
             state.start_attempt(job, started_at)
+            counts = state.counts
+            # No frame above the handler may hold the job's record while it runs:
+            # a handler's exception is kept on the record (`_keep_exception`), and
+            # its traceback reaches every frame up the stack. A record in that
+            # cycle outlives its job until the cyclic GC runs, and forever if it
+            # was frozen (`gc.freeze()`, docs/capacity.md).
+            del state
             if job.timeout is None:
                 outcome = self._run(job, None, started_at)
             else:
                 outcome = self._timed_run(job, started_at)
             # Keyed by the job's (queue, handler) record: hashed by identity, no
             # key to build. A new key: readers copy the dict before iterating.
-            histogram = self._run_times.get(state.counts)  # type: ignore[arg-type]
+            histogram = self._run_times.get(counts)  # type: ignore[arg-type]
             if histogram is None:
-                histogram = self._run_times[state.counts] = RunHistogram()  # type: ignore[index]
+                histogram = self._run_times[counts] = RunHistogram()  # type: ignore[index]
             histogram.observe(outcome.run_time)
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
             # Nothing is left to decide: no repo to release, no retry. The job
             # ends here, without a hop through the Dispatcher.
-            self._table.finish(state, COMPLETED, outcome.result, run_time=outcome.run_time)
+            finished = self._table.active.get(job.id)
+            if finished is not None:  # else cancelled or crashed meanwhile: finished there
+                self._table.finish(finished, COMPLETED, outcome.result, run_time=outcome.run_time)
             return
         try:
             self._dispatcher.tell(Finished(job, outcome, self.worker_id))
