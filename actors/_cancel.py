@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 __all__ = ["CancelReason", "CancelScope"]
 
-CancelReason = Literal["cancel", "timeout", "shutdown"]
+CancelReason = Literal["cancel", "timeout", "shutdown", "parent"]
+"""Why a job is told to stop: `Scheduler.cancel`, its deadline, shutdown, or a
+cancel of its parent job (the cascade of ``ctx.submit`` children)."""
 
 
 class CancelScope:

@@ -236,7 +236,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
             Retry: self._on_retry,
             Fire: self._on_fire,
             Wake: self._on_wake,
-            Cancel: lambda m: self._cancel(m.job_id, "cancel"),
+            Cancel: self._on_cancel,
             _GetStats: lambda _m: self._stats(),
             _GetMetrics: lambda _m: self._metrics(),
             AddSchedule: lambda m: self._add_schedule(m.spec),
@@ -479,7 +479,11 @@ class Dispatcher(ScheduleDriver, LoopActor):
 
     # --- cancellation ---------------------------------------------------------------
 
-    def _cancel(self, job_id: str, reason: CancelReason) -> CancelResult:
+    def _on_cancel(self, message: Cancel) -> CancelResult:
+        reason: CancelReason = "cancel" if message.parent is None else "parent"
+        return self._cancel(message.job_id, reason, message.parent)
+
+    def _cancel(self, job_id: str, reason: CancelReason, parent: str | None = None) -> CancelResult:
         state = self._states.get(job_id)
         if state is None:
             self._table.get(job_id)  # raises JobNotFound for an unknown id
@@ -497,7 +501,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
                 ready.signal(job_id, job.attempt, reason)
                 return CancelResult.SIGNALLED
             if job.repo is not None:
-                self._to_repo(job.repo, Finished(job, _cancelled(reason)))
+                self._to_repo(job.repo, Finished(job, _cancelled(reason, parent)))
         elif where in (TIMER, HELD):
             if state.timer is not None:
                 self._cancel_timer(state.timer)
@@ -516,7 +520,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
                 return CancelResult.SIGNALLED
         elif where == REPO:
             self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
-        self._finish(state, _cancelled(reason))
+        self._finish(state, _cancelled(reason, parent))
         return CancelResult.CANCELLED
 
     # --- pool -----------------------------------------------------------------------
@@ -715,8 +719,11 @@ _CANCELLED = {reason: _cancelled_outcome(reason) for reason in get_args(CancelRe
 shutdown with a million jobs waiting builds no million error records."""
 
 
-def _cancelled(reason: CancelReason) -> Outcome:
-    return _CANCELLED[reason]
+def _cancelled(reason: CancelReason, parent: str | None = None) -> Outcome:
+    if parent is None:
+        return _CANCELLED[reason]
+    error = ErrorInfo("postroom.JobCancelled", f"cancelled: its parent job {parent} was cancelled")
+    return Outcome("cancelled", error=error, retryable=False)
 
 
 BOOT = _Boot()

@@ -103,7 +103,7 @@ class Links:
         self,
         table: JobTable,
         submit: Callable[..., JobHandle],
-        cancel: Callable[[str], CancelResult],
+        cancel: Callable[[str, str], CancelResult],
         hand_off: Callable[[JobState], None],
     ) -> None:
         """Link the jobs of one scheduler.
@@ -111,7 +111,8 @@ class Links:
         Args:
             table: the scheduler's job table (children are found there by id).
             submit: `Scheduler.submit`, which holds a job submitted with ``_parent``.
-            cancel: `Scheduler.cancel`, which cancels one job and calls `cancelled`.
+            cancel: `Scheduler._cancel` (job id, parent id), which cancels one job
+                and calls `cancelled`.
             hand_off: sends a held job on its way, as ``_accept`` does the others.
         """
         self._table = table
@@ -239,7 +240,7 @@ class Links:
             except JobNotFound:
                 continue  # finished long ago, and aged out of the history
             if not child.finished:
-                self._cancel(child_id)
+                self._cancel(child_id, state.job.id)
 
     # --- helpers --------------------------------------------------------------------
 

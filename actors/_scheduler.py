@@ -183,7 +183,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         self._table = JobTable(self._capacities, history, self._gate)
         self._retries = RetryLinks()
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
-        self._links = Links(self._table, self.submit, self.cancel, self._hand_off)
+        self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
         self._table.links = self._links
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
@@ -602,6 +602,10 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         Raises:
             JobNotFound: no such job.
         """
+        return self._cancel(job_id)
+
+    def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
+        """`cancel`; ``parent`` when it is the cascade of that parent's cancel."""
         state = self._table.get(job_id)
         if state.finished:
             return CancelResult.ALREADY_FINISHED
@@ -609,7 +613,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
             return CancelResult.ALREADY_FINISHED
         try:
             result: CancelResult = self._dispatcher.ask(
-                Cancel(job_id), block=True, timeout=_ASK_TIMEOUT
+                Cancel(job_id, parent), block=True, timeout=_ASK_TIMEOUT
             )
         except pykka.ActorDeadError:
             return CancelResult.ALREADY_FINISHED

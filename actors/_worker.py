@@ -257,7 +257,8 @@ class Worker(PostroomActor):
                 started_at=started_at,
                 run_time=run_time,
             )
-        info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({reason})")
+        why = "its parent job was cancelled" if reason == "parent" else reason
+        info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({why})")
         return Outcome(
             "cancelled",
             error=info,

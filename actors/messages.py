@@ -310,6 +310,9 @@ class Cancel:
     the reply says what happened."""
 
     job_id: str
+    parent: str | None = None
+    """Set when the cancel is its parent's, cascading to its children: the job's
+    error then names that parent."""
 
 
 @fast_init

@@ -257,6 +257,15 @@ def test_cancelling_a_parent_cancels_its_running_and_waiting_children_not_finish
         assert handles["queued"].wait(WAIT)
         assert handles["queued"].status is JobStatus.CANCELLED
         assert handles["done"].info().status is JobStatus.COMPLETED
+        # Each says why: its parent's cancel, naming the parent where it waited.
+        errors = {name: handles[name].info().error for name in ("delayed", "queued", "running")}
+        messages = {name: error.message for name, error in errors.items() if error is not None}
+        expected = f"cancelled: its parent job {parent.id} was cancelled"
+        assert messages == {
+            "delayed": expected,
+            "queued": expected,
+            "running": "attempt 1 was cancelled (its parent job was cancelled)",
+        }
         fam.event("release-blocker").set()
         assert blocker.result(timeout=WAIT) == "blocker"
 

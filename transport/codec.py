@@ -41,7 +41,7 @@ from actors.messages import MESSAGE_TYPES
 
 __all__ = ["VERSION", "decode", "encode"]
 
-VERSION = 2
+VERSION = 3
 """The envelope layout version. Bump it whenever a message type's fields change."""
 
 _MAX_DEPTH = 100
