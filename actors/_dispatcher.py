@@ -41,7 +41,8 @@ from actors._dispatcher_schedules import ScheduleCall, ScheduleDriver, SubmitSch
 from actors._handlers import HandlerSpec
 from actors._histogram import HistogramData, RunHistogram, merge_histograms
 from actors._info import QueueStats, Stats
-from actors._jobs import HELD, READY, REPO, TIMER, JobState, JobTable, LabelCounts
+from actors._job_state import HELD, READY, REPO, TIMER, JobState, LabelCounts
+from actors._job_table import JobTable
 from actors._log import job_extra, logger
 from actors._metrics import MetricsSnapshot
 from actors._ready import ReadyQueue

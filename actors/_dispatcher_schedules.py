@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from actors._clock import Clock
 from actors._errors import SchedulerClosed
-from actors._jobs import JobState
+from actors._job_state import JobState
 from actors._schedules import ScheduleBook, ScheduleInfo, ScheduleSpec, ScheduleState
 
 if TYPE_CHECKING:

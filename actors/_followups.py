@@ -61,7 +61,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import JobNotFound
-from actors._jobs import PARKED, JobState, JobTable
+from actors._job_state import PARKED, JobState
+from actors._job_table import JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._status import CANCELLED, COMPLETED, FAILED

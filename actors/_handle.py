@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from actors._cancel_result import CancelResult
     from actors._followups import Links
     from actors._info import JobInfo
-    from actors._jobs import JobState
+    from actors._job_state import JobState
     from actors._retry import RetryPolicy
 
 __all__ = ["JobHandle"]

@@ -2,7 +2,7 @@
 
 Each worker keeps its own `RunHistogram` per (queue, handler) and observes every
 attempt it runs: a few list increments. A lock shared by the workers would
-convoy under the GIL (see `actors._jobs`); a histogram per worker needs none.
+convoy under the GIL (see `actors._job_table`); a histogram per worker needs none.
 A scrape reads each one (`RunHistogram.read`) and adds them up
 (`merge_histograms`).
 """

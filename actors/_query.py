@@ -28,7 +28,7 @@ from actors._status import JobStatus
 
 if TYPE_CHECKING:
     from actors._info import JobInfo
-    from actors._jobs import JobState
+    from actors._job_state import JobState
 
 __all__ = ["JobQuery", "check_status"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from actors._handlers import HandlerSpec
 from actors._info import JobInfo
-from actors._jobs import JobTable
+from actors._job_table import JobTable
 from actors._query import JobQuery
 from actors._queue import Queue
 from actors._resubmit import RetryLinks

@@ -21,7 +21,7 @@ from actors._errors import InvalidArgument
 from actors._status import CANCELLED, FAILED
 
 if TYPE_CHECKING:
-    from actors._jobs import JobState
+    from actors._job_state import JobState
 
 __all__ = ["RETRYABLE", "RetryLinks"]
 

@@ -42,7 +42,8 @@ from actors._followups import JobLinks, Links
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, QueueStats, Stats
-from actors._jobs import PARKED, READY, TIMER, JobState, JobTable, LabelCounts
+from actors._job_state import PARKED, READY, TIMER, JobState, LabelCounts
+from actors._job_table import JobTable
 from actors._json import json_copy
 from actors._log import logger
 from actors._metrics import MetricsSnapshot, register_metrics

@@ -20,7 +20,7 @@ from pykka._envelope import Envelope  # the Timer's loop is a Pykka runtime: it 
 
 from actors._actor import FailureReport, PostroomActor, drain_inbox, fail, handle_item
 from actors._clock import Clock
-from actors._jobs import JobTable
+from actors._job_table import JobTable
 from actors._ready import ReadyQueue
 from actors.messages import After, CancelTimer, Fire, Forget, Job
 

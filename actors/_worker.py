@@ -28,7 +28,8 @@ from actors._errors import Fatal, NotSerializable
 from actors._handlers import HandlerSpec
 from actors._histogram import RunHistogram
 from actors._info import Progress
-from actors._jobs import JobTable, LabelCounts
+from actors._job_state import LabelCounts
+from actors._job_table import JobTable
 from actors._json import json_copy
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
