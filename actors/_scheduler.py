@@ -30,22 +30,20 @@ from actors._checks import (
     unknown_queue,
 )
 from actors._clock import Clock, MonotonicClock
-from actors._dispatcher import BOOT, GET_STATS, HALT, Dispatcher, DispatcherConfig
+from actors._dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
     QueueFull,
     SchedulerClosed,
-    SchedulerCrashed,
 )
 from actors._exit import shut_down_at_exit
 from actors._followups import JobLinks, Links
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
-from actors._info import JobInfo, QueueStats, Stats
+from actors._info import JobInfo, Stats
 from actors._job_state import PARKED, READY, TIMER, JobState, LabelCounts
 from actors._job_table import JobTable
 from actors._json import json_copy
-from actors._log import logger
 from actors._metrics import MetricsSnapshot, register_metrics
 from actors._metrics_api import MetricsAPI
 from actors._metrics_server import MetricsServer
@@ -58,27 +56,22 @@ from actors._repo_lock import RepoMode
 from actors._resubmit import RetryLinks
 from actors._retry import NO_BACKOFF, RetryPolicy
 from actors._schedule_api import ScheduleAPI
-from actors._status import CANCELLED, FAILED, PENDING, SCHEDULED
-from actors.messages import After, Cancel, Close, ErrorInfo, Job, JSONValue, Resize, Submit
+from actors._shutdown_api import ASK_TIMEOUT, CLOSING, NEW, RUNNING, ShutdownAPI
+from actors._status import CANCELLED, PENDING, SCHEDULED
+from actors.messages import After, Cancel, ErrorInfo, Job, JSONValue, Resize, Submit
 
 __all__ = ["OnFull", "Scheduler"]
 
 OnFull = Literal["reject", "drop", "wait"]
 F = TypeVar("F", bound=HandlerFunc)
 
-_ASK_TIMEOUT = 10.0
-"""Seconds any question to the Dispatcher may take before it is a visible error."""
-_CANCEL_BOUND = 1e-4
-"""Seconds per unfinished job a forceful close may take before shutdown gives
-up on the Dispatcher (measured: about 10 us per job)."""
 
 _loop_numbers = itertools.count(1)
 _scheduler_numbers = itertools.count(1)
 
-_NEW, _RUNNING, _CLOSING, _CLOSED, _CRASHED = "new", "running", "closing", "closed", "crashed"
 
 
-class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
+class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -188,7 +181,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         self._table.links = self._links
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
-        self._state = _NEW
+        self._state = NEW
         self._seq = iter(range(1, 2**SEQ_BITS))
         # Job ids: a random prefix per scheduler and a counter. As unique as a
         # uuid4 per job, without a system call per submit.
@@ -294,7 +287,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
             SchedulerClosed: it was started before (a scheduler runs once).
         """
         with self._gate:
-            if self._state != _NEW:
+            if self._state != NEW:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
             if self._metrics:
@@ -322,14 +315,14 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
             )
             self._dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
-            timer: pykka.ActorRef[Any] = spawned.ref.ask(BOOT, block=True, timeout=_ASK_TIMEOUT)
+            timer: pykka.ActorRef[Any] = spawned.ref.ask(BOOT, block=True, timeout=ASK_TIMEOUT)
             self._timer = timer
-            self._state = _RUNNING
+            self._state = RUNNING
         shut_down_at_exit(self)
         return self
 
     def __enter__(self) -> Self:
-        if self._state == _NEW:
+        if self._state == NEW:
             self.start()
         return self
 
@@ -345,7 +338,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
     @property
     def running(self) -> bool:
         """Whether the scheduler accepts jobs."""
-        return self._state == _RUNNING
+        return self._state == RUNNING
 
     # --- jobs -----------------------------------------------------------------------
 
@@ -394,7 +387,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
                 or "wait" timed out).
             SchedulerClosed: the scheduler is not running.
         """
-        if self._state != _RUNNING:
+        if self._state != RUNNING:
             raise self._closed_error()
         spec = self._handlers.get(handler) if isinstance(handler, str) else None
         if spec is None:
@@ -471,7 +464,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         """
         job = state.job
         with self._gate:
-            if self._state != _RUNNING:
+            if self._state != RUNNING:
                 raise self._closed_error()
             if job.idempotency_key is not None:
                 # A resubmission needs no room: it returns the job already accepted.
@@ -527,7 +520,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
                 return
-            if self._state != _RUNNING:
+            if self._state != RUNNING:
                 raise self._closed_error()
             self._rejected += 1
             msg = (
@@ -562,10 +555,10 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         say) is raised here, in the caller.
         """
         dispatcher = self._dispatcher
-        if self._state != _RUNNING or dispatcher is None:
+        if self._state != RUNNING or dispatcher is None:
             raise self._closed_error()
         try:
-            return dispatcher.ask(message, block=True, timeout=_ASK_TIMEOUT)
+            return dispatcher.ask(message, block=True, timeout=ASK_TIMEOUT)
         except pykka.ActorDeadError:
             raise self._closed_error() from None
 
@@ -610,11 +603,11 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         state = self._table.get(job_id)
         if state.finished:
             return CancelResult.ALREADY_FINISHED
-        if self._state not in (_RUNNING, _CLOSING) or self._dispatcher is None:
+        if self._state not in (RUNNING, CLOSING) or self._dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
             result: CancelResult = self._dispatcher.ask(
-                Cancel(job_id, parent), block=True, timeout=_ASK_TIMEOUT
+                Cancel(job_id, parent), block=True, timeout=ASK_TIMEOUT
             )
         except pykka.ActorDeadError:
             return CancelResult.ALREADY_FINISHED
@@ -629,7 +622,7 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         if self._dispatcher is None:
             return self._empty_stats()
         try:
-            stats: Stats = self._dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
+            stats: Stats = self._dispatcher.ask(GET_STATS, block=True, timeout=ASK_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):
             return self._final_stats or self._empty_stats()
         return stats
@@ -644,171 +637,15 @@ class Scheduler(ScheduleAPI, MetricsAPI, JobQueryAPI):
         """
         check_int("workers", workers, 1)
         self._queue_named(queue)
-        if self._state != _RUNNING or self._dispatcher is None:
+        if self._state != RUNNING or self._dispatcher is None:
             raise self._closed_error()
         try:
-            self._dispatcher.ask(Resize(workers, queue), block=True, timeout=_ASK_TIMEOUT)
+            self._dispatcher.ask(Resize(workers, queue), block=True, timeout=ASK_TIMEOUT)
         except pykka.ActorDeadError:
             raise self._closed_error() from None
 
-    # --- shutdown -------------------------------------------------------------------
-
-    def shutdown(
-        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
-    ) -> None:
-        """Stop the scheduler; every handle resolves and every thread is joined.
-
-        Args:
-            graceful: True lets queued and running jobs finish for up to ``timeout``
-                seconds, then cancels what is left; False cancels everything at once.
-            timeout: see ``graceful``.
-            cancel_grace: seconds running handlers get to return once told to stop.
-                A sync handler that ignores ``ctx.cancelled`` longer than that is
-                reported in the log and its handle resolved as cancelled, and its
-                thread may outlive the call.
-
-        Safe to call more than once, and on a scheduler that never started.
-        """
-        check_seconds("timeout", timeout, allow_zero=True)
-        with self._gate:
-            previous = self._state
-            if previous in (_CLOSING, _CLOSED):
-                return
-            self._state = _CLOSED if previous == _NEW else _CLOSING
-        for capacity in self._capacities.values():
-            capacity.close()
-        dispatcher = self._dispatcher
-        if previous == _RUNNING and dispatcher is not None:
-            self._drain(dispatcher, graceful, timeout, cancel_grace)
-        # Whatever is still alive (the actor loop, a crashed scheduler's actors)
-        # is asked to stop; the dispatcher has already stopped its children.
-        self._reaper.stop_all()
-        left = self._reaper.join(timeout=max(cancel_grace, 1.0))
-        if left:
-            logger.error(
-                "%d postroom thread(s) still running after shutdown: %s",
-                len(left),
-                ", ".join(t.name for t in left),
-            )
-        for server in self._metric_servers:
-            server.stop()
-        if self._unregister_metrics is not None:
-            self._unregister_metrics()
-        with self._gate:
-            if self._state == _CLOSING:
-                self._state = _CLOSED
-
-    def _drain(
-        self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
-    ) -> None:
-        drained = self._drained
-        if graceful:
-            dispatcher.tell(Close(cancel=False))
-            drained.wait(timeout)
-        if not drained.is_set():
-            # The grace is for running handlers to return: it starts once the
-            # Dispatcher has cancelled every waiting job and signalled the
-            # running ones, which takes a while with a million jobs waiting.
-            closing = dispatcher.ask(Close(cancel=True), block=False)
-            bound = _ASK_TIMEOUT + _CANCEL_BOUND * len(self._table.active)
-            try:
-                closing.get(timeout=bound)
-            except pykka.Timeout:
-                logger.error("shutdown: the dispatcher did not cancel the jobs within %.0fs", bound)
-            except pykka.ActorDeadError:
-                pass  # crashed meanwhile: the crash path resolves every job
-            drained.wait(grace)
-        stuck: list[JobState] = []
-        if not drained.is_set():
-            stuck = self._table.unfinished()
-            logger.error(
-                "shutdown: %d job(s) did not stop within %ss of being cancelled: %s",
-                len(stuck),
-                grace,
-                ", ".join(s.job.id for s in stuck[:20]),
-            )
-            for state in stuck:
-                self._table.finish(
-                    state,
-                    CANCELLED,
-                    error=ErrorInfo(
-                        "postroom.JobCancelled", "cancelled by shutdown; the handler did not return"
-                    ),
-                )
-        try:
-            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=_ASK_TIMEOUT)
-            self._final_stats = replace(final, running=0, pending=0)
-            dispatcher.ask(HALT, timeout=_ASK_TIMEOUT)
-            dispatcher.stop(block=True, timeout=_ASK_TIMEOUT)
-        except (pykka.ActorDeadError, pykka.Timeout):
-            logger.exception("shutdown: the dispatcher did not answer")
-            self._reaper.stop_all()
-
-    # --- failure --------------------------------------------------------------------
-
-    def _dispatcher_failed(
-        self, actor: Any, _type: Any, exc: BaseException | None, _tb: Any
-    ) -> None:
-        # On the failed dispatcher's thread: its counters are still readable.
-        try:
-            stats: Stats | None = actor._stats()  # noqa: SLF001
-        except Exception:  # noqa: BLE001 - the figures are a courtesy; the crash is not
-            stats = None
-        self._crash(f"the dispatcher failed: {exc!r}", stats)
-
-    def _crash(self, reason: str, stats: Stats | None) -> None:
-        """Fail loudly: resolve every unfinished handle with an error, stop the actors.
-
-        ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
-        with the jobs failed here counted as failed.
-        """
-        with self._gate:
-            if self._state in (_CRASHED, _CLOSED):
-                return
-            self._state = _CRASHED
-            self._crash_reason = reason
-        logger.error("postroom scheduler crashed: %s", reason)
-        for capacity in self._capacities.values():
-            capacity.close()
-        error = ErrorInfo("postroom.SchedulerCrashed", reason)
-        for state in self._table.unfinished():
-            self._table.finish(state, FAILED, error=error)
-        # The table counted the jobs failed here; the rest is the dispatcher's
-        # last word (or nothing, if it could not give one).
-        counts = self._table.counts()
-        self._final_stats = replace(
-            stats or self._empty_stats(),
-            submitted=counts.submitted,
-            completed=counts.completed,
-            failed=counts.failed,
-            cancelled=counts.cancelled,
-            running=0,
-            pending=0,
-            workers=0,
-            repo_locks=0,
-        )
-        self._drained.set()
-        self._reaper.stop_all()
-
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
-
-    def _closed_error(self) -> SchedulerClosed:
-        if self._state == _CRASHED:
-            err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
-            err.__cause__ = SchedulerCrashed(self._crash_reason)
-            return err
-        if self._state == _NEW:
-            return SchedulerClosed("the scheduler is not started: call start() or use `with`")
-        return SchedulerClosed("the scheduler is shut down")
-
-    def _empty_stats(self) -> Stats:
-        queues = tuple(
-            QueueStats(name, queue.workers, 0, 0, queue.max_pending)
-            for name, queue in self._queues.items()
-        )
-        workers = sum(queue.workers for queue in self._queues.values())
-        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues)
 
 
 _JSON_SCALARS = frozenset((str, int, bool, type(None)))
