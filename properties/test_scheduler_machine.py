@@ -240,12 +240,13 @@ def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors import _jobs
+    from actors._job_state import JobState
+    from actors._job_table import JobTable
 
-    def holder(self: _jobs.JobTable, key: str) -> _jobs.JobState | None:
+    def holder(self: JobTable, key: str) -> JobState | None:
         return None  # BUG: no idempotency lookup
 
-    return _patched(_jobs.JobTable, "holder", holder)
+    return _patched(JobTable, "holder", holder)
 
 
 def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -283,14 +284,15 @@ def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors import _jobs
+    from actors._job_state import JobState
+    from actors._job_table import JobTable
     from actors._status import JobStatus
 
-    original = _jobs.JobTable.finish
+    original = JobTable.finish
 
     def finish(
-        self: _jobs.JobTable,
-        state: _jobs.JobState,
+        self: JobTable,
+        state: JobState,
         status: JobStatus,
         *args: object,
         **kwargs: object,
@@ -303,7 +305,7 @@ def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
             return True  # BUG: the handle never resolves
         return original(self, state, status, *args, **kwargs)  # type: ignore[arg-type]
 
-    return _patched(_jobs.JobTable, "finish", finish)
+    return _patched(JobTable, "finish", finish)
 
 
 SEEDED_BUGS: dict[str, tuple[Callable[[], contextmanager[None]], tuple[str, ...]]] = {  # type: ignore[type-arg]
