@@ -21,11 +21,9 @@ other threads see job state only through `JobState` snapshots and handles.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, get_args
 
 import pykka
@@ -37,6 +35,7 @@ from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._clock import Clock
+from actors._dispatcher_pool import ChildFailed, WorkerPool
 from actors._dispatcher_schedules import ScheduleCall, ScheduleDriver, SubmitScheduled
 from actors._handlers import HandlerSpec
 from actors._histogram import HistogramData, RunHistogram, merge_histograms
@@ -51,7 +50,6 @@ from actors._repo_lock import RepoLock, RepoMode, RepoWaits
 from actors._schedules import ScheduleBook, ScheduleSpec
 from actors._status import CANCELLED, COMPLETED, FAILED
 from actors._timer import Timer, TimerGauge
-from actors._worker import Worker, error_info
 from actors.messages import (
     After,
     Cancel,
@@ -116,15 +114,6 @@ class _Repo:
 
 
 @dataclass(frozen=True, slots=True)
-class _ChildFailed:
-    """A child actor died of an unexpected error (told from the child's thread)."""
-
-    kind: str
-    ident: int | str
-    error: ErrorInfo
-
-
-@dataclass(frozen=True, slots=True)
 class _Boot:
     """Start the Timer and the workers (asked once by the facade)."""
 
@@ -156,7 +145,7 @@ class _Halt:
     """Stop every child actor (the last step of shutdown, or a crash)."""
 
 
-class Dispatcher(ScheduleDriver, LoopActor):
+class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
     def __init__(
@@ -245,7 +234,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
             _ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
             Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
-            _ChildFailed: self._on_child_failed,
+            ChildFailed: self._on_child_failed,
             _Boot: lambda _m: self._boot(),
             _Halt: lambda _m: self._halt(),
         }
@@ -524,40 +513,7 @@ class Dispatcher(ScheduleDriver, LoopActor):
         self._finish(state, _cancelled(reason, parent))
         return CancelResult.CANCELLED
 
-    # --- pool -----------------------------------------------------------------------
-
-    def _spawn_worker(self, queue: str) -> None:
-        assert self._timer is not None
-        worker_id = next(self._worker_ids)
-        ready = self._readies[queue]
-        spawned = Worker.spawn(
-            worker_id,
-            self.actor_ref,
-            self._timer,
-            ready,
-            self._handlers,
-            self._table,
-            self._clock,
-            self._tokens,
-            self._child_failure("worker", worker_id),
-            self._run_times.setdefault(worker_id, {}),
-        )
-        # A worker reads the ready queue, not its mailbox: it is stopped there.
-        self._reaper.add(spawned.thread, ready.close)
-        self._workers[queue] += 1
-        self._worker_queue[worker_id] = queue
-
-    def _resize(self, workers: int, queue: str) -> int:
-        now = self._workers[queue]
-        for _ in range(workers - now):
-            self._spawn_worker(queue)
-        if workers < now:
-            # Idle workers leave at once, busy ones after their current job.
-            self._readies[queue].retire(now - workers)
-            self._workers[queue] = workers
-        return workers
-
-    # --- shutdown and supervision -----------------------------------------------------
+    # --- shutdown -------------------------------------------------------------------
 
     def _close(self, *, cancel: bool) -> None:
         self._closing = True
@@ -572,54 +528,6 @@ class Dispatcher(ScheduleDriver, LoopActor):
                     self._cancel(job_id, "shutdown")
         # Workers finish jobs too: the table tells whichever thread ends the last one.
         self._table.when_empty(self._drained)
-
-    def _child_failure(self, kind: str, ident: int | str) -> FailureReport:
-        me = self.actor_ref
-
-        def report(
-            _actor: pykka.Actor,
-            _type: type[BaseException] | None,
-            exc: BaseException | None,
-            _tb: TracebackType | None,
-        ) -> None:
-            info = error_info(exc) if exc is not None else ErrorInfo("unknown", "")
-            if me.is_alive():
-                me.tell(_ChildFailed(kind, ident, info))
-
-        return report
-
-    def _on_child_failed(self, message: _ChildFailed) -> None:
-        if message.kind != "worker":
-            self._crash(
-                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}",
-                self._stats(),
-            )
-            return
-        crashes = self._crashes
-        now = time.monotonic()
-        crashes.append(now)
-        while crashes and crashes[0] < now - self._config.restart_window:
-            crashes.popleft()
-        if len(crashes) > self._config.restart_limit:
-            self._crash(
-                f"workers failed {len(crashes)} times within {self._config.restart_window}s "
-                f"(last: {message.error.message})",
-                self._stats(),
-            )
-            return
-        worker_id = int(message.ident)
-        logger.error("worker %s failed and is replaced: %s", worker_id, message.error.message)
-        error = ErrorInfo("postroom.WorkerCrashed", message.error.message, message.error.traceback)
-        queue = self._worker_queue.pop(worker_id)
-        ready = self._readies[queue]
-        for job_id in ready.taken_by(worker_id):
-            ready.done(job_id)
-            state = self._states.get(job_id)
-            if state is not None:
-                outcome = Outcome("failed", error=error, retryable=False)
-                self._on_finished(Finished(state.job, outcome, worker_id))
-        self._workers[queue] -= 1
-        self._spawn_worker(queue)
 
     def _stats(self) -> Stats:
         counts = self._table.counts()
