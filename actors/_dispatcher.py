@@ -35,15 +35,15 @@ from actors._cancel import CancelReason
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._clock import Clock
+from actors._dispatcher_figures import DispatcherFigures
 from actors._dispatcher_pool import ChildFailed, WorkerPool
 from actors._dispatcher_schedules import ScheduleCall, ScheduleDriver, SubmitScheduled
 from actors._handlers import HandlerSpec
-from actors._histogram import HistogramData, RunHistogram, merge_histograms
-from actors._info import QueueStats, Stats
+from actors._histogram import RunHistogram
+from actors._info import Stats
 from actors._job_state import HELD, READY, REPO, TIMER, JobState, LabelCounts
 from actors._job_table import JobTable
 from actors._log import job_extra, logger
-from actors._metrics import MetricsSnapshot
 from actors._ready import ReadyQueue
 from actors._reaper import Reaper
 from actors._repo_lock import RepoLock, RepoMode, RepoWaits
@@ -145,7 +145,7 @@ class _Halt:
     """Stop every child actor (the last step of shutdown, or a crash)."""
 
 
-class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
+class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
     def __init__(
@@ -529,62 +529,6 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
         # Workers finish jobs too: the table tells whichever thread ends the last one.
         self._table.when_empty(self._drained)
 
-    def _stats(self) -> Stats:
-        counts = self._table.counts()
-        queues = tuple(
-            _queue_stats(name, self._workers[name], ready, self._capacities[name])
-            for name, ready in self._readies.items()
-        )
-        running = sum(q.running for q in queues)
-        dropped, rejected = self._counts()
-        return Stats(
-            submitted=counts.submitted,
-            completed=counts.completed,
-            failed=counts.failed,
-            cancelled=counts.cancelled,
-            retried=self._retried,
-            dropped=dropped,
-            rejected=rejected,
-            running=running,
-            pending=max(len(self._states) - running, 0),
-            workers=sum(self._workers.values()),
-            repo_locks=len(self._repos),
-            avg_run_time=counts.run_time / counts.runs if counts.runs else 0.0,
-            queues=queues,
-        )
-
-    def _metrics(self) -> MetricsSnapshot:
-        """The figures the Prometheus collector exposes (see `actors._metrics`)."""
-        stats = self._stats()
-        histograms: dict[tuple[str, str], list[HistogramData]] = {}
-        for per_worker in list(self._run_times.values()):
-            for counts, histogram in per_worker.copy().items():
-                key = (counts.queue, counts.handler)
-                histograms.setdefault(key, []).append(histogram.read())
-        labels = self._table.all_label_counts()
-        finished: dict[tuple[str, str, str], int] = {}
-        for c in labels:
-            finished[c.queue, c.handler, "completed"] = c.completed
-            finished[c.queue, c.handler, "failed"] = c.failed
-            finished[c.queue, c.handler, "cancelled"] = c.cancelled
-        return MetricsSnapshot(
-            submitted={(c.queue, c.handler): c.submitted for c in labels},
-            finished=finished,
-            retries=self._retries_by.copy(),
-            run_seconds={key: merge_histograms(parts) for key, parts in histograms.items()},
-            queue_jobs=self._table.waiting_by_queue(),
-            running={q.name: q.running for q in stats.queues},
-            workers={q.name: q.workers for q in stats.queues},
-            repo_waits=self._repo_waits.count,
-            repo_locks=stats.repo_locks,
-            timer_entries=self._timer_gauge.entries,
-            schedule_fires=self._schedules.fires_by.copy(),
-            schedule_misfires=self._schedules.misfires_by.copy(),
-            schedule_skips=self._schedules.skips_by.copy(),
-            dropped=stats.dropped,
-            rejected=stats.rejected,
-        )
-
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
         for queue, ready in self._readies.items():
@@ -607,11 +551,6 @@ _STATUS = {
     "failed": FAILED,
     "cancelled": CANCELLED,
 }
-
-
-def _queue_stats(name: str, workers: int, ready: ReadyQueue, capacity: Capacity) -> QueueStats:
-    running = ready.running
-    return QueueStats(name, workers, running, max(capacity.used - running, 0), capacity.limit)
 
 
 def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
