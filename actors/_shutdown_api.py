@@ -31,7 +31,6 @@ from actors._status import CANCELLED, FAILED
 from actors.messages import Close, ErrorInfo
 
 __all__ = [
-    "ASK_TIMEOUT",
     "CLOSED",
     "CLOSING",
     "CRASHED",
@@ -42,8 +41,6 @@ __all__ = [
 
 NEW, RUNNING, CLOSING, CLOSED, CRASHED = "new", "running", "closing", "closed", "crashed"
 
-ASK_TIMEOUT = 10.0
-"""Seconds any question to the Dispatcher may take before it is a visible error."""
 CANCEL_BOUND = 1e-4
 """Seconds per unfinished job a forceful close may take before shutdown gives
 up on the Dispatcher (measured: about 10 us per job)."""
@@ -66,6 +63,10 @@ class ShutdownAPI:
     _unregister_metrics: Callable[[], None] | None
     _dropped: int
     _rejected: int
+
+    _ask_timeout = 10.0
+    """Seconds any question to the Dispatcher may take before it is a visible
+    error (a class attribute: one place for the facade, and for tests to shorten)."""
 
     def shutdown(
         self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
@@ -124,7 +125,7 @@ class ShutdownAPI:
             # Dispatcher has cancelled every waiting job and signalled the
             # running ones, which takes a while with a million jobs waiting.
             closing = dispatcher.ask(Close(cancel=True), block=False)
-            bound = ASK_TIMEOUT + CANCEL_BOUND * len(self._table.active)
+            bound = self._ask_timeout + CANCEL_BOUND * len(self._table.active)
             try:
                 closing.get(timeout=bound)
             except pykka.Timeout:
@@ -150,10 +151,10 @@ class ShutdownAPI:
                     ),
                 )
         try:
-            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=ASK_TIMEOUT)
+            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=self._ask_timeout)
             self._final_stats = replace(final, running=0, pending=0)
-            dispatcher.ask(HALT, timeout=ASK_TIMEOUT)
-            dispatcher.stop(block=True, timeout=ASK_TIMEOUT)
+            dispatcher.ask(HALT, timeout=self._ask_timeout)
+            dispatcher.stop(block=True, timeout=self._ask_timeout)
         except (pykka.ActorDeadError, pykka.Timeout):
             logger.exception("shutdown: the dispatcher did not answer")
             self._reaper.stop_all()

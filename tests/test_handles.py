@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 
-import actors._scheduler
 from actors import (
     CancelResult,
     JobCancelled,
@@ -364,7 +363,7 @@ def test_await_handle_gives_result_without_blocking_the_loop() -> None:
 def short_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make a question to the Dispatcher time out after 0.5 s instead of 10 s, so a
     deadlocked ask shows up quickly."""
-    monkeypatch.setattr(actors._scheduler, "_ASK_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setattr(Scheduler, "_ask_timeout", 0.5)
 
 
 @pytest.mark.usefixtures("short_asks")

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import actors._repo_lock
-import actors._scheduler
 import actors._worker
 from actors import (
     JobFailed,
@@ -125,7 +124,7 @@ def test_shutdown_after_a_repo_lock_crash_joins_every_thread(
 
 def test_stats_keep_the_final_figures_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     # A short ask timeout keeps the test fast; a correct answer needs no ask at all.
-    monkeypatch.setattr(actors._scheduler, "_ASK_TIMEOUT", 1.0, raising=False)
+    monkeypatch.setattr(Scheduler, "_ask_timeout", 1.0)
     sched, _started, _release = _crashing_scheduler()
     sched.start()
     try:
