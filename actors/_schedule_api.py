@@ -22,6 +22,7 @@ from actors._checks import (
 from actors._errors import QueueFull
 from actors._handlers import HandlerSpec
 from actors._json import json_copy
+from actors._misfire import MisfirePolicy
 from actors._priority import Priority
 from actors._queue import Queue
 from actors._retry import RetryPolicy
@@ -32,7 +33,7 @@ from actors._schedules import (
     ScheduleSpec,
     check_policies,
 )
-from actors._triggers import AtTrigger, CronTrigger, IntervalTrigger, MisfirePolicy, Trigger
+from actors._triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
 
 if TYPE_CHECKING:
     from actors._handle import JobHandle

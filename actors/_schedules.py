@@ -33,8 +33,9 @@ from typing import Literal
 
 from actors._errors import InvalidArgument, ScheduleNotFound
 from actors._log import logger
+from actors._misfire import FireDecision, MisfirePolicy, check_misfire, decide_fire
 from actors._retry import RetryPolicy
-from actors._triggers import FireDecision, MisfirePolicy, Trigger, check_misfire, decide_fire
+from actors._triggers import Trigger
 from actors.messages import JSONValue
 
 __all__ = [

@@ -1,4 +1,5 @@
 """Schedule arithmetic: when a cron, interval or one-shot schedule fires next.
+(What to do about a fire that came late is ``_misfire.py``.)
 
 Pure functions and immutable classes over wall-clock time: no threads, no actors,
 no clock reads. A time here is a float of seconds since the Unix epoch (the
@@ -47,7 +48,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Literal, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -55,18 +56,13 @@ from cronsim import CronSim, CronSimError
 from actors._errors import InvalidArgument
 
 __all__ = [
-    "Trigger",
+    "AtTrigger",
     "CronTrigger",
     "IntervalTrigger",
-    "AtTrigger",
-    "MisfirePolicy",
-    "FireDecision",
-    "check_misfire",
-    "decide_fire",
+    "Trigger",
+    "interval_index",
+    "time_arg",
 ]
-
-MisfirePolicy = Literal["coalesce", "skip"]
-"""What to do with a fire that started more than ``misfire_grace`` late: see `decide_fire`."""
 
 # Seconds: the shortest interval, one microsecond (`timedelta`'s resolution). Any
 # shorter and ``start + k * interval`` may not grow with k at today's epoch.
@@ -126,7 +122,7 @@ def _instant(name: str, value: object) -> float:
     return float(value)
 
 
-def _time_arg(value: object, name: str = "t") -> float:
+def time_arg(value: object, name: str = "t") -> float:
     """The ``t`` or ``now`` of a query: finite epoch seconds a datetime can hold."""
     t = _seconds(name, value)
     if not _MIN_TIME <= t <= _MAX_TIME:
@@ -213,12 +209,12 @@ class CronTrigger:
         (cronsim's horizon: ``0 0 31 2,4 *`` is rejected, but
         ``* * */20 * 1L`` is valid and never fires) or only past year 9999.
         """
-        return next(self._walk(_time_arg(t)), None)
+        return next(self._walk(time_arg(t)), None)
 
     def fires_after(self, t: float) -> Iterator[float]:
         """Every fire time strictly after ``t``, in order: the same times as
         chaining `next_after`, at a fraction of the cost (one parse)."""
-        return self._walk(_time_arg(t))
+        return self._walk(time_arg(t))
 
     def _walk(self, t: float) -> Iterator[float]:
         try:
@@ -361,7 +357,7 @@ class IntervalTrigger:
         """
         if self.start is not None:
             return self
-        return IntervalTrigger(self.interval, _time_arg(now, "now"), self.end)
+        return IntervalTrigger(self.interval, time_arg(now, "now"), self.end)
 
     def fire(self, k: int) -> float:
         """Fire number ``k`` (0 is ``start``), exactly ``start + k * interval``.
@@ -372,12 +368,12 @@ class IntervalTrigger:
 
     def first_fire(self, now: float) -> float | None:
         """The first fire time at or after ``now`` (``start`` itself if in the future)."""
-        k = _interval_index(self, _time_arg(now, "now"), strictly=False)
+        k = interval_index(self, time_arg(now, "now"), strictly=False)
         return self._bounded(self.fire(k))
 
     def next_after(self, t: float) -> float | None:
         """The first fire time strictly after ``t``; None past ``end``."""
-        k = _interval_index(self, _time_arg(t), strictly=True)
+        k = interval_index(self, time_arg(t), strictly=True)
         return self._bounded(self.fire(k))
 
     def _start(self) -> float:
@@ -393,7 +389,7 @@ class IntervalTrigger:
         return None if self.end is not None and fire > self.end else fire
 
 
-def _interval_index(trigger: IntervalTrigger, t: float, *, strictly: bool) -> int:
+def interval_index(trigger: IntervalTrigger, t: float, *, strictly: bool) -> int:
     """The smallest k >= 0 whose fire is after ``t`` (or at it, unless ``strictly``)."""
 
     def early(k: int) -> bool:
@@ -440,119 +436,9 @@ class AtTrigger:
 
     def first_fire(self, now: float) -> float:
         """``when``, even if it is before ``now``: then the fire is due at once."""
-        _time_arg(now, "now")
+        time_arg(now, "now")
         return self.when
 
     def next_after(self, t: float) -> float | None:
         """``when`` if it is after ``t``; None once ``t`` reached it."""
-        return self.when if self.when > _time_arg(t) else None
-
-
-@dataclass(frozen=True, slots=True)
-class FireDecision:
-    """What to do about a schedule whose fire time came: the answer of `decide_fire`."""
-
-    run: bool
-    """Start one run now."""
-    fire_time: float | None
-    """The fire time the run stands for (the latest one due), or None without a run."""
-    next_fire: float | None
-    """When to look at the schedule again: its first fire time after now, or ``due``
-    itself when it is not due yet; None when it has no more fires."""
-    missed: int
-    """Fire times due by now that get no run of their own: dropped, or folded
-    into this run. Add it to the schedule's misfire count."""
-
-
-def check_misfire(policy: object, misfire_grace: object) -> None:
-    """`InvalidArgument` unless ``policy`` is a `MisfirePolicy` and ``misfire_grace``
-    is seconds >= 0 (infinity allowed: never a misfire)."""
-    if (
-        not isinstance(misfire_grace, int | float)
-        or isinstance(misfire_grace, bool)
-        or math.isnan(misfire_grace)
-        or misfire_grace < 0
-    ):
-        msg = f"misfire_grace must be seconds >= 0 (inf allowed), not {misfire_grace!r}"
-        raise InvalidArgument(msg)
-    if policy not in ("coalesce", "skip"):
-        msg = f"misfire policy must be 'coalesce' or 'skip', not {policy!r}"
-        raise InvalidArgument(msg)
-
-
-def decide_fire(
-    trigger: Trigger,
-    due: float,
-    now: float,
-    *,
-    misfire_grace: float,
-    policy: MisfirePolicy = "coalesce",
-) -> FireDecision:
-    """Decide, at ``now``, about the fire the scheduler woke up for at ``due``.
-
-    ``due`` is a fire time the trigger produced. The fire times due by now are
-    ``due`` and the trigger's later ones up to ``now`` inclusive; if the
-    scheduler ran late, there may be several. At most one run ever results (a
-    late scheduler never runs a burst) and it stands for the latest of them. It
-    runs if that fire is at most ``misfire_grace`` seconds late; if it is later
-    still (a misfire), ``"coalesce"`` runs it anyway, once for all of them, and
-    ``"skip"`` drops it. Either way the schedule continues from its first fire
-    time after ``now``.
-
-    A fire is never due before its time: with ``now < due`` nothing runs and
-    ``next_fire`` is ``due``.
-
-    Cost: constant for an `IntervalTrigger`; for other triggers, one step per
-    fire time due.
-
-    Raises:
-        InvalidArgument: ``due`` or ``now`` is not finite epoch seconds,
-            ``misfire_grace`` is negative or NaN (infinity is allowed: never a
-            misfire), or ``policy`` is neither ``"coalesce"`` nor ``"skip"``.
-    """
-    due = _time_arg(due, "due")
-    now = _time_arg(now, "now")
-    check_misfire(policy, misfire_grace)
-    if now < due:
-        return FireDecision(run=False, fire_time=None, next_fire=due, missed=0)
-    count, latest, following = _due_fires(trigger, due, now)
-    run = policy == "coalesce" or now - latest <= misfire_grace
-    return FireDecision(
-        run=run,
-        fire_time=latest if run else None,
-        next_fire=following,
-        missed=count - 1 if run else count,
-    )
-
-
-def _due_fires(trigger: Trigger, due: float, now: float) -> tuple[int, float, float | None]:
-    """How many fire times lie in [due, now], the latest of them, and the one after.
-
-    ``due <= now`` is given.
-    """
-    if isinstance(trigger, IntervalTrigger) and trigger.start is not None:
-        # Index arithmetic instead of a walk: an interval of a second, missed
-        # for a day, is 86,400 fires.
-        first = _interval_index(trigger, due, strictly=False)
-        last = _interval_index(trigger, now, strictly=True) - 1
-        if trigger.end is not None:
-            last = min(last, _interval_index(trigger, trigger.end, strictly=True) - 1)
-        if last < first:
-            return 1, due, trigger.next_after(now)  # `due` is off the grid
-        count = last - first + 1 if trigger.fire(first) == due else last - first + 2
-        return count, trigger.fire(last), trigger.next_after(now)
-    fires = trigger.fires_after(due) if isinstance(trigger, CronTrigger) else _chain(trigger, due)
-    count, latest = 1, due
-    for fire in fires:
-        if fire > now:
-            return count, latest, fire
-        count, latest = count + 1, fire
-    return count, latest, None
-
-
-def _chain(trigger: Trigger, t: float) -> Iterator[float]:
-    """Fire times strictly after ``t``, by repeated `next_after`."""
-    fire = trigger.next_after(t)
-    while fire is not None:
-        yield fire
-        fire = trigger.next_after(fire)
+        return self.when if self.when > time_arg(t) else None

@@ -11,14 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from actors._errors import InvalidArgument
-from actors._triggers import (
-    AtTrigger,
-    CronTrigger,
-    FireDecision,
-    IntervalTrigger,
-    Trigger,
-    decide_fire,
-)
+from actors._misfire import FireDecision, decide_fire
+from actors._triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
 
 
 def utc(*args: int) -> float:
