@@ -58,9 +58,11 @@ def test_finished_jobs_leave_no_record_behind(no_cyclic_gc: None) -> None:
     sched.register("slow", lambda ctx, payload: ctx.wait(WAIT), timeout=0.05)
     sched.register("hold", lambda ctx, payload: release.wait(WAIT))
 
+    children: list[JobHandle] = []
+
     @sched.handler("parent")
     def parent(ctx: object, payload: int) -> int:
-        ctx.submit("ok", payload)  # type: ignore[attr-defined]
+        children.append(ctx.submit("ok", payload))  # type: ignore[attr-defined]
         return payload
 
     with sched:
@@ -82,11 +84,15 @@ def test_finished_jobs_leave_no_record_behind(no_cyclic_gc: None) -> None:
         release.set()
         for handle in handles:
             assert handle.wait(WAIT), handle.info()
+        handles += children  # every parent has run: its child is in the list
+        for handle in children:
+            assert handle.wait(WAIT), handle.info()
         prefix = handles[0].id.rsplit("-", 1)[0]
         # Push every one of them out of the history.
         for i in range(HISTORY):
             sched.submit("ok", i).result(timeout=WAIT)
         statuses = {h.status.value for h in handles}
+        children.clear()  # the handler closes over the list: empty it, do not delete it
         del handles, delayed, running, handle
         alive = _records_alive(prefix)
     assert statuses == {"completed", "failed", "cancelled"}
