@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -42,6 +41,7 @@ from hypothesis.stateful import (
 )
 
 from properties.scheduler_model import MODES, Run, Submitted, check_trace
+from properties.seeded import failure_of, patched
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -139,16 +139,6 @@ TestSchedulerMachine = SchedulerMachine.TestCase
 # --- seeded bugs: the machine must catch each one ------------------------------------
 
 
-@contextmanager
-def _patched(obj: object, name: str, value: object) -> Iterator[None]:
-    original = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, original)
-
-
 def _release_early() -> contextmanager[None]:  # type: ignore[type-arg]
     from actors import _repo_lock
 
@@ -160,7 +150,7 @@ def _release_early() -> contextmanager[None]:  # type: ignore[type-arg]
             self._active = None  # BUG: the repo is free while its job runs
             original(self)
 
-    return _patched(_repo_lock.RepoLock, "_advance", advance)
+    return patched(_repo_lock.RepoLock, "_advance", advance)
 
 
 def _retry_once_more() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -178,9 +168,9 @@ def _retry_once_more() -> contextmanager[None]:  # type: ignore[type-arg]
     @contextmanager
     def both() -> Iterator[None]:
         with (
-            _patched(_repo_lock, "next_attempt", next_attempt),
-            _patched(_dispatcher, "next_attempt", next_attempt),
-            _patched(_attempts, "next_attempt", next_attempt),
+            patched(_repo_lock, "next_attempt", next_attempt),
+            patched(_dispatcher, "next_attempt", next_attempt),
+            patched(_attempts, "next_attempt", next_attempt),
         ):
             yield
 
@@ -199,7 +189,7 @@ def _timer_early() -> contextmanager[None]:  # type: ignore[type-arg]
     def add(self: _timer.Timer, entry: After) -> Any:
         return original(self, replace(entry, due=entry.due - 2.0))  # BUG: 2 s early
 
-    return _patched(_timer.Timer, "_add", add)
+    return patched(_timer.Timer, "_add", add)
 
 
 def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -218,7 +208,7 @@ def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
 
     @contextmanager
     def both() -> Iterator[None]:
-        with _patched(_ready.ReadyQueue, "put", put), _patched(_ready, "_key", key):
+        with patched(_ready.ReadyQueue, "put", put), patched(_ready, "_key", key):
             yield
 
     return both()
@@ -236,7 +226,7 @@ def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
             return True  # BUG: reported signalled, but the handler is never told
         return entry[1].fire(job_id, attempt, reason)
 
-    return _patched(_ready.ReadyQueue, "signal", signal)
+    return patched(_ready.ReadyQueue, "signal", signal)
 
 
 def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -246,7 +236,7 @@ def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
     def holder(self: JobTable, key: str) -> JobState | None:
         return None  # BUG: no idempotency lookup
 
-    return _patched(JobTable, "holder", holder)
+    return patched(JobTable, "holder", holder)
 
 
 def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
@@ -275,8 +265,8 @@ def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
     @contextmanager
     def both() -> Iterator[None]:
         with (
-            _patched(_repo_lock.RepoLock, "_enqueue", enqueue),
-            _patched(_repo_lock.RepoLock, "_withdraw", withdraw),
+            patched(_repo_lock.RepoLock, "_enqueue", enqueue),
+            patched(_repo_lock.RepoLock, "_withdraw", withdraw),
         ):
             yield
 
@@ -305,7 +295,7 @@ def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
             return True  # BUG: the handle never resolves
         return original(self, state, status, *args, **kwargs)  # type: ignore[arg-type]
 
-    return _patched(JobTable, "finish", finish)
+    return patched(JobTable, "finish", finish)
 
 
 SEEDED_BUGS: dict[str, tuple[Callable[[], contextmanager[None]], tuple[str, ...]]] = {  # type: ignore[type-arg]
@@ -324,27 +314,8 @@ SEEDED_BUGS: dict[str, tuple[Callable[[], contextmanager[None]], tuple[str, ...]
 @pytest.mark.parametrize("bug", sorted(SEEDED_BUGS))
 def test_machine_catches_seeded_bug(bug: str) -> None:
     """The machine is only worth something if it fails on a broken scheduler."""
-
-    class Seeded(SchedulerMachine):
-        pass
-
-    Seeded.TestCase.settings = settings(
-        max_examples=150,
-        derandomize=True,  # the same examples every run: a catch is not luck
-        stateful_step_count=25,
-        deadline=None,
-        phases=[Phase.generate],  # stop at the first failure; no shrinking
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
     seed, rules = SEEDED_BUGS[bug]
-    # Hypothesis replays a failure to confirm it; with real threads the replay may
-    # not fail the same way, and it then reports the failure as Flaky, which is a
-    # catch all the same.
-    with seed(), pytest.raises((AssertionError, Flaky)) as caught:
-        Seeded.TestCase().runTest()
-    found = caught.value
-    inner = found.exceptions if isinstance(found, BaseExceptionGroup) else (found,)
-    message = "\n".join(str(exc) for exc in inner)
+    with seed():
+        message = failure_of(SchedulerMachine, max_examples=150, steps=25)
     # Caught for the right reason: the rule the bug breaks, not some other failure.
     assert any(rule in message for rule in rules), message[:500]

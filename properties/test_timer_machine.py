@@ -19,14 +19,11 @@ A seeded bug (the Timer filing every entry 1 s early) must be caught.
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from pykka.messages import ProxyGetAttr
 
@@ -34,6 +31,7 @@ from actors import ManualClock
 from actors._actor import post
 from actors._timer import Timer
 from actors.messages import After, CancelTimer, Fire
+from properties.seeded import failure_of, patched
 from tests.helpers import Collector
 
 WAIT = 10.0
@@ -156,44 +154,17 @@ TimerMachine.TestCase.settings = settings(
 TestTimerMachine = TimerMachine.TestCase
 
 
-@contextmanager
-def _early_timer() -> Iterator[None]:
-    from dataclasses import replace
-
-    original = Timer._add
-
+def _add_early(original: Any) -> Any:
     def add(self: Timer, entry: After) -> None:
         original(self, replace(entry, due=entry.due - 1.0))  # BUG: 1 s early
 
-    Timer._add = add  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Timer._add = original  # type: ignore[method-assign]
+    return add
 
 
 def test_the_timer_machine_catches_an_early_timer() -> None:
     """The machine is only worth something if it fails on a broken Timer."""
-
-    class Seeded(TimerMachine):
-        pass
-
-    Seeded.TestCase.settings = settings(
-        max_examples=60,
-        derandomize=True,  # the same examples every run: a catch is not luck
-        stateful_step_count=20,
-        deadline=None,
-        phases=[Phase.generate],  # stop at the first failure; no shrinking
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-    # With real threads a replay may not fail the same way (whether an early
-    # fire has happened by the time of an ask); Hypothesis then reports Flaky,
-    # which is a catch all the same.
-    with _early_timer(), pytest.raises((AssertionError, Flaky)) as caught:
-        Seeded.TestCase().runTest()
-    found = caught.value
-    inner = found.exceptions if isinstance(found, BaseExceptionGroup) else (found,)
-    message = "\n".join(str(exc) for exc in inner)
-    # Caught for the right reason: early fires, or fewer pending than not yet due.
+    with patched(Timer, "_add", _add_early(Timer._add)):
+        message = failure_of(TimerMachine, max_examples=60, steps=20)
+    # Caught for the right reason: early fires, or fewer pending than not yet due
+    # (whether an early fire happened by the time of an ask depends on the threads).
     assert "rule 11" in message or "not due" in message, message[:500]
