@@ -557,12 +557,14 @@ def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
     return lambda: ref.stop(block=False)
 
 
-def _cancelled_outcome(reason: CancelReason) -> Outcome:
-    message = "cancelled by shutdown" if reason == "shutdown" else "cancelled"
+def _cancel_outcome(message: str) -> Outcome:
     return Outcome("cancelled", error=ErrorInfo("postroom.JobCancelled", message), retryable=False)
 
 
-_CANCELLED = {reason: _cancelled_outcome(reason) for reason in get_args(CancelReason)}
+_CANCELLED = {
+    reason: _cancel_outcome("cancelled by shutdown" if reason == "shutdown" else "cancelled")
+    for reason in get_args(CancelReason)
+}
 """One outcome per reason, shared by every job cancelled for it: a forceful
 shutdown with a million jobs waiting builds no million error records."""
 
@@ -570,8 +572,7 @@ shutdown with a million jobs waiting builds no million error records."""
 def _cancelled(reason: CancelReason, parent: str | None = None) -> Outcome:
     if parent is None:
         return _CANCELLED[reason]
-    error = ErrorInfo("postroom.JobCancelled", f"cancelled: its parent job {parent} was cancelled")
-    return Outcome("cancelled", error=error, retryable=False)
+    return _cancel_outcome(f"cancelled: its parent job {parent} was cancelled")
 
 
 BOOT = _Boot()
