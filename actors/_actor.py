@@ -32,6 +32,8 @@ from pykka import ActorDeadError
 from pykka._envelope import Envelope  # postroom's run loops unpack Pykka's envelopes
 from pykka.messages import _ActorStop
 
+from actors._log import logger
+
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
 
@@ -69,13 +71,34 @@ class ReportingMixin:
         super().__init__()
         self._report_failure = on_failure
 
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Log the failure on postroom's logger and mark the actor stopped.
+
+        Pykka's own version logs on the ``pykka`` logger, where an application
+        that listens to ``postroom`` never sees a crashed actor's traceback.
+        postroom's actors are never in Pykka's registry, so there is nothing
+        to unregister.
+        """
+        logger.error(
+            "postroom actor %s failed",
+            self,
+            exc_info=(exception_type, exception_value, traceback),  # type: ignore[arg-type]
+        )
+        assert isinstance(self, pykka.Actor)
+        self.actor_stopped.set()
+
     def on_failure(
         self,
         exception_type: type[BaseException] | None,
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Pykka has logged the traceback and stopped us: tell the supervisor."""
+        """The failure is logged and we are stopped: tell the supervisor."""
         if self._report_failure is not None:
             assert isinstance(self, pykka.Actor)
             self._report_failure(self, exception_type, exception_value, traceback)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from actors._clock import wait_seconds
+
 __all__ = ["Capacity"]
 
 
@@ -61,7 +63,7 @@ class Capacity:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._cond.wait(wait_seconds(remaining))
         finally:
             self.waiting -= 1
         if self._closed:

@@ -16,7 +16,23 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["MAX_WAIT", "Clock", "ManualClock", "MonotonicClock", "wait_seconds"]
+
+MAX_WAIT = threading.TIMEOUT_MAX
+"""The longest one wait on a lock, condition or event may be (about 292 years on
+Linux): a longer one raises `OverflowError` instead of waiting."""
+
+
+def wait_seconds(seconds: float | None) -> float | None:
+    """``seconds`` as a lock, condition or event wait takes it (None: forever).
+
+    A far-future due time or a caller's huge timeout must simply wait, not
+    raise: anything longer than `MAX_WAIT` waits `MAX_WAIT`, and every caller
+    looks again when it wakes.
+    """
+    if seconds is None or seconds <= MAX_WAIT:
+        return seconds
+    return MAX_WAIT
 
 
 class Clock(Protocol):

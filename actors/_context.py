@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actors._cancel import CancelScope
+from actors._clock import wait_seconds
 from actors._errors import InvalidArgument, JobCancelled, SchedulerClosed
 from actors._log import job_logger
 from actors._priority import Priority
@@ -98,7 +99,7 @@ class JobContext:
         Returns:
             True if the attempt was told to stop.
         """
-        return self._scope.event.wait(seconds)
+        return self._scope.event.wait(wait_seconds(seconds))
 
     def raise_if_cancelled(self) -> None:
         """Raise `JobCancelled` if this attempt has been told to stop."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from actors._cancel import CancelReason
+from actors._clock import wait_seconds
 from actors._info import JobInfo, Progress
 from actors._log import logger
 from actors._status import PENDING, RETRYING, RUNNING, SCHEDULED, JobStatus
@@ -162,7 +163,7 @@ class JobState:
                 self._event = fresh
             event = self._event
         assert event is not None  # set above, or before (it is never unset)
-        return event.wait(timeout)
+        return event.wait(wait_seconds(timeout))
 
     def snapshot(self) -> JobInfo:
         """A consistent, frozen view of the job now."""

@@ -18,6 +18,7 @@ import pykka
 
 from actors._capacity import Capacity
 from actors._checks import check_seconds
+from actors._clock import wait_seconds
 from actors._dispatcher import GET_STATS, HALT
 from actors._errors import SchedulerClosed, SchedulerCrashed
 from actors._info import QueueStats, Stats
@@ -119,7 +120,7 @@ class ShutdownAPI:
         drained = self._drained
         if graceful:
             dispatcher.tell(Close(cancel=False))
-            drained.wait(timeout)
+            drained.wait(wait_seconds(timeout))
         if not drained.is_set():
             # The grace is for running handlers to return: it starts once the
             # Dispatcher has cancelled every waiting job and signalled the

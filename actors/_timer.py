@@ -19,7 +19,7 @@ import pykka
 from pykka._envelope import Envelope  # the Timer's loop is a Pykka runtime: it unpacks them
 
 from actors._actor import FailureReport, PostroomActor, drain_inbox, fail, handle_item
-from actors._clock import Clock
+from actors._clock import Clock, wait_seconds
 from actors._job_table import JobTable
 from actors._ready import ReadyQueue
 from actors.messages import After, CancelTimer, Fire, Forget, Job
@@ -105,7 +105,7 @@ class _DueInbox:
                         items.clear()
                         return batch
                     return [items.popleft() for _ in range(_TAKE)]
-                self._cond.wait(hint)
+                self._cond.wait(wait_seconds(hint))
 
     def put_back(self, batch: list[Any]) -> None:
         """Return unhandled items to the front, in order (the Timer stopped mid-batch)."""
@@ -210,9 +210,13 @@ class Timer(PostroomActor):
         inbox = self._inbox
         take = inbox.take
         while not stopped.is_set():
-            batch = take()
+            batch: Any = None
             handled = 0
             try:
+                # Inside the try: a failure to wait (a clock that raises, a
+                # bug) is the Timer's failure, reported, so the scheduler
+                # crashes loudly instead of losing every timer in silence.
+                batch = take()
                 if batch is _DUE:
                     self._fire_due()
                 else:
@@ -231,7 +235,7 @@ class Timer(PostroomActor):
                 self._gauge.entries = len(self._by_token)
             except BaseException:  # noqa: BLE001 - a bug here is the Timer's failure, reported
                 fail(self)
-            if stopped.is_set() and batch is not _DUE:
+            if stopped.is_set() and batch is not None and batch is not _DUE:
                 inbox.put_back(batch[handled:])  # for the teardown: asks get an answer
 
     def _actor_loop_teardown(self) -> None:

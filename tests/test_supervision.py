@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import actors._worker
 from actors import (
     JobFailed,
     JobStatus,
+    ManualClock,
     Scheduler,
     SchedulerClosed,
 )
@@ -313,3 +315,49 @@ def test_handler_errors_do_not_count_as_worker_crashes() -> None:
             assert caught.value.error is not None
             assert caught.value.error.type == "RuntimeError"
         assert sched.running
+
+
+# --- the Timer's loop: a failure anywhere in it crashes the scheduler loudly -----------
+
+
+class _BreakingClock(ManualClock):
+    """A manual clock whose `wait_hint` raises once ``broken`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = threading.Event()
+
+    def wait_hint(self, due: float) -> float | None:
+        if self.broken.is_set():
+            raise RuntimeError("clock bug")
+        return super().wait_hint(due)
+
+
+def test_a_failure_while_the_timer_waits_crashes_the_scheduler_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The Timer's wait once sat outside the code that reports an actor's crash:
+    # its thread died in silence, `running` stayed True, and no timer fired again.
+    clock = _BreakingClock()
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("work")
+    def work(ctx, payload):
+        return payload
+
+    sched.start()
+    try:
+        clock.broken.set()
+        with caplog.at_level(logging.ERROR, logger="postroom"):
+            delayed = sched.submit("work", "d", delay=5)
+            with pytest.raises(JobFailed) as caught:
+                delayed.result(timeout=10)
+        assert caught.value.error is not None
+        assert caught.value.error.type == "postroom.SchedulerCrashed"
+        assert "timer" in caught.value.error.message
+        assert not sched.running
+        failures = [r for r in caplog.records if r.name == "postroom" and r.exc_info]
+        assert any("clock bug" in str(r.exc_info[1]) for r in failures if r.exc_info)
+    finally:
+        clock.broken.clear()
+        sched.shutdown()

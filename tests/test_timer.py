@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import queue
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from actors import JobContext, JobStatus, ManualClock, MonotonicClock, Scheduler
+from actors import JobContext, JobStatus, ManualClock, MonotonicClock, RetryPolicy, Scheduler
 from actors._timer import Timer
 from actors.messages import After, CancelTimer, Fire, Forget
-from tests.helpers import WAIT, Collector, Runs, barrier, collector, quiet
+from tests.helpers import WAIT, Collector, Runs, barrier, collector, quiet, wait_until
 
 # --- delayed jobs -----------------------------------------------------------------------
 
@@ -242,3 +245,77 @@ def test_cancelled_entries_do_not_pile_up_and_never_fire(
     barrier(target)
     fired = [m.key for m in _drain(fires)]
     assert fired == [f"job-{t}" for t in range(100, 20_001, 100)]
+
+
+# --- far-future times -------------------------------------------------------------------
+
+
+def _far_future_waits(sched: Scheduler, how: str) -> None:
+    """Arm one entry so far ahead that its wait is past `threading.TIMEOUT_MAX`."""
+    if how == "delay":
+        assert sched.submit("ok", delay=1e10).status is JobStatus.SCHEDULED
+    elif how == "timeout":
+        assert sched.submit("ok", timeout=1e10).result(timeout=WAIT) == "ok"
+    elif how == "at":
+        sched.at("ok", datetime(2400, 1, 1, tzinfo=UTC))
+    elif how == "every":
+        sched.every("ok", 1e10)
+    else:
+        policy = RetryPolicy.fixed(math.inf) if how == "fixed" else RetryPolicy.linear(math.inf)
+        handle = sched.submit("fail_once", max_retries=1, retry=policy)
+        wait_until(lambda: handle.status is JobStatus.RETRYING, "the job to wait for its retry")
+
+
+@pytest.mark.parametrize("how", ["delay", "timeout", "at", "every", "fixed", "linear"])
+def test_a_far_future_time_simply_waits_and_the_timer_keeps_firing(how: str) -> None:
+    # A wait past threading.TIMEOUT_MAX once raised OverflowError in the Timer's
+    # thread: it died, and no delayed job, timeout, retry or schedule fired again.
+    sched = Scheduler(workers=2)
+    failed_once: set[str] = set()
+
+    @sched.handler("ok")
+    def ok(ctx: JobContext, payload: Any) -> str:
+        return "ok"
+
+    @sched.handler("fail_once")
+    def fail_once(ctx: JobContext, payload: Any) -> str:
+        if ctx.job_id not in failed_once:
+            failed_once.add(ctx.job_id)
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    sched.start()
+    try:
+        _far_future_waits(sched, how)
+        # The Timer is alive and on time for everything after it. Twice: the
+        # first may share the Timer's batch with the far entry and fire before
+        # the Timer ever waits for the far one.
+        for _ in range(2):
+            soon = sched.submit("ok", delay=0.02)
+            assert soon.result(timeout=WAIT) == "ok"
+        assert sched.running
+    finally:
+        # The far entry cannot come due within any timeout: don't wait for it.
+        sched.shutdown(graceful=False)
+
+
+def test_huge_waits_of_callers_and_handlers_simply_wait() -> None:
+    # Each of these once raised OverflowError: a lock wait takes at most
+    # threading.TIMEOUT_MAX seconds.
+    sched = Scheduler(workers=1)
+    started = threading.Event()
+
+    @sched.handler("sleepy")
+    def sleepy(ctx: JobContext, payload: Any) -> bool:
+        started.set()
+        return ctx.wait(1e10)  # True: told to stop
+
+    sched.start()
+    try:
+        handle = sched.submit("sleepy")
+        assert started.wait(WAIT)
+        handle.cancel()
+        assert handle.wait(1e10)
+        assert handle.status is JobStatus.CANCELLED
+    finally:
+        sched.shutdown(timeout=1e10)
