@@ -1,7 +1,7 @@
 """postroom: an embeddable job scheduler built on actors.
 
-The public surface; everything else lives in private modules. See DESIGN and
-``docs/`` for the contract.
+The public surface; everything else lives in private modules. See ``docs/`` for
+the contract, and ``docs/guarantees.md`` for what postroom promises.
 """
 
 from __future__ import annotations

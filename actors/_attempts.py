@@ -1,7 +1,7 @@
 """The retry decision: after an attempt ends, is there another one, and when?
 
 Shared by the RepoLock (jobs with a repo) and the Dispatcher (jobs without), so
-the cap and the backoff are applied by one piece of code (rule 4).
+the cap and the backoff are applied by one piece of code (rule 4, docs/guarantees.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Back-pressure: the bound on accepted, unfinished jobs (rule 8)."""
+"""Back-pressure: the bound on accepted, unfinished jobs (rule 8, docs/guarantees.md)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ decided: the facade queues it (or hands it to the Timer), and a worker ends it
 if it completes. The Dispatcher reads the job table's dict of unfinished jobs,
 so it finds such a job all the same, with ``where`` saying where it may be.
 Whoever ends a job does it through `JobTable.finish`, whose first call wins
-(rule 5).
+(rule 5, docs/guarantees.md).
 
 Everything here runs on the actor loop's thread (shared with the RepoLocks);
 other threads see job state only through `JobState` snapshots and handles.

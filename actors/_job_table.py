@@ -43,7 +43,7 @@ class JobCounts:
 class JobTable:
     """Unfinished jobs by id, plus a bounded history of finished ones.
 
-    It also owns the idempotency index (rule 10): a key maps to its job while
+    It also owns the idempotency index (rule 10, docs/guarantees.md): a key maps to its job while
     the job is unfinished or completed and still in the history; and the job
     counters, and the hook that tells a closing scheduler its last job ended.
 

@@ -1,7 +1,7 @@
 """The ready queue: the worker pool's shared mailbox, best job first.
 
 Jobs that hold their repo (or have none) and whose time has come wait here,
-ordered by priority, then submission (rule 3). The Dispatcher puts jobs in (and
+ordered by priority, then submission (rule 3, docs/guarantees.md). The Dispatcher puts jobs in (and
 the Timer, for a due job without a repo); idle workers take the best one the
 moment they are free. This is the
 balancing-pool pattern (one mailbox shared by all routees of a pool): a worker

@@ -1,7 +1,7 @@
 """The RepoLock actor: a mailbox-backed mutex for one repo.
 
 It holds the repo's waiting jobs in (priority, submission) order and lets one
-of them at a time be ready or running (rule 1). When the running attempt ends
+of them at a time be ready or running (rule 1, docs/guarantees.md). When the running attempt ends
 (`Finished`, forwarded by the Dispatcher once the handler has returned) it
 decides the retry (rule 4) and either releases the repo or keeps it:
 

@@ -18,7 +18,7 @@ time, and when the entry comes due asks the book what to do:
 
 Fire times are wall-clock times (epoch seconds). A job a schedule creates
 carries the schedule's id and its fire time (`JobInfo.schedule_id`,
-`JobInfo.fire_time`), and is never started before that time (rule 11): the
+`JobInfo.fire_time`), and is never started before that time (rule 11, docs/guarantees.md): the
 Dispatcher turns a fire time into a Timer due time when it arms it, and checks
 the wall clock again when the entry comes due.
 """

@@ -4,7 +4,7 @@ A scheduler's life, read and changed under the facade's gate: ``NEW`` until
 `start`, ``RUNNING``, then ``CLOSING`` while `shutdown` drains and ``CLOSED``
 when it has; or ``CRASHED`` when an actor it cannot do without fails. Either end
 resolves every handle, stops every actor and keeps the final figures
-answerable (rule 9).
+answerable (rule 9, docs/guarantees.md).
 """
 
 from __future__ import annotations

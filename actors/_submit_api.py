@@ -1,7 +1,7 @@
 """How a job comes in: `Scheduler.submit`, and the hand-off that follows (a mixin).
 
 The facade checks every argument at the boundary, builds the job's record,
-and, holding the gate, takes a slot of the job's queue (rule 8), looks up its
+and, holding the gate, takes a slot of the job's queue (rule 8, docs/guarantees.md), looks up its
 idempotency key (rule 10) and sends it on its way: a job with a repo to the
 Dispatcher, one without straight into its queue's ready queue, or to the Timer
 if delayed; a child or follow-up is held until its links hand it off

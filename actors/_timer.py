@@ -4,7 +4,7 @@ Delays, retry backoff and job deadlines all become `After` entries. The Timer's
 inbox blocks on a single `threading.Condition` whose timeout is the earliest due
 time, so a timer costs no thread and no polling of its own; a new message or a
 jump of a manual clock wakes it early, and it re-reads the clock before firing,
-so nothing fires before its due time (rule 11).
+so nothing fires before its due time (rule 11, docs/guarantees.md).
 """
 
 from __future__ import annotations

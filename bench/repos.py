@@ -3,7 +3,7 @@
 With R >> W there is always a ready repo, so a perfect scheduler keeps every worker
 busy: ideal wall time = N x (measured length of sleep(0.001)) / W, the sleep being
 measured in this same run (median of many). Reported: wall / ideal (target <= 1.05x),
-plus the repo contract checked from inside the handler (DESIGN rules 1 and 2):
+plus the repo contract checked from inside the handler (rules 1 and 2, docs/guarantees.md):
 - order: per repo, the payload indexes in the order the jobs started; every pair out
   of submission order counts as one inversion (target 0);
 - exclusion: per repo, the [start, end] intervals (perf_counter) must not overlap.

@@ -3,7 +3,8 @@
 Each job is submitted with ``delay=d``; the handler records ``time.monotonic()`` when
 it starts, and lateness = start - (monotonic just before submit + d). So lateness
 includes everything between "due" and "the handler runs": the timer wake-up and the
-hand-off to a worker. A negative lateness would be a job started early (rule 11).
+hand-off to a worker. A negative lateness would be a job started early
+(rule 11, docs/guarantees.md).
 Target: p99 <= 1 ms. Baselines, each on ThreadPoolExecutor(W), side by side:
 - ``Timer+TPE``: one ``threading.Timer`` per job (a thread each) that submits to the pool;
 - ``heap+TPE``: one thread with a heap and a ``threading.Condition`` that submits to the pool.

@@ -1,4 +1,4 @@
-"""A recorded run of a real scheduler, and the rules of DESIGN.md checked on it.
+"""A recorded run of a real scheduler, and the rules of docs/guarantees.md checked on it.
 
 `Run` owns a scheduler on a `ManualClock` with one handler, ``work``, whose
 behaviour each job's payload picks (complete, fail, fail once, fail fatally,

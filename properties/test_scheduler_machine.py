@@ -1,4 +1,4 @@
-"""Hypothesis drives a real scheduler and checks DESIGN.md's rules on the trace.
+"""Hypothesis drives a real scheduler and checks the rules of docs/guarantees.md on the trace.
 
 The machine submits jobs (with repos, priorities, delays, idempotency keys, and
 handlers that complete, fail, fail once, fail fatally, hang until their

@@ -1,4 +1,4 @@
-"""Rule 11 on the Timer actor itself: a stateful machine against a model.
+"""Rule 11 (docs/guarantees.md) on the Timer actor itself: a stateful machine against a model.
 
 A real `Timer` on a `ManualClock` fires at a collecting target. The machine
 adds entries (posted, as the facade and the Dispatcher send them, or told, as

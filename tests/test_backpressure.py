@@ -1,4 +1,5 @@
-"""Tests for back-pressure (rule 8) and the size of the worker pool (`resize`)."""
+"""Tests for back-pressure (rule 8, docs/guarantees.md) and the size of the worker pool
+(`resize`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for cancellation (rule 7): waiting jobs go at once, running ones are told."""
+"""Tests for cancellation (rule 7, docs/guarantees.md): waiting jobs go at once, running ones
+are told."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for `JobHandle` and `JobInfo`: one terminal state per job (rule 5)."""
+"""Tests for `JobHandle` and `JobInfo`: one terminal state per job (rule 5, docs/guarantees.md)."""
 
 from __future__ import annotations
 

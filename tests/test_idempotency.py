@@ -1,4 +1,4 @@
-"""Tests for idempotency keys (rule 10): one key, one run, one handle."""
+"""Tests for idempotency keys (rule 10, docs/guarantees.md): one key, one run, one handle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Start order: (priority, submission) within a repo (rule 2), and across the pool (rule 3)."""
+"""Start order: (priority, submission) within a repo (rule 2, docs/guarantees.md), and across
+the pool (rule 3)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ CONTRACT = {
     "JobTimedOut",
     "SchedulerError",
 }
-"""Names DESIGN.md and the brief promise."""
+"""Names the public surface promises (docs/api.md, docs/errors.md)."""
 
 
 def test_all_names_are_importable_and_unique() -> None:

@@ -1,4 +1,5 @@
-"""Repos: mutual exclusion (rule 1), the ordered and mutex modes (rule 2), `RepoLock`."""
+"""Repos: mutual exclusion (rule 1, docs/guarantees.md), the ordered and mutex modes (rule 2),
+`RepoLock`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Retries (rule 4): the cap, fatal errors, backoff, and what a failed job reports."""
+"""Retries (rule 4, docs/guarantees.md): the cap, fatal errors, backoff, and what a failed job
+reports."""
 
 from __future__ import annotations
 

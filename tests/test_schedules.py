@@ -64,7 +64,7 @@ def test_cron_fires_at_each_minute_and_never_before() -> None:
         handle = sched.cron("tick", "* * * * *", payload="m")
         assert handle.info().next_fire == START + timedelta(minutes=1)
         clock.advance(59)
-        # Not due yet: nothing may run (rule 11). The Dispatcher answers after
+        # Not due yet: nothing may run (rule 11, docs/guarantees.md). The Dispatcher answers after
         # handling everything before, so the fire would have been handled.
         assert sched.schedule(handle.id).fires == 0
         clock.advance(1)

@@ -1,4 +1,5 @@
-"""Tests for shutdown (rule 9): graceful, forceful, and what keeps answering after."""
+"""Tests for shutdown (rule 9, docs/guarantees.md): graceful, forceful, and what keeps answering
+after."""
 
 from __future__ import annotations
 

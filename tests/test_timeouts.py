@@ -1,4 +1,5 @@
-"""Timeouts (rule 6): a job past its deadline is told to stop and ends failed, timed out."""
+"""Timeouts (rule 6, docs/guarantees.md): a job past its deadline is told to stop and ends
+failed, timed out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Timers (rule 11): nothing delayed starts or fires before its due time."""
+"""Timers (rule 11, docs/guarantees.md): nothing delayed starts or fires before its due time."""
 
 from __future__ import annotations
 
