@@ -36,6 +36,11 @@ class Reaper:
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._stops = {t: s for t, s in self._stops.items() if t.is_alive()}
 
+    def owns(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one of the scheduler's (a worker, the callbacks...)."""
+        with self._lock:
+            return thread in self._stops or thread in self._threads
+
     def stop_all(self) -> None:
         """Ask every live thread to stop (a crash: nobody is left to do it in order)."""
         with self._lock:

@@ -144,12 +144,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             raise InvalidArgument(msg)
         if full_timeout is not None:
             check_seconds("full_timeout", full_timeout, allow_zero=True)
-        modes = dict(repo_modes or {})
-        for repo, mode in [(None, repo_mode), *modes.items()]:
-            if mode not in ("ordered", "mutex"):
-                where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
-                msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
-                raise InvalidArgument(msg)
+        modes = _check_repo_modes(repo_mode, repo_modes)
         self._queues = {DEFAULT_QUEUE: Queue(workers, max_pending), **check_queues(queues)}
         self._config = DispatcherConfig(
             {name: queue.workers for name, queue in self._queues.items()},
@@ -183,6 +178,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         # uuid4 per job, without a system call per submit.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._drained = threading.Event()
+        self._closed = threading.Event()
         self._dispatcher: pykka.ActorRef[Any] | None = None
         self._timer: pykka.ActorRef[Any] | None = None
         # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
@@ -424,3 +420,16 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
+
+
+def _check_repo_modes(
+    repo_mode: object, repo_modes: Mapping[str, RepoMode] | None
+) -> dict[str, RepoMode]:
+    """The per-repo overrides, each mode checked (the default one too)."""
+    modes = dict(repo_modes or {})
+    for repo, mode in [(None, repo_mode), *modes.items()]:
+        if mode not in ("ordered", "mutex"):
+            where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
+            msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
+            raise InvalidArgument(msg)
+    return modes

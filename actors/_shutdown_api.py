@@ -10,6 +10,7 @@ answerable (rule 9, docs/guarantees.md).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -42,6 +43,10 @@ __all__ = [
 
 NEW, RUNNING, CLOSING, CLOSED, CRASHED = "new", "running", "closing", "closed", "crashed"
 
+JOIN_FLOOR = 0.1
+"""Seconds shutdown gives threads already told to stop to end, even when the
+caller's limits are used up (a stuck handler took the whole grace)."""
+
 CANCEL_BOUND = 1e-4
 """Seconds per unfinished job a forceful close may take before shutdown gives
 up on the Dispatcher (measured: about 10 us per job)."""
@@ -59,6 +64,10 @@ class ShutdownAPI:
     _reaper: Reaper
     _table: JobTable
     _drained: threading.Event
+    _closed: threading.Event
+    """Set when a shutdown has ended (threads joined, metrics unregistered)."""
+    _closer: threading.Thread | None = None
+    """The thread a shutdown called from the scheduler's own thread runs on."""
     _final_stats: Stats | None
     _metric_servers: list[MetricsServer]
     _unregister_metrics: Callable[[], None] | None
@@ -83,36 +92,83 @@ class ShutdownAPI:
                 reported in the log and its handle resolved as cancelled, and its
                 thread may outlive the call.
 
-        Safe to call more than once, and on a scheduler that never started.
+        It returns within ``timeout`` (if graceful) plus ``cancel_grace``, plus
+        the time the Dispatcher takes to cancel what waits (about 10 us a job)
+        and at most `JOIN_FLOOR` to join threads already told to stop.
+
+        Called from a thread of the scheduler's own (a handler, a done
+        callback), it cannot wait for that thread: it starts the shutdown on a
+        thread of its own and returns at once. The calling handler's job
+        finishes as its handler returns; a later `shutdown` from any other
+        thread waits for the shutdown under way to end, and joins its thread.
+
+        Safe to call more than once, from any thread, and on a scheduler that
+        never started.
+
+        Raises:
+            InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
+                number of seconds >= 0.
         """
         check_seconds("timeout", timeout, allow_zero=True)
+        check_seconds("cancel_grace", cancel_grace, allow_zero=True)
+        owned = self._reaper.owns(threading.current_thread())
         with self._gate:
             previous = self._state
-            if previous in (CLOSING, CLOSED):
-                return
-            self._state = CLOSED if previous == NEW else CLOSING
-        for capacity in self._capacities.values():
-            capacity.close()
-        dispatcher = self._dispatcher
-        if previous == RUNNING and dispatcher is not None:
-            self._drain(dispatcher, graceful, timeout, cancel_grace)
-        # Whatever is still alive (the actor loop, a crashed scheduler's actors)
-        # is asked to stop; the dispatcher has already stopped its children.
-        self._reaper.stop_all()
-        left = self._reaper.join(timeout=max(cancel_grace, 1.0))
-        if left:
-            logger.error(
-                "%d postroom thread(s) still running after shutdown: %s",
-                len(left),
-                ", ".join(t.name for t in left),
-            )
-        for server in self._metric_servers:
-            server.stop()
-        if self._unregister_metrics is not None:
-            self._unregister_metrics()
-        with self._gate:
-            if self._state == CLOSING:
-                self._state = CLOSED
+            if previous not in (CLOSING, CLOSED):
+                self._state = CLOSED if previous == NEW else CLOSING
+                if owned:
+                    self._closer = threading.Thread(
+                        target=self._close,
+                        args=(previous, graceful, timeout, cancel_grace),
+                        name=f"postroom-Shutdown-{id(self):x}",
+                        daemon=False,
+                    )
+                    self._closer.start()
+                    return
+        if previous in (CLOSING, CLOSED):
+            if not owned:
+                self._wait_closed()
+            return
+        self._close(previous, graceful, timeout, cancel_grace)
+
+    def _wait_closed(self) -> None:
+        """Wait for the shutdown another call started (its own limits bound it)."""
+        self._closed.wait()
+        closer = self._closer
+        if closer is not None and closer is not threading.current_thread():
+            closer.join()
+
+    def _close(self, previous: str, graceful: bool, timeout: float, cancel_grace: float) -> None:
+        try:
+            deadline = time.monotonic() + (timeout if graceful else 0.0) + cancel_grace
+            for capacity in self._capacities.values():
+                capacity.close()
+            dispatcher = self._dispatcher
+            if previous == RUNNING and dispatcher is not None:
+                self._drain(dispatcher, graceful, timeout, cancel_grace)
+            # Whatever is still alive (the actor loop, a crashed scheduler's actors)
+            # is asked to stop; the dispatcher has already stopped its children.
+            # Joining them takes what is left of the caller's limits; threads
+            # told to stop end within milliseconds, so a floor covers them even
+            # when a handler that ignores its cancel used up the grace.
+            self._reaper.stop_all()
+            left = self._reaper.join(timeout=max(deadline - time.monotonic(), JOIN_FLOOR))
+            if left:
+                logger.error(
+                    "%d postroom thread(s) still running after shutdown: %s",
+                    len(left),
+                    ", ".join(t.name for t in left),
+                )
+            for server in self._metric_servers:
+                server.stop()
+            if self._unregister_metrics is not None:
+                self._unregister_metrics()
+                self._unregister_metrics = None
+        finally:
+            with self._gate:
+                if self._state == CLOSING:
+                    self._state = CLOSED
+            self._closed.set()
 
     def _drain(
         self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
@@ -153,7 +209,7 @@ class ShutdownAPI:
                 )
         try:
             final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=self._ask_timeout)
-            self._final_stats = replace(final, running=0, pending=0)
+            self._final_stats = _at_rest(final)
             dispatcher.ask(HALT, timeout=self._ask_timeout)
             dispatcher.stop(block=True, timeout=self._ask_timeout)
         except (pykka.ActorDeadError, pykka.Timeout):
@@ -193,15 +249,11 @@ class ShutdownAPI:
         # last word (or nothing, if it could not give one).
         counts = self._table.counts()
         self._final_stats = replace(
-            stats or self._empty_stats(),
+            _at_rest(stats or self._empty_stats(), crashed=True),
             submitted=counts.submitted,
             completed=counts.completed,
             failed=counts.failed,
             cancelled=counts.cancelled,
-            running=0,
-            pending=0,
-            workers=0,
-            repo_locks=0,
         )
         self._drained.set()
         self._reaper.stop_all()
@@ -222,3 +274,18 @@ class ShutdownAPI:
         )
         workers = sum(queue.workers for queue in self._queues.values())
         return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues)
+
+
+def _at_rest(stats: Stats, *, crashed: bool = False) -> Stats:
+    """The final figures of a scheduler that has ended: nothing runs or waits.
+
+    A handler that ignored its cancel may still be on its thread, but its job
+    is resolved: it is counted neither as running nor pending, in the totals
+    or per queue, and no RepoLock is left. A crash also leaves no worker.
+    """
+    queues = tuple(
+        replace(figures, running=0, pending=0, workers=0 if crashed else figures.workers)
+        for figures in stats.queues
+    )
+    workers = 0 if crashed else stats.workers
+    return replace(stats, running=0, pending=0, repo_locks=0, workers=workers, queues=queues)

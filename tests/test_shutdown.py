@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from actors import (
     CancelResult,
@@ -429,3 +430,145 @@ def test_a_forceful_close_blames_only_handlers_that_did_not_return(
     for thread in threading.enumerate():
         if thread.name.startswith("postroom-"):
             thread.join(WAIT)
+
+
+# --- shutdown from the scheduler's own threads ------------------------------------------
+
+
+def test_shutdown_from_a_handler_returns_and_its_own_job_completes() -> None:
+    # It once raised "cannot join current thread", left the scheduler stuck in
+    # `closing`, and ended the calling job "cancelled ... did not return".
+    sched = Scheduler(workers=2, registry=CollectorRegistry())
+    returned = threading.Event()
+
+    @sched.handler("closer")
+    def closer(ctx: object, payload: None) -> str:
+        sched.shutdown()
+        returned.set()
+        return "closed it"
+
+    sched.start()
+    try:
+        handle = sched.submit("closer")
+        assert handle.result(timeout=WAIT) == "closed it"
+        assert returned.is_set()
+    finally:
+        sched.shutdown()  # waits for the shutdown under way, joins its thread
+    assert sched.job(handle.id).status is JobStatus.COMPLETED
+    assert not sched.running
+    assert sched._state == "closed"
+    # The metrics were unregistered: a new scheduler can take the same name.
+    Scheduler(name=sched.name, registry=sched._registry).start().shutdown()
+
+
+def test_shutdown_from_a_done_callback_ends_the_scheduler() -> None:
+    sched = Scheduler(workers=1, registry=CollectorRegistry())
+    errors: list[BaseException] = []
+    called = threading.Event()
+
+    @sched.handler("work")
+    def work(ctx: object, payload: int) -> int:
+        return payload
+
+    def close_it(_handle: JobHandle) -> None:
+        try:
+            sched.shutdown(graceful=False)
+        except BaseException as exc:
+            errors.append(exc)
+        called.set()
+
+    sched.start()
+    try:
+        sched.submit("work", 1).add_done_callback(close_it)
+        assert called.wait(WAIT)
+        assert errors == []
+    finally:
+        sched.shutdown()
+    assert sched._state == "closed"
+    assert not any(t.name.startswith("postroom-Shutdown") for t in threading.enumerate())
+
+
+def test_a_later_shutdown_waits_for_the_one_a_handler_started() -> None:
+    sched = Scheduler(workers=2)
+    release = threading.Event()
+    asked = threading.Event()
+
+    @sched.handler("closer")
+    def closer(ctx: object, payload: None) -> None:
+        sched.shutdown(timeout=WAIT)
+        asked.set()
+
+    @sched.handler("block")
+    def block(ctx: object, payload: None) -> str:
+        assert release.wait(WAIT)
+        return "released"
+
+    sched.start()
+    blocked = sched.submit("block")
+    sched.submit("closer")
+    assert asked.wait(WAIT)
+    assert not blocked.done()  # graceful: the running job is let finish
+    release.set()
+    sched.shutdown()
+    # When the second call returns, the first has ended: the job ran to the end.
+    assert blocked.status is JobStatus.COMPLETED
+    assert sched._state == "closed"
+
+
+# --- shutdown keeps to its limits -------------------------------------------------------
+
+
+def test_shutdown_with_a_stuck_handler_keeps_within_its_limits() -> None:
+    # timeout=0.2, cancel_grace=0.3 once returned after about 1.5 s: joining
+    # the stuck handler's thread waited a fixed max(cancel_grace, 1.0) more.
+    sched = Scheduler(workers=1)
+    started, release = threading.Event(), threading.Event()
+
+    @sched.handler("stubborn")
+    def stubborn(ctx: object, payload: None) -> None:
+        started.set()
+        release.wait(WAIT)
+
+    sched.start()
+    sched.submit("stubborn")
+    assert started.wait(WAIT)
+    try:
+        began = time.monotonic()
+        sched.shutdown(timeout=0.2, cancel_grace=0.3)
+        took = time.monotonic() - began
+    finally:
+        release.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("postroom-"):
+            thread.join(WAIT)
+    # The limits, plus JOIN_FLOOR (0.1 s) and a margin for a loaded machine.
+    assert took < 0.2 + 0.3 + 0.1 + 0.3
+
+
+def test_final_figures_after_a_forceful_shutdown_with_stuck_handlers_agree() -> None:
+    # stats().running was 0 while stats().queues[0].running was 2 and
+    # repo_locks 1: only the totals were set at rest.
+    sched = Scheduler(workers=2)
+    started = threading.Barrier(3)
+    release = threading.Event()
+
+    @sched.handler("stubborn")
+    def stubborn(ctx: object, payload: None) -> None:
+        started.wait(WAIT)
+        release.wait(WAIT)
+
+    sched.start()
+    sched.submit("stubborn", repo="r1")
+    sched.submit("stubborn")
+    started.wait(WAIT)
+    try:
+        sched.shutdown(graceful=False, cancel_grace=0.1)
+    finally:
+        release.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("postroom-"):
+            thread.join(WAIT)
+    stats = sched.stats()
+    assert (stats.running, stats.pending, stats.repo_locks) == (0, 0, 0)
+    assert [(q.running, q.pending) for q in stats.queues] == [(0, 0)]
+    assert stats.cancelled == 2
