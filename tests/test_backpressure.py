@@ -11,14 +11,17 @@ import pytest
 from actors import (
     CancelResult,
     JobCancelled,
+    JobContext,
     JobFailed,
     JobHandle,
     JobNotFound,
     JobStatus,
+    ManualClock,
     QueueFull,
     Scheduler,
     SchedulerClosed,
 )
+from actors._job_state import JobState
 from tests.helpers import gated_scheduler
 
 # --- on_full="reject" ----------------------------------------------------------------
@@ -204,6 +207,71 @@ def test_done_callback_of_a_job_can_submit_into_its_slot() -> None:
         assert called.wait(10)
         assert not errors, errors
         assert submitted[0].result(timeout=10) == "from-callback"
+
+
+@pytest.mark.parametrize("repo", [None, "r"])
+@pytest.mark.parametrize(
+    "ending", ["completed", "failed", "cancelled-running", "cancelled-waiting"]
+)
+def test_a_job_has_given_its_slot_back_when_its_handle_resolves(
+    repo: str | None, ending: str
+) -> None:
+    # Deterministic, where racing a submit against `result()` is not: the check
+    # runs inside the resolution itself (a callback on the job's state runs on
+    # the resolving thread, once the handle is resolved and before anything
+    # else happens), so a slot given back even a moment after it is caught.
+    clock = ManualClock()  # never advanced: a delayed job waits until cancelled
+    sched, gate, _calls = gated_scheduler(
+        workers=1, max_pending=1, on_full="reject", clock=clock
+    )
+
+    @sched.handler("fail")
+    def fail(ctx: JobContext, payload: None) -> None:
+        gate.started.set()
+        assert gate.release.wait(10)
+        raise RuntimeError("no")
+
+    @sched.handler("until_cancelled")
+    def until_cancelled(ctx: JobContext, payload: None) -> str:
+        gate.started.set()
+        assert ctx.wait(10)
+        return "stopped"
+
+    inside: list[object] = []
+    resolved = threading.Event()
+
+    def submit_from_the_resolution(state: JobState) -> None:
+        try:
+            inside.append(state.status)
+            inside.append(sched.submit("work", "in-its-slot"))
+        except BaseException as exc:
+            inside.append(exc)
+        finally:
+            resolved.set()
+
+    handler = {"completed": "block", "failed": "fail"}.get(ending, "until_cancelled")
+    with sched:
+        if ending == "cancelled-waiting":
+            first = sched.submit("work", "never", repo=repo, delay=60)
+        else:
+            first = sched.submit(handler, repo=repo)
+            assert gate.started.wait(10)
+        with pytest.raises(QueueFull):
+            sched.submit("work", "no-room")  # the bound is engaged
+        first._state.add_done_callback(submit_from_the_resolution)
+        assert not resolved.is_set()  # it will run inside the resolution
+        if ending.startswith("cancelled"):
+            first.cancel()
+        else:
+            gate.release.set()
+        assert first.wait(10)
+        assert resolved.wait(10)
+        status, second = inside
+        assert status is first.status
+        assert isinstance(second, JobHandle), f"no slot inside the resolution: {second!r}"
+        assert second.result(timeout=10) == "in-its-slot"
+    assert first.status.value == ending.partition("-")[0]
+    assert sched.stats().rejected == 1
 
 
 @pytest.mark.parametrize("repo", [None, "r"])
