@@ -18,11 +18,12 @@ from actors import (
     JobStatus,
     ManualClock,
     QueueFull,
+    RetryPolicy,
     Scheduler,
     SchedulerClosed,
 )
 from actors._job_state import JobState
-from tests.helpers import gated_scheduler
+from tests.helpers import gated_scheduler, wait_until
 
 # --- on_full="reject" ----------------------------------------------------------------
 
@@ -283,6 +284,48 @@ def test_submit_right_after_result_always_fits(repo: str | None) -> None:
     stats = sched.stats()
     assert stats.rejected == 0
     assert stats.completed == 300
+
+
+@pytest.mark.parametrize(("repo", "mode"), [(None, "ordered"), ("r", "ordered"), ("r", "mutex")])
+def test_a_retried_job_holds_one_slot_for_all_its_attempts(repo: str | None, mode: str) -> None:
+    clock = ManualClock()
+    sched, _gate, calls = gated_scheduler(
+        workers=2, max_pending=1, on_full="reject", clock=clock, repo_mode=mode
+    )
+    refused_while_running: list[bool] = []
+
+    @sched.handler("flaky", max_retries=3, retry=RetryPolicy.fixed(10))
+    def flaky(ctx: JobContext, payload: None) -> str:
+        # The second worker is free: only the bound can refuse this submit.
+        try:
+            sched.submit("work", f"during-attempt-{ctx.attempt}")
+        except QueueFull:
+            refused_while_running.append(True)
+        else:
+            refused_while_running.append(False)
+        if ctx.attempt <= 3:
+            raise RuntimeError(f"attempt {ctx.attempt}")
+        return "fourth time"
+
+    def in_backoff_after(attempt: int) -> bool:
+        info = handle.info()
+        return info.status is JobStatus.RETRYING and info.attempts == attempt
+
+    with sched:
+        handle = sched.submit("flaky", repo=repo)
+        for attempt in (1, 2, 3):
+            wait_until(lambda a=attempt: in_backoff_after(a), f"attempt {attempt}'s retry")
+            with pytest.raises(QueueFull):
+                sched.submit("work", f"in-backoff-{attempt}")
+            clock.advance(10)
+        assert handle.result(timeout=10) == "fourth time"
+        # Ended: its one slot is free, and there was only one.
+        assert sched.submit("work", "after").result(timeout=10) == "after"
+    assert refused_while_running == [True, True, True, True]
+    assert calls == Counter({"after": 1})
+    stats = sched.stats()
+    assert stats.retried == 3
+    assert stats.rejected == 3 + 4
 
 
 def test_failed_and_cancelled_jobs_free_their_slots() -> None:
