@@ -120,6 +120,40 @@ class _DueInbox:
     def empty(self) -> bool:
         return not self._items
 
+    def entries(self, live: Mapping[int, object]) -> int:
+        """The entries ``live`` (the Timer's, by token) will hold once every
+        queued message is applied: for the gauge, from any thread.
+
+        The count is made here, at the read, so `put` stays as cheap as it is:
+        it counts nothing, and does not wake the Timer to have it count. Under
+        the lock no message is taken meanwhile, so a queued entry is counted
+        once, in the queue or in ``live``; ``len`` and ``in`` on the Timer's
+        dict are each one atomic step (the GIL, or the dict's own lock on a
+        free-threaded build). Only a batch the Timer is applying at that moment
+        (at most `_TAKE` messages, for microseconds) may be counted short or
+        long, until it is applied.
+        """
+        added: set[int] = set()
+        cancelled: set[int] = set()
+        forgotten = False
+        with self._lock:
+            for item in self._items:
+                message = item.message if type(item) is Envelope else item
+                kind = type(message)
+                if kind is After:
+                    added.add(message.token)
+                elif kind is CancelTimer:
+                    token = message.token
+                    if token in added:
+                        added.discard(token)
+                    elif not forgotten and token in live:
+                        cancelled.add(token)  # a set: a token cancelled twice counts once
+                elif kind is Forget:
+                    forgotten = True
+                    added.clear()
+            kept = 0 if forgotten else len(live) - len(cancelled)
+        return max(kept, 0) + len(added)
+
     def wake(self) -> None:
         with self._cond:
             self._cond.notify()
@@ -130,12 +164,30 @@ _COMPACT_AT = 1024
 
 
 class TimerGauge:
-    """The Timer's entry count, readable from any thread (for metrics)."""
+    """The Timer's entry count, readable from any thread (for metrics).
 
-    __slots__ = ("entries",)
+    Counted when read (`_DueInbox.entries`): the entries the Timer holds, plus
+    those posted to it and not yet taken, less the cancels not yet applied. A
+    count the Timer kept itself would lag until it next woke, and it does not
+    wake for a later entry or a cancel (see `_DueInbox.put`).
+    """
+
+    __slots__ = ("_inbox", "_live")
 
     def __init__(self) -> None:
-        self.entries = 0
+        self._inbox: _DueInbox | None = None
+        self._live: Mapping[int, object] = {}
+
+    def watch(self, inbox: _DueInbox, live: Mapping[int, object]) -> None:
+        """Count the Timer with this inbox and these live entries (set by the Timer)."""
+        self._live = live
+        self._inbox = inbox
+
+    @property
+    def entries(self) -> int:
+        """Entries waiting for their due time, as soon as they are posted."""
+        inbox = self._inbox
+        return 0 if inbox is None else inbox.entries(self._live)
 
 
 class Timer(PostroomActor):
@@ -188,6 +240,7 @@ class Timer(PostroomActor):
         assert isinstance(inbox, _DueInbox)
         inbox.clock = clock
         self._inbox = inbox
+        self._gauge.watch(inbox, self._by_token)
         self._unsubscribe = clock.subscribe(inbox.wake)
 
     @staticmethod
@@ -232,7 +285,6 @@ class Timer(PostroomActor):
                             if stopped.is_set():
                                 break
                 inbox.due = self._earliest()
-                self._gauge.entries = len(self._by_token)
             except BaseException:  # noqa: BLE001 - a bug here is the Timer's failure, reported
                 fail(self)
             if stopped.is_set() and batch is not None and batch is not _DUE:

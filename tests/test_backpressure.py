@@ -12,15 +12,19 @@ import pytest
 from actors import (
     CancelResult,
     JobCancelled,
+    JobContext,
     JobFailed,
     JobHandle,
     JobNotFound,
     JobStatus,
+    ManualClock,
     QueueFull,
+    RetryPolicy,
     Scheduler,
     SchedulerClosed,
 )
-from tests.helpers import gated_scheduler
+from actors._job_state import JobState
+from tests.helpers import gated_scheduler, wait_until
 
 # --- on_full="reject" ----------------------------------------------------------------
 
@@ -208,6 +212,71 @@ def test_done_callback_of_a_job_can_submit_into_its_slot() -> None:
 
 
 @pytest.mark.parametrize("repo", [None, "r"])
+@pytest.mark.parametrize(
+    "ending", ["completed", "failed", "cancelled-running", "cancelled-waiting"]
+)
+def test_a_job_has_given_its_slot_back_when_its_handle_resolves(
+    repo: str | None, ending: str
+) -> None:
+    # Deterministic, where racing a submit against `result()` is not: the check
+    # runs inside the resolution itself (a callback on the job's state runs on
+    # the resolving thread, once the handle is resolved and before anything
+    # else happens), so a slot given back even a moment after it is caught.
+    clock = ManualClock()  # never advanced: a delayed job waits until cancelled
+    sched, gate, _calls = gated_scheduler(
+        workers=1, max_pending=1, on_full="reject", clock=clock
+    )
+
+    @sched.handler("fail")
+    def fail(ctx: JobContext, payload: None) -> None:
+        gate.started.set()
+        assert gate.release.wait(10)
+        raise RuntimeError("no")
+
+    @sched.handler("until_cancelled")
+    def until_cancelled(ctx: JobContext, payload: None) -> str:
+        gate.started.set()
+        assert ctx.wait(10)
+        return "stopped"
+
+    inside: list[object] = []
+    resolved = threading.Event()
+
+    def submit_from_the_resolution(state: JobState) -> None:
+        try:
+            inside.append(state.status)
+            inside.append(sched.submit("work", "in-its-slot"))
+        except BaseException as exc:
+            inside.append(exc)
+        finally:
+            resolved.set()
+
+    handler = {"completed": "block", "failed": "fail"}.get(ending, "until_cancelled")
+    with sched:
+        if ending == "cancelled-waiting":
+            first = sched.submit("work", "never", repo=repo, delay=60)
+        else:
+            first = sched.submit(handler, repo=repo)
+            assert gate.started.wait(10)
+        with pytest.raises(QueueFull):
+            sched.submit("work", "no-room")  # the bound is engaged
+        first._state.add_done_callback(submit_from_the_resolution)
+        assert not resolved.is_set()  # it will run inside the resolution
+        if ending.startswith("cancelled"):
+            first.cancel()
+        else:
+            gate.release.set()
+        assert first.wait(10)
+        assert resolved.wait(10)
+        status, second = inside
+        assert status is first.status
+        assert isinstance(second, JobHandle), f"no slot inside the resolution: {second!r}"
+        assert second.result(timeout=10) == "in-its-slot"
+    assert first.status.value == ending.partition("-")[0]
+    assert sched.stats().rejected == 1
+
+
+@pytest.mark.parametrize("repo", [None, "r"])
 def test_submit_right_after_result_always_fits(repo: str | None) -> None:
     sched, _gate, _calls = gated_scheduler(workers=2, max_pending=1, on_full="reject")
     with sched:
@@ -216,6 +285,48 @@ def test_submit_right_after_result_always_fits(repo: str | None) -> None:
     stats = sched.stats()
     assert stats.rejected == 0
     assert stats.completed == 300
+
+
+@pytest.mark.parametrize(("repo", "mode"), [(None, "ordered"), ("r", "ordered"), ("r", "mutex")])
+def test_a_retried_job_holds_one_slot_for_all_its_attempts(repo: str | None, mode: str) -> None:
+    clock = ManualClock()
+    sched, _gate, calls = gated_scheduler(
+        workers=2, max_pending=1, on_full="reject", clock=clock, repo_mode=mode
+    )
+    refused_while_running: list[bool] = []
+
+    @sched.handler("flaky", max_retries=3, retry=RetryPolicy.fixed(10))
+    def flaky(ctx: JobContext, payload: None) -> str:
+        # The second worker is free: only the bound can refuse this submit.
+        try:
+            sched.submit("work", f"during-attempt-{ctx.attempt}")
+        except QueueFull:
+            refused_while_running.append(True)
+        else:
+            refused_while_running.append(False)
+        if ctx.attempt <= 3:
+            raise RuntimeError(f"attempt {ctx.attempt}")
+        return "fourth time"
+
+    def in_backoff_after(attempt: int) -> bool:
+        info = handle.info()
+        return info.status is JobStatus.RETRYING and info.attempts == attempt
+
+    with sched:
+        handle = sched.submit("flaky", repo=repo)
+        for attempt in (1, 2, 3):
+            wait_until(lambda a=attempt: in_backoff_after(a), f"attempt {attempt}'s retry")
+            with pytest.raises(QueueFull):
+                sched.submit("work", f"in-backoff-{attempt}")
+            clock.advance(10)
+        assert handle.result(timeout=10) == "fourth time"
+        # Ended: its one slot is free, and there was only one.
+        assert sched.submit("work", "after").result(timeout=10) == "after"
+    assert refused_while_running == [True, True, True, True]
+    assert calls == Counter({"after": 1})
+    stats = sched.stats()
+    assert stats.retried == 3
+    assert stats.rejected == 3 + 4
 
 
 def test_failed_and_cancelled_jobs_free_their_slots() -> None:

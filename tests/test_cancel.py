@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from actors import (
     CancelResult,
@@ -19,7 +20,7 @@ from actors import (
     RetryPolicy,
     Scheduler,
 )
-from tests.helpers import gated_scheduler
+from tests.helpers import gated_scheduler, wait_until
 
 
 class Boom(Exception):
@@ -162,6 +163,47 @@ def test_cancel_job_retrying_in_backoff_stops_its_retries(repo: str | None, mode
     assert calls["flaky"] == 1
     assert sched.stats().retried == 1
     assert sched.stats().cancelled == 1
+
+
+@pytest.mark.parametrize(
+    ("repo", "mode"),
+    [(None, "ordered"), ("r", "ordered"), ("r", "mutex")],
+    ids=["no-repo", "ordered-repo", "mutex-repo"],
+)
+def test_cancel_job_retrying_in_backoff_removes_its_timer_entry(
+    repo: str | None, mode: str
+) -> None:
+    # A retry entry left behind is invisible to the job (its handle is
+    # resolved, a stale entry fires into nothing) but it is memory held until
+    # its due time, and the gauge is where an operator sees it.
+    registry = CollectorRegistry()
+    clock = ManualClock()
+    sched = Scheduler(
+        workers=1,
+        clock=clock,
+        repo_mode=mode,  # type: ignore[arg-type]
+        name="backoff",
+        registry=registry,
+    )
+
+    @sched.handler("flaky", max_retries=1, retry=RetryPolicy.fixed(100))
+    def flaky(ctx, payload):
+        raise Boom("try later")
+
+    def timer_entries() -> float | None:
+        # A scrape asks the Dispatcher: it answers after the message that
+        # scheduled the retry (or cancelled it) has been handled in full.
+        return registry.get_sample_value("postroom_timer_entries", {"scheduler": "backoff"})
+
+    with sched:
+        handle = sched.submit("flaky", repo=repo)
+        wait_until(lambda: handle.status is JobStatus.RETRYING, "the retry's backoff")
+        assert timer_entries() == 1
+        assert handle.cancel() is CancelResult.CANCELLED
+        assert timer_entries() == 0
+        clock.advance(200)
+        assert timer_entries() == 0
+    assert handle.info().attempts == 1
 
 
 def test_cancel_job_queued_behind_busy_worker() -> None:

@@ -184,3 +184,30 @@ def test_schedule_fires_misfires_and_skips_are_scraped_per_handler() -> None:
     assert total(series, "postroom_schedule_fires_total", handler="tick") == info.fires == 2
     assert total(series, "postroom_schedule_skips_total", handler="tick") == info.skips == 1
     assert total(series, "postroom_schedule_misfires_total", handler="tick") == 9
+
+
+def test_timer_entries_count_every_delayed_job_at_once() -> None:
+    # The Timer is not woken for each delayed submit, nor for a cancel: the
+    # gauge still says how many wait, at the moment it is read.
+    from actors import ManualClock
+
+    registry = CollectorRegistry()
+    clock = ManualClock()
+    sched = Scheduler(workers=2, name="m-timer", registry=registry, clock=clock)
+
+    def entries() -> float | None:
+        return registry.get_sample_value("postroom_timer_entries", {"scheduler": "m-timer"})
+
+    @sched.handler("ok")
+    def ok(ctx: Any, payload: Any) -> Any:
+        return payload
+
+    with sched:
+        handles = [sched.submit("ok", i, delay=10 + i) for i in range(100)]
+        assert entries() == 100
+        for handle in handles[:40]:
+            handle.cancel()
+        assert entries() == 60
+        clock.advance(200)
+        assert [h.result(timeout=WAIT) for h in handles[40:]] == list(range(40, 100))
+        assert entries() == 0

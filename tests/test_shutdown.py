@@ -335,6 +335,41 @@ def test_graceful_shutdown_lets_retries_finish() -> None:
     assert sched.stats().retried == 2
 
 
+@pytest.mark.parametrize(
+    ("repo", "mode"),
+    [(None, "ordered"), ("r", "ordered"), ("r", "mutex")],
+    ids=["no-repo", "ordered-repo", "mutex-repo"],
+)
+def test_graceful_shutdown_lets_a_delayed_job_due_within_its_timeout_run(
+    repo: str | None, mode: str
+) -> None:
+    # Real time, on purpose: what is under test is how the delay's due time and
+    # shutdown's own timeout (always real seconds) meet. The job is due 0.3 s
+    # after the shutdown began, well inside its 5 s: it must run, as a retry
+    # would. Each repo mode reaches its due time by another path (the Timer
+    # queueing the job itself; a tick of the repo's lock; a Fire to the
+    # Dispatcher).
+    sched = Scheduler(workers=1, repo_mode=mode)  # type: ignore[arg-type]
+    started_at: list[float] = []
+
+    @sched.handler("delayed")
+    def delayed(ctx, payload):
+        started_at.append(time.monotonic())
+        return payload
+
+    sched.start()
+    submitted_at = time.monotonic()
+    handle = sched.submit("delayed", "ran", repo=repo, delay=0.3)
+    sched.shutdown(graceful=True, timeout=WAIT)
+    ended_at = time.monotonic()
+
+    assert handle.result(timeout=0) == "ran"
+    assert started_at[0] >= submitted_at + 0.3  # not started early to beat the shutdown
+    assert ended_at - submitted_at < WAIT  # it ended the drain; no timeout ran out
+    stats = sched.stats()
+    assert (stats.completed, stats.cancelled) == (1, 0)
+
+
 def test_graceful_shutdown_cancels_a_job_stuck_in_backoff() -> None:
     clock = ManualClock()  # never advanced: the retry never comes due
     sched = Scheduler(workers=1, clock=clock)

@@ -10,11 +10,13 @@ import time
 import pytest
 
 from actors import (
+    CancelResult,
     JobContext,
     JobFailed,
     JobStatus,
     JobTimedOut,
     ManualClock,
+    RetryPolicy,
     Scheduler,
 )
 from tests.helpers import WAIT, Runs, quiet
@@ -269,3 +271,50 @@ def test_a_timed_out_last_attempt_is_not_chained_to_an_earlier_attempts_error() 
     assert timed_out.value.error is not None
     assert timed_out.value.error.type == "postroom.JobTimedOut"
     assert timed_out.value.__cause__ is not first_error
+
+
+@pytest.mark.parametrize("repo", [None, "r"])
+@pytest.mark.parametrize("ends", ["returns", "raises"])
+def test_a_cancel_after_the_timeout_signal_leaves_a_timeout(repo: str | None, ends: str) -> None:
+    # The timeout struck first: the attempt timed out, and the cancel that
+    # lands while the handler is still winding down neither turns that into a
+    # cancellation nor lets the timeout's retry through.
+    clock = ManualClock()
+    started, told, release = threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[int, bool]] = []
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("stubborn", timeout=1, max_retries=2, retry=RetryPolicy.fixed(0))
+    def stubborn(ctx: JobContext, payload: None) -> str:
+        seen.append((ctx.attempt, ctx.timed_out))
+        if ctx.attempt > 1:
+            return "retried"  # a retry that must not happen: it would complete
+        started.set()
+        ctx.wait(WAIT)
+        seen.append((ctx.attempt, ctx.timed_out))
+        told.set()
+        assert release.wait(WAIT)
+        if ends == "raises":
+            ctx.raise_if_cancelled()
+        return "returned after the signal"
+
+    with sched:
+        h = sched.submit("stubborn", repo=repo)
+        assert started.wait(WAIT)
+        clock.advance(1)
+        assert told.wait(WAIT)
+        try:
+            assert h.cancel() is CancelResult.SIGNALLED  # still running: signalled
+        finally:
+            release.set()
+        with pytest.raises(JobTimedOut) as caught:
+            h.result(timeout=WAIT)
+        stats = sched.stats()
+
+    assert seen == [(1, False), (1, True)]
+    assert caught.value.error is not None
+    assert caught.value.error.type == "postroom.JobTimedOut"
+    info = h.info()
+    assert info.status is JobStatus.FAILED
+    assert info.attempts == 1
+    assert (stats.retried, stats.failed, stats.cancelled, stats.completed) == (0, 1, 0, 0)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors import JobContext, JobStatus, ManualClock, MonotonicClock, RetryPolicy, Scheduler
-from actors._timer import Timer
+from actors._timer import Timer, TimerGauge
 from actors.messages import After, CancelTimer, Fire, Forget
 from tests.helpers import WAIT, Collector, Runs, barrier, collector, quiet, wait_until
 
@@ -319,3 +319,37 @@ def test_huge_waits_of_callers_and_handlers_simply_wait() -> None:
         assert handle.status is JobStatus.CANCELLED
     finally:
         sched.shutdown(timeout=1e10)
+
+
+def test_the_gauge_counts_entries_the_timer_has_not_taken_yet() -> None:
+    # The Timer is not woken for an entry due after the one it waits for, nor
+    # for a cancel (a hot-path saving): the gauge must count them anyway.
+    clock = ManualClock()
+    gauge = TimerGauge()
+    with collector() as (target, _fires):
+        spawned = Timer.spawn(clock, target, gauge=gauge)
+        ref = spawned.ref
+        try:
+            ref.tell(After(1, 1.0, "start", "first"))
+            barrier(ref)
+            barrier(ref)  # the batch with the first barrier has ended: due 1.0 is armed
+            assert gauge.entries == 1
+            for token in range(2, 102):
+                ref.tell(After(token, 2.0 + token, "start", f"job-{token}"))
+            inbox = ref.actor_inbox
+            assert not inbox.empty()  # the Timer sleeps on: the 100 are still queued
+            assert gauge.entries == 101
+            for token in (1, *range(2, 42), 999):  # 999: a stale token changes nothing
+                ref.tell(CancelTimer(token))
+            ref.tell(CancelTimer(2))  # twice: counted once
+            assert not inbox.empty()
+            assert gauge.entries == 60
+            barrier(ref)  # now applied: the same count
+            assert gauge.entries == 60
+            assert ref.proxy().pending.get(timeout=WAIT) == 60
+            ref.tell(Forget())
+            ref.tell(After(500, 600.0, "start", "after-forget"))
+            assert gauge.entries == 1
+        finally:
+            ref.stop(block=True, timeout=WAIT)
+            spawned.thread.join(WAIT)
