@@ -154,7 +154,9 @@ class JobHandle:
         thread that runs the actors, so they may block or call the scheduler
         (``submit``, ``cancel``, ``stats``). If the job has already finished,
         the callback runs at once on the calling thread. An exception it raises
-        is logged.
+        is logged on the ``postroom`` logger, with its traceback; on the
+        callback thread that includes `SystemExit` and `KeyboardInterrupt`,
+        and the next callback runs all the same.
         """
         runner = self._callbacks
         if runner is None or self._state.finished:
