@@ -9,6 +9,8 @@ The tree::
     ├── UnknownHandler (KeyError)     submit named a handler nobody registered
     ├── UnknownQueue (KeyError)       submit or a handler named a queue the scheduler lacks
     ├── QueueFull                     back-pressure: the pending bound is reached
+    ├── SchedulerAlreadyStarted (RuntimeError)
+    │                                 start() on a scheduler that is running
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │                                 or crashed)
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
@@ -42,6 +44,7 @@ __all__ = [
     "JobTimedOut",
     "NotSerializable",
     "QueueFull",
+    "SchedulerAlreadyStarted",
     "SchedulerClosed",
     "SchedulerCrashed",
     "SchedulerError",
@@ -98,6 +101,14 @@ class QueueFull(SchedulerError):
 
     Raised by `submit` under ``on_full="reject"``, and under ``on_full="wait"``
     when no room appeared within the wait timeout. Retry later, or shed load.
+    """
+
+
+class SchedulerAlreadyStarted(SchedulerError, RuntimeError):
+    """`Scheduler.start` was called on a scheduler that is running.
+
+    A scheduler starts once: nothing changed, it goes on running. Start it in
+    one place (`Scheduler.running` says whether it is).
     """
 
 

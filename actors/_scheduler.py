@@ -34,6 +34,7 @@ from actors._clock import Clock, MonotonicClock
 from actors._dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
+    SchedulerAlreadyStarted,
     SchedulerClosed,
 )
 from actors._exit import shut_down_at_exit
@@ -280,9 +281,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """Start the actors. Returns the scheduler, so ``Scheduler(...).start()`` reads well.
 
         Raises:
-            SchedulerClosed: it was started before (a scheduler runs once).
+            SchedulerAlreadyStarted: it is running (nothing changes).
+            SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
         """
         with self._gate:
+            if self._state == RUNNING:
+                msg = "the scheduler is already running: a scheduler starts once"
+                raise SchedulerAlreadyStarted(msg)
             if self._state != NEW:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
