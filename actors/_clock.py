@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["CLOCK_METHODS", "Clock", "ManualClock", "MonotonicClock"]
 
 
 class Clock(Protocol):
@@ -41,6 +41,10 @@ class Clock(Protocol):
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever time jumps; returns a function to unsubscribe."""
         ...
+
+
+CLOCK_METHODS = ("now", "wall", "wait_hint", "subscribe")
+"""The methods of `Clock`, which the scheduler checks a clock has when it is made."""
 
 
 class MonotonicClock:

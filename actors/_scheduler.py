@@ -26,6 +26,7 @@ from actors._callbacks import CallbackRunner
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import (
+    check_clock,
     check_int,
     check_name,
     check_seconds,
@@ -119,7 +120,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 its place) or ``"mutex"`` (exclusion only: waiting jobs don't block).
             repo_modes: per-repo overrides of ``repo_mode``.
             history: how many finished jobs `job` can still look up.
-            clock: where time comes from (tests pass a `ManualClock`).
+            clock: where time comes from (tests pass a `ManualClock`): any
+                object with the `Clock` protocol's methods.
             restart_limit: worker crashes (postroom bugs, not job errors) tolerated
                 within ``restart_window`` seconds before the scheduler fails loudly.
             restart_window: see ``restart_limit``.
@@ -161,7 +163,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         )
         self._on_full = on_full
         self._full_timeout = full_timeout
-        self._clock: Clock = clock or MonotonicClock()
+        self._clock: Clock = MonotonicClock() if clock is None else check_clock(clock)
         self._handlers: dict[str, HandlerSpec] = {}
         # The gate guards the scheduler's state; the table and the capacities share it.
         self._gate = threading.Lock()
@@ -229,7 +231,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 (None: ``default``).
 
         Raises:
-            InvalidArgument: a bad option, or ``name`` is already registered.
+            InvalidArgument: a bad option, ``name`` is already registered, or the
+                function's signature cannot take ``(ctx, payload)`` (checked
+                with `inspect.signature`; a callable without a readable
+                signature is taken on trust).
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
 
@@ -261,7 +266,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """Register ``func`` as the handler called ``name`` (`handler` without the decorator).
 
         Raises:
-            InvalidArgument: a bad option, or ``name`` is already registered.
+            InvalidArgument: a bad option, ``name`` is already registered, or
+                ``func`` cannot be called as ``func(ctx, payload)``.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
         spec = make_spec(
