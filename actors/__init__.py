@@ -26,6 +26,7 @@ from actors._errors import (
     SchedulerClosed,
     SchedulerCrashed,
     SchedulerError,
+    SchedulerForked,
     UnknownHandler,
     UnknownQueue,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "SchedulerClosed",
     "SchedulerCrashed",
     "SchedulerError",
+    "SchedulerForked",
     "Stats",
     "UnknownHandler",
     "UnknownQueue",

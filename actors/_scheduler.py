@@ -11,6 +11,7 @@ and manual retry (``_query_api.py``), and shutdown and the crash path
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ from actors._errors import (
 )
 from actors._exit import shut_down_at_exit
 from actors._followups import Links
+from actors._fork import FORKED, track
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
@@ -67,6 +69,19 @@ F = TypeVar("F", bound=HandlerFunc)
 
 _loop_numbers = itertools.count(1)
 _scheduler_numbers = itertools.count(1)
+
+
+def _checked_modes(
+    repo_mode: RepoMode, repo_modes: Mapping[str, RepoMode] | None
+) -> dict[str, RepoMode]:
+    """The per-repo modes, each checked (``repo_mode`` too)."""
+    modes = dict(repo_modes or {})
+    for repo, mode in [(None, repo_mode), *modes.items()]:
+        if mode not in ("ordered", "mutex"):
+            where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
+            msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
+            raise InvalidArgument(msg)
+    return modes
 
 
 class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
@@ -147,12 +162,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             raise InvalidArgument(msg)
         if full_timeout is not None:
             check_seconds("full_timeout", full_timeout, allow_zero=True)
-        modes = dict(repo_modes or {})
-        for repo, mode in [(None, repo_mode), *modes.items()]:
-            if mode not in ("ordered", "mutex"):
-                where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
-                msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
-                raise InvalidArgument(msg)
+        modes = _checked_modes(repo_mode, repo_modes)
         self._queues = {DEFAULT_QUEUE: Queue(workers, max_pending), **check_queues(queues)}
         self._config = DispatcherConfig(
             {name: queue.workers for name, queue in self._queues.items()},
@@ -194,6 +204,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._dropped = 0
         self._rejected = 0
         self._crash_reason = ""
+        self._forked_from = 0  # the process that started it, in a child forked from it
         self.name = name or f"postroom-{next(_scheduler_numbers)}"
         """The ``scheduler`` label of this scheduler's metrics."""
         self._metrics = metrics
@@ -201,6 +212,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._unregister_metrics: Callable[[], None] | None = None
         self._last_metrics: MetricsSnapshot | None = None
         self._metric_servers: list[MetricsServer] = []
+        track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
 
@@ -270,6 +282,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 ``func`` cannot be called as ``func(ctx, payload)``.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
+        self._check_process()
         spec = make_spec(
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
@@ -289,7 +302,9 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         Raises:
             SchedulerAlreadyStarted: it is running (nothing changes).
             SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
+            SchedulerForked: it was started in the process this one was forked from.
         """
+        self._check_process()  # before the gate, which a parent's thread may have held
         with self._gate:
             if self._state == RUNNING:
                 msg = "the scheduler is already running: a scheduler starts once"
@@ -331,8 +346,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         return self
 
     def __enter__(self) -> Self:
-        if self._state == NEW:
-            self.start()
+        if self._state in (NEW, FORKED):
+            self.start()  # a forked one raises
         return self
 
     def __exit__(
@@ -346,8 +361,29 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
     @property
     def running(self) -> bool:
-        """Whether the scheduler accepts jobs."""
+        """Whether the scheduler accepts jobs (never in a process forked from its own)."""
         return self._state == RUNNING
+
+    def _check_process(self) -> None:
+        """Raise `SchedulerForked` if this is a forked copy of a started scheduler.
+
+        Calls that would otherwise answer from the copy's stale state, or wait
+        on threads that are not in this process, check this first.
+        """
+        if self._state == FORKED:
+            raise self._closed_error()
+
+    def _after_fork_in_child(self) -> None:
+        """In a child just forked, on its only thread (see ``actors/_fork.py``)."""
+        if self._state == NEW and self._gate.acquire(blocking=False):
+            # Never started, and no thread was starting it: the child's to start.
+            self._gate.release()
+            return
+        # Not the gate: a thread of the parent may have held it, and none will
+        # release it here. Every call checks the state before taking it.
+        if self._state != FORKED:  # else forked before: it is a grandparent's
+            self._forked_from = os.getppid()
+            self._state = FORKED
 
     # --- jobs -----------------------------------------------------------------------
 
@@ -373,7 +409,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             JobNotFound: no such job.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
         """
+        self._check_process()
         return self._table.get(job_id).snapshot()
 
     def cancel(self, job_id: str) -> CancelResult:
@@ -384,7 +423,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             JobNotFound: no such job.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
         """
+        self._check_process()
         return self._cancel(job_id)
 
     def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
@@ -405,7 +447,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         return result
 
     def stats(self) -> Stats:
-        """A snapshot of the counters. Keeps answering after shutdown, with the final figures."""
+        """A snapshot of the counters. Keeps answering after shutdown, with the final figures.
+
+        Raises:
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
+        """
+        self._check_process()
         if self._final_stats is not None:
             return self._final_stats
         if self._dispatcher is None:

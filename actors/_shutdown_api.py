@@ -20,6 +20,7 @@ from actors._capacity import Capacity
 from actors._checks import check_seconds
 from actors._dispatcher import GET_STATS, HALT
 from actors._errors import SchedulerClosed, SchedulerCrashed
+from actors._fork import FORKED, forked_error
 from actors._info import QueueStats, Stats
 from actors._job_state import JobState
 from actors._job_table import JobTable
@@ -52,6 +53,8 @@ class ShutdownAPI:
     _gate: threading.Lock
     _state: str
     _crash_reason: str
+    _forked_from: int
+    name: str
     _capacities: dict[str, Capacity]
     _queues: dict[str, Queue]
     _dispatcher: pykka.ActorRef[Any] | None
@@ -83,8 +86,11 @@ class ShutdownAPI:
                 thread may outlive the call.
 
         Safe to call more than once, and on a scheduler that never started.
+        In a process forked from the one that started it, it does nothing.
         """
         check_seconds("timeout", timeout, allow_zero=True)
+        if self._state == FORKED:
+            return  # the parent's scheduler: nothing of it runs in this process
         with self._gate:
             previous = self._state
             if previous in (CLOSING, CLOSED):
@@ -206,6 +212,8 @@ class ShutdownAPI:
         self._reaper.stop_all()
 
     def _closed_error(self) -> SchedulerClosed:
+        if self._state == FORKED:
+            return forked_error(f"the scheduler {self.name!r}", self._forked_from)
         if self._state == CRASHED:
             err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
             err.__cause__ = SchedulerCrashed(self._crash_reason)
