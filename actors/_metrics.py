@@ -22,6 +22,7 @@ the job ended. Per-repo and per-job detail belongs in logs (their records carry
 from __future__ import annotations
 
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -230,6 +231,17 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, _PostroomCollector] = 
 """Each registry's postroom collector. The registry has no lookup by kind, and
 registering a second collector with the same names would clash."""
 _collectors_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # After os.fork(), in the child: a thread of the parent may have held the
+    # lock, and none frees it here.
+    global _collectors_lock  # noqa: PLW0603 - rebuilt once per fork, in the child
+    _collectors_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def register_metrics(

@@ -198,6 +198,35 @@ def test_in_a_grandchild_the_error_names_the_process_that_started_it(
         assert f"process {os.getpid()}," in message, (name, message)
 
 
+@pytest.mark.parametrize("held", ["job state stripes", "metrics registrations", "exit hook"])
+def test_a_lock_held_at_the_fork_does_not_hang_the_childs_scheduler(held: str) -> None:
+    """A lock that another thread of the parent held at the fork stays held for
+    ever in the child, whose copy of that thread does not exist: postroom's
+    module-wide locks must be new in the child."""
+    from actors import _exit, _job_state, _metrics
+
+    locks = {
+        "job state stripes": list(_job_state._STRIPES),
+        "metrics registrations": [_metrics._collectors_lock],
+        "exit hook": [_exit._lock],
+    }[held]
+
+    def child() -> dict[str, Any]:
+        own = Scheduler(workers=1, registry=CollectorRegistry())
+        own.register("echo", _echo)
+        with own:
+            return {"result": own.submit("echo", 7).result(timeout=WAIT)}
+
+    for lock in locks:
+        lock.acquire()
+    try:
+        report = _fork(child)
+    finally:
+        for lock in locks:
+            lock.release()
+    assert report == {"result": 7}
+
+
 def test_a_scheduler_not_started_before_the_fork_starts_in_the_child(
     registry: CollectorRegistry,
 ) -> None:
