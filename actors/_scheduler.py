@@ -384,6 +384,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         if self._state != FORKED:  # else forked before: it is a grandparent's
             self._forked_from = os.getppid()
             self._state = FORKED
+        for server in self._metric_servers:
+            server._close_in_child()  # noqa: SLF001 - the server's own fork hook
 
     # --- jobs -----------------------------------------------------------------------
 

@@ -198,6 +198,50 @@ def test_in_a_grandchild_the_error_names_the_process_that_started_it(
         assert f"process {os.getpid()}," in message, (name, message)
 
 
+def test_the_child_makes_a_scheduler_of_its_own_under_the_same_name(
+    registry: CollectorRegistry,
+) -> None:
+    sched = Scheduler(workers=1, name="builds", registry=registry)
+    sched.register("echo", _echo)
+    with sched:
+        sched.submit("echo", 1).result(timeout=WAIT)
+        sched.submit("echo", 2).result(timeout=WAIT)
+
+        def child() -> dict[str, Any]:
+            own = Scheduler(workers=1, name="builds", registry=registry)
+            own.register("echo", _echo)
+            with own:
+                result = own.submit("echo", 21).result(timeout=WAIT)
+                labels = {"scheduler": "builds", "queue": "default", "handler": "echo"}
+                submitted = registry.get_sample_value("postroom_jobs_submitted_total", labels)
+            return {"result": result, "submitted": submitted}
+
+        report = _fork(child)
+    # The child's series are its own scheduler's: the parent's left with the fork.
+    assert report == {"result": 21, "submitted": 1.0}
+
+
+def test_the_child_holds_no_copy_of_the_parents_metrics_port(
+    registry: CollectorRegistry,
+) -> None:
+    """Its listening socket's copy would keep the port bound as long as the
+    child lives, after the parent stops serving (a restart could not bind it)."""
+    sched = Scheduler(workers=1, registry=registry)
+    with sched:
+        server = sched.serve_metrics(0)
+        listening = server._server.socket.fileno()  # type: ignore[union-attr]
+
+        def child() -> dict[str, Any]:
+            try:
+                os.fstat(listening)
+            except OSError:
+                return {"listening": "closed"}
+            return {"listening": "open"}
+
+        report = _fork(child)
+    assert report == {"listening": "closed"}
+
+
 @pytest.mark.parametrize("held", ["job state stripes", "metrics registrations", "exit hook"])
 def test_a_lock_held_at_the_fork_does_not_hang_the_childs_scheduler(held: str) -> None:
     """A lock that another thread of the parent held at the fork stays held for
