@@ -6,6 +6,9 @@ question (``stats()``, ``cancel()``) would wait on the very thread that has to
 answer it. So `JobHandle.add_done_callback` callbacks are queued here and run
 in order on one thread of their own, started on first use and joined at
 shutdown.
+
+A callback that raises, even `SystemExit`, is logged on the ``postroom``
+logger and the next one runs.
 """
 
 from __future__ import annotations
@@ -61,5 +64,8 @@ class CallbackRunner:
             callback, arg = item
             try:
                 callback(arg)
-            except Exception:  # noqa: BLE001 - a user's callback error is logged, not fatal
-                logger.exception("a done callback raised")
+            except BaseException:  # noqa: BLE001 - a user's callback error is logged, not fatal
+                # BaseException too: a SystemExit or KeyboardInterrupt raised here
+                # (no signal reaches this thread; a callback raised it) would end
+                # the thread, and with it every later callback of every job.
+                logger.exception("a done callback of %r raised", arg)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import cast
 
+from actors._clock import CLOCK_METHODS, Clock
 from actors._errors import InvalidArgument, UnknownHandler, UnknownQueue
 from actors._priority import MAX_PRIORITY, MIN_PRIORITY
 from actors._retry import RetryPolicy
 
 __all__ = [
+    "check_clock",
     "check_int",
     "check_job_options",
     "check_name",
@@ -19,6 +22,19 @@ __all__ = [
     "unknown_handler",
     "unknown_queue",
 ]
+
+
+def check_clock(value: object) -> Clock:
+    """``value``, which has every method of the `Clock` protocol (checked here:
+    the Timer would otherwise fail on the first one it lacks, at `start`)."""
+    missing = [name for name in CLOCK_METHODS if not callable(getattr(value, name, None))]
+    if missing:
+        msg = (
+            f"clock must be a Clock (with methods {', '.join(CLOCK_METHODS)}); "
+            f"{value!r} lacks {', '.join(missing)}"
+        )
+        raise InvalidArgument(msg)
+    return cast("Clock", value)
 
 
 def check_int(name: str, value: object, minimum: int) -> None:

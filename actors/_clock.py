@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["MAX_WAIT", "Clock", "ManualClock", "MonotonicClock", "wait_seconds"]
+__all__ = ["CLOCK_METHODS", "MAX_WAIT", "Clock", "ManualClock", "MonotonicClock", "wait_seconds"]
 
 MAX_WAIT = threading.TIMEOUT_MAX
 """The longest one wait on a lock, condition or event may be (about 292 years on
@@ -57,6 +57,10 @@ class Clock(Protocol):
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever time jumps; returns a function to unsubscribe."""
         ...
+
+
+CLOCK_METHODS = ("now", "wall", "wait_hint", "subscribe")
+"""The methods of `Clock`, which the scheduler checks a clock has when it is made."""
 
 
 class MonotonicClock:

@@ -9,8 +9,11 @@ The tree::
     ├── UnknownHandler (KeyError)     submit named a handler nobody registered
     ├── UnknownQueue (KeyError)       submit or a handler named a queue the scheduler lacks
     ├── QueueFull                     back-pressure: the pending bound is reached
+    ├── SchedulerAlreadyStarted (RuntimeError)
+    │                                 start() on a scheduler that is running
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
-    │                                 or crashed)
+    │   │                             or crashed)
+    │   └── SchedulerForked           this process is a fork of the one that started it
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
     ├── ScheduleNotFound (KeyError)   no schedule with that id (never added, or removed)
     ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
@@ -42,9 +45,11 @@ __all__ = [
     "JobTimedOut",
     "NotSerializable",
     "QueueFull",
+    "SchedulerAlreadyStarted",
     "SchedulerClosed",
     "SchedulerCrashed",
     "SchedulerError",
+    "SchedulerForked",
     "ScheduleNotFound",
     "UnknownHandler",
     "UnknownQueue",
@@ -101,8 +106,29 @@ class QueueFull(SchedulerError):
     """
 
 
+class SchedulerAlreadyStarted(SchedulerError, RuntimeError):
+    """`Scheduler.start` was called on a scheduler that is running.
+
+    A scheduler starts once: nothing changed, it goes on running. Start it in
+    one place (`Scheduler.running` says whether it is).
+    """
+
+
 class SchedulerClosed(SchedulerError):
     """The scheduler does not accept work: not started yet, shut down, or crashed."""
+
+
+class SchedulerForked(SchedulerClosed):
+    """The scheduler (or a handle of its jobs) belongs to the process this one
+    was forked from.
+
+    After `os.fork()` only the thread that forked lives on in the child: the
+    scheduler's workers, Timer and actor loop stay in the parent, so in the
+    child it cannot run a job, and every call of it or of its handles raises
+    this at once (``shutdown`` does nothing and returns). Make a new
+    `Scheduler` in the child. A scheduler made but not started before the fork
+    is the child's own to start.
+    """
 
 
 class JobNotFound(SchedulerError, KeyError):

@@ -8,6 +8,7 @@ non-daemon threads; it is what `concurrent.futures` uses for the same reason.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Protocol
@@ -25,6 +26,16 @@ class _Stoppable(Protocol):
 _live: weakref.WeakSet[_Stoppable] = weakref.WeakSet()
 _lock = threading.Lock()
 _hooked = False
+
+
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held it at os.fork(); none frees it here.
+    global _lock  # noqa: PLW0603 - rebuilt once per fork, in the child
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def shut_down_at_exit(scheduler: _Stoppable) -> None:

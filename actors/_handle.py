@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from actors import _fork
 from actors._errors import JobCancelled, JobFailed, JobTimedOut, SchedulerClosed
 from actors._priority import Priority
 from actors._status import CANCELLED, COMPLETED, JobStatus
@@ -28,9 +29,12 @@ class JobHandle:
 
     ``result()`` blocks a thread; ``await handle`` waits without blocking the event
     loop. Two handles for the same job (an idempotent resubmission) compare equal.
+
+    In a process forked from the one that made it, the handle's job runs (or
+    ran) in the parent: everything but its ``id`` raises `SchedulerForked`.
     """
 
-    __slots__ = ("_callbacks", "_cancel", "_links", "_state")
+    __slots__ = ("_callbacks", "_cancel", "_generation", "_links", "_state")
 
     def __init__(
         self,
@@ -43,6 +47,7 @@ class JobHandle:
         self._cancel = cancel
         self._callbacks = callbacks
         self._links = links
+        self._generation = _fork.generation
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._state.job.handler} {self._state.status}>"
@@ -61,19 +66,19 @@ class JobHandle:
     @property
     def status(self) -> JobStatus:
         """The job's status now."""
-        return self._state.status
+        return self._here().status
 
     def done(self) -> bool:
         """Whether the job has reached a terminal state."""
-        return self._state.finished
+        return self._here().finished
 
     def info(self) -> JobInfo:
         """A snapshot of the job (same as `Scheduler.job`)."""
-        return self._state.snapshot()
+        return self._here().snapshot()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is finished or ``timeout`` passes; True if finished."""
-        return self._state.wait(timeout)
+        return self._here().wait(timeout)
 
     def result(self, timeout: float | None = None) -> JSONValue:
         """The handler's result, blocking until the job is finished.
@@ -85,14 +90,16 @@ class JobHandle:
                 exception if it ran in this process.
             JobTimedOut: the job's last attempt ran past its timeout.
             JobCancelled: the job was cancelled.
+            SchedulerForked: this process is a fork of the one that made the job.
         """
-        if not self._state.wait(timeout):
+        if not self._here().wait(timeout):
             msg = f"job {self.id} did not finish within {timeout}s"
             raise TimeoutError(msg)
         return self._outcome()
 
     def cancel(self) -> CancelResult:
         """Cancel the job (same as `Scheduler.cancel`)."""
+        self._here()
         return self._cancel(self.id)
 
     def then(
@@ -132,6 +139,7 @@ class JobHandle:
             UnknownHandler, UnknownQueue, InvalidArgument, QueueFull: as `Scheduler.submit`.
             SchedulerClosed: the scheduler is not running.
         """
+        self._here()
         links = self._links
         if links is None:
             msg = f"job {self.id}'s handle belongs to no scheduler: it cannot have follow-ups"
@@ -154,16 +162,19 @@ class JobHandle:
         thread that runs the actors, so they may block or call the scheduler
         (``submit``, ``cancel``, ``stats``). If the job has already finished,
         the callback runs at once on the calling thread. An exception it raises
-        is logged.
+        is logged on the ``postroom`` logger, with its traceback; on the
+        callback thread that includes `SystemExit` and `KeyboardInterrupt`,
+        and the next callback runs all the same.
         """
         runner = self._callbacks
-        if runner is None or self._state.finished:
+        if runner is None or self._here().finished:
             self._state.add_done_callback(lambda _state: callback(self))
         else:
             self._state.add_done_callback(lambda _state: runner.call(callback, self))
 
     def __await__(self) -> Generator[Any, None, JSONValue]:
         """Wait for the result without blocking the running event loop."""
+        self._here()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -175,6 +186,15 @@ class JobHandle:
         self._state.add_done_callback(wake)
         yield from future.__await__()
         return self._outcome()
+
+    def _here(self) -> JobState:
+        """The job's state, unless this process is a fork of the one that made
+        the handle: then the job is the parent's, and waiting on it here would
+        wait for ever (its threads are in the parent), and its state may be
+        locked by a thread that is not here either."""
+        if self._generation != _fork.generation:
+            raise _fork.forked_error(f"job {self.id}", _fork.owner(self._generation))
+        return self._state
 
     def _outcome(self) -> JSONValue:
         state = self._state

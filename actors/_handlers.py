@@ -60,6 +60,7 @@ def make_spec(
     if not callable(func):
         msg = f"handler {name!r} must be callable, not {func!r}"
         raise InvalidArgument(msg)
+    _check_signature(name, func)
     if max_retries is not None:
         check_int("max_retries", max_retries, 0)
     if timeout is not None:
@@ -73,3 +74,21 @@ def make_spec(
     assert timeout is None or isinstance(timeout, int | float)
     assert retry is None or isinstance(retry, RetryPolicy)
     return HandlerSpec(name, func, max_retries, timeout, retry, kinds)
+
+
+def _check_signature(name: str, func: Callable[..., Any]) -> None:
+    """Refuse, at registration, a handler that cannot be called as ``func(ctx, payload)``:
+    otherwise it is accepted and every job of it fails at its first run."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # a builtin or extension callable that does not say: taken on trust
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        shown = getattr(func, "__qualname__", None) or repr(func)
+        msg = (
+            f"handler {name!r} is called as func(ctx, payload), but "
+            f"{shown}{signature} cannot take that: {exc}"
+        )
+        raise InvalidArgument(msg) from None

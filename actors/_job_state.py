@@ -10,6 +10,7 @@ differently. The table that holds the records is in ``_job_table.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,19 @@ state's lock, so two jobs sharing a stripe wait at most for a few of each
 other's bytecodes, and can never deadlock.
 """
 _STRIPE_MASK = len(_STRIPES) - 1
+
+
+def _new_stripes_in_child() -> None:
+    # After os.fork(), a stripe a thread of the parent held stays held for ever
+    # in the child (that thread is not there). The jobs of the parent's
+    # schedulers keep the old ones, unused here (actors/_fork.py); new jobs
+    # get these.
+    global _STRIPES  # noqa: PLW0603 - rebuilt once per fork, in the child
+    _STRIPES = tuple(threading.Lock() for _ in range(len(_STRIPES)))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_stripes_in_child)
 
 
 class JobState:

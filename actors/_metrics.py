@@ -22,6 +22,7 @@ the job ended. Per-repo and per-job detail belongs in logs (their records carry
 from __future__ import annotations
 
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -230,6 +231,24 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, _PostroomCollector] = 
 """Each registry's postroom collector. The registry has no lookup by kind, and
 registering a second collector with the same names would clash."""
 _collectors_lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    """After os.fork(), in the child: a new lock (a thread of the parent may
+    have held the old one, and none frees it here), and no scheduler on any
+    registry. Every scheduler registered at the fork had started in the parent
+    and is of no use here (actors/_fork.py): its series would go on showing its
+    last figures, and its name would stay taken for the child's own scheduler.
+    The collectors stay on their registries (taking one off takes the
+    registry's lock) and serve the schedulers the child registers next."""
+    global _collectors_lock  # noqa: PLW0603 - rebuilt once per fork, in the child
+    _collectors_lock = threading.Lock()
+    for collector in list(_collectors.values()):
+        collector.sources = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def register_metrics(

@@ -52,6 +52,9 @@ class MetricsAPI:
         if not self._metrics:
             msg = "this scheduler was made with metrics=False: there is nothing to serve"
             raise InvalidArgument(msg)
+        if not self.running:
+            # Also before the gate, which a forked child's copy must not take.
+            raise self._closed_error()
         server = MetricsServer(port, addr=addr, registry=self._registry)
         with self._gate:
             if not self.running:

@@ -147,6 +147,21 @@ class MetricsServer:
         for end in wake:
             end.close()
 
+    def _close_in_child(self) -> None:
+        """After `os.fork()`, in the child: close its copies of the sockets.
+
+        The serving thread stayed in the parent; the listening socket's copy
+        here would keep the port bound for as long as the child lives, after
+        the parent stops serving, and take connections nobody answers. No
+        lock: the parent's thread may have held it at the fork.
+        """
+        server, wake = self._server, self._wake
+        self._server = self._thread = self._wake = None
+        if server is not None:
+            server.socket.close()
+        for end in wake or ():
+            end.close()
+
     def __enter__(self) -> MetricsServer:
         self.start()
         return self

@@ -28,6 +28,7 @@ class JobQueryAPI:
     _handlers: dict[str, HandlerSpec]
     _retries: RetryLinks
     _closed_error: Callable[[], SchedulerClosed]
+    _check_process: Callable[[], None]
     submit: Callable[..., JobHandle]
 
     @property
@@ -67,7 +68,10 @@ class JobQueryAPI:
                 a bad ``limit`` or ``offset``; the message names the value.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
             UnknownHandler: ``handler`` is not a registered handler.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
         """
+        self._check_process()
         query = JobQuery.checked(
             status=status,
             queue=queue,

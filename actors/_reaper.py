@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from actors._clock import wait_seconds
+
 __all__ = ["Reaper"]
 
 _PRUNE_EVERY = 1024
@@ -59,7 +61,7 @@ class Reaper:
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(wait_seconds(max(0.0, deadline - time.monotonic())))
         left = [t for t in threads if t.is_alive()]
         with self._lock:
             self._threads = left

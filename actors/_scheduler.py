@@ -11,6 +11,7 @@ and manual retry (``_query_api.py``), and shutdown and the crash path
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from actors._callbacks import CallbackRunner
 from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import (
+    check_clock,
     check_int,
     check_name,
     check_seconds,
@@ -34,10 +36,12 @@ from actors._clock import Clock, MonotonicClock
 from actors._dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
+    SchedulerAlreadyStarted,
     SchedulerClosed,
 )
 from actors._exit import shut_down_at_exit
 from actors._followups import Links
+from actors._fork import FORKED, track
 from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
@@ -65,6 +69,19 @@ F = TypeVar("F", bound=HandlerFunc)
 
 _loop_numbers = itertools.count(1)
 _scheduler_numbers = itertools.count(1)
+
+
+def _checked_modes(
+    repo_mode: RepoMode, repo_modes: Mapping[str, RepoMode] | None
+) -> dict[str, RepoMode]:
+    """The per-repo modes, each checked (``repo_mode`` too)."""
+    modes = dict(repo_modes or {})
+    for repo, mode in [(None, repo_mode), *modes.items()]:
+        if mode not in ("ordered", "mutex"):
+            where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
+            msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
+            raise InvalidArgument(msg)
+    return modes
 
 
 class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
@@ -118,7 +135,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 its place) or ``"mutex"`` (exclusion only: waiting jobs don't block).
             repo_modes: per-repo overrides of ``repo_mode``.
             history: how many finished jobs `job` can still look up.
-            clock: where time comes from (tests pass a `ManualClock`).
+            clock: where time comes from (tests pass a `ManualClock`): any
+                object with the `Clock` protocol's methods.
             restart_limit: worker crashes (postroom bugs, not job errors) tolerated
                 within ``restart_window`` seconds before the scheduler fails loudly.
             restart_window: see ``restart_limit``.
@@ -144,7 +162,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             raise InvalidArgument(msg)
         if full_timeout is not None:
             check_seconds("full_timeout", full_timeout, allow_zero=True)
-        modes = _check_repo_modes(repo_mode, repo_modes)
+        modes = _checked_modes(repo_mode, repo_modes)
         self._queues = {DEFAULT_QUEUE: Queue(workers, max_pending), **check_queues(queues)}
         self._config = DispatcherConfig(
             {name: queue.workers for name, queue in self._queues.items()},
@@ -155,7 +173,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         )
         self._on_full = on_full
         self._full_timeout = full_timeout
-        self._clock: Clock = clock or MonotonicClock()
+        self._clock: Clock = MonotonicClock() if clock is None else check_clock(clock)
         self._handlers: dict[str, HandlerSpec] = {}
         # The gate guards the scheduler's state; the table and the capacities share it.
         self._gate = threading.Lock()
@@ -187,6 +205,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._dropped = 0
         self._rejected = 0
         self._crash_reason = ""
+        self._forked_from = 0  # the process that started it, in a child forked from it
         self.name = name or f"postroom-{next(_scheduler_numbers)}"
         """The ``scheduler`` label of this scheduler's metrics."""
         self._metrics = metrics
@@ -194,6 +213,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._unregister_metrics: Callable[[], None] | None = None
         self._last_metrics: MetricsSnapshot | None = None
         self._metric_servers: list[MetricsServer] = []
+        track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
 
@@ -224,7 +244,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 (None: ``default``).
 
         Raises:
-            InvalidArgument: a bad option, or ``name`` is already registered.
+            InvalidArgument: a bad option, ``name`` is already registered, or the
+                function's signature cannot take ``(ctx, payload)`` (checked
+                with `inspect.signature`; a callable without a readable
+                signature is taken on trust).
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
 
@@ -256,9 +279,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """Register ``func`` as the handler called ``name`` (`handler` without the decorator).
 
         Raises:
-            InvalidArgument: a bad option, or ``name`` is already registered.
+            InvalidArgument: a bad option, ``name`` is already registered, or
+                ``func`` cannot be called as ``func(ctx, payload)``.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
+        self._check_process()
         spec = make_spec(
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
@@ -276,9 +301,15 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """Start the actors. Returns the scheduler, so ``Scheduler(...).start()`` reads well.
 
         Raises:
-            SchedulerClosed: it was started before (a scheduler runs once).
+            SchedulerAlreadyStarted: it is running (nothing changes).
+            SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
+            SchedulerForked: it was started in the process this one was forked from.
         """
+        self._check_process()  # before the gate, which a parent's thread may have held
         with self._gate:
+            if self._state == RUNNING:
+                msg = "the scheduler is already running: a scheduler starts once"
+                raise SchedulerAlreadyStarted(msg)
             if self._state != NEW:
                 msg = f"a scheduler starts once; this one is {self._state}"
                 raise SchedulerClosed(msg)
@@ -316,8 +347,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         return self
 
     def __enter__(self) -> Self:
-        if self._state == NEW:
-            self.start()
+        if self._state in (NEW, FORKED):
+            self.start()  # a forked one raises
         return self
 
     def __exit__(
@@ -331,8 +362,31 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
     @property
     def running(self) -> bool:
-        """Whether the scheduler accepts jobs."""
+        """Whether the scheduler accepts jobs (never in a process forked from its own)."""
         return self._state == RUNNING
+
+    def _check_process(self) -> None:
+        """Raise `SchedulerForked` if this is a forked copy of a started scheduler.
+
+        Calls that would otherwise answer from the copy's stale state, or wait
+        on threads that are not in this process, check this first.
+        """
+        if self._state == FORKED:
+            raise self._closed_error()
+
+    def _after_fork_in_child(self) -> None:
+        """In a child just forked, on its only thread (see ``actors/_fork.py``)."""
+        if self._state == NEW and self._gate.acquire(blocking=False):
+            # Never started, and no thread was starting it: the child's to start.
+            self._gate.release()
+            return
+        # Not the gate: a thread of the parent may have held it, and none will
+        # release it here. Every call checks the state before taking it.
+        if self._state != FORKED:  # else forked before: it is a grandparent's
+            self._forked_from = os.getppid()
+            self._state = FORKED
+        for server in self._metric_servers:
+            server._close_in_child()  # noqa: SLF001 - the server's own fork hook
 
     # --- jobs -----------------------------------------------------------------------
 
@@ -358,7 +412,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             JobNotFound: no such job.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
         """
+        self._check_process()
         return self._table.get(job_id).snapshot()
 
     def cancel(self, job_id: str) -> CancelResult:
@@ -369,7 +426,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             JobNotFound: no such job.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
         """
+        self._check_process()
         return self._cancel(job_id)
 
     def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
@@ -390,7 +450,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         return result
 
     def stats(self) -> Stats:
-        """A snapshot of the counters. Keeps answering after shutdown, with the final figures."""
+        """A snapshot of the counters. Keeps answering after shutdown, with the final figures.
+
+        Raises:
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
+        """
+        self._check_process()
         if self._final_stats is not None:
             return self._final_stats
         if self._dispatcher is None:
@@ -420,16 +486,3 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
-
-
-def _check_repo_modes(
-    repo_mode: object, repo_modes: Mapping[str, RepoMode] | None
-) -> dict[str, RepoMode]:
-    """The per-repo overrides, each mode checked (the default one too)."""
-    modes = dict(repo_modes or {})
-    for repo, mode in [(None, repo_mode), *modes.items()]:
-        if mode not in ("ordered", "mutex"):
-            where = "repo_mode" if repo is None else f"repo_modes[{repo!r}]"
-            msg = f"{where} must be 'ordered' or 'mutex', not {mode!r}"
-            raise InvalidArgument(msg)
-    return modes

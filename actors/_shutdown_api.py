@@ -22,6 +22,7 @@ from actors._checks import check_seconds
 from actors._clock import wait_seconds
 from actors._dispatcher import GET_STATS, HALT
 from actors._errors import SchedulerClosed, SchedulerCrashed
+from actors._fork import FORKED, forked_error
 from actors._info import QueueStats, Stats
 from actors._job_state import JobState
 from actors._job_table import JobTable
@@ -58,6 +59,8 @@ class ShutdownAPI:
     _gate: threading.Lock
     _state: str
     _crash_reason: str
+    _forked_from: int
+    name: str
     _capacities: dict[str, Capacity]
     _queues: dict[str, Queue]
     _dispatcher: pykka.ActorRef[Any] | None
@@ -103,7 +106,8 @@ class ShutdownAPI:
         thread waits for the shutdown under way to end, and joins its thread.
 
         Safe to call more than once, from any thread, and on a scheduler that
-        never started.
+        never started. In a process forked from the one that started it, it
+        does nothing.
 
         Raises:
             InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
@@ -111,6 +115,8 @@ class ShutdownAPI:
         """
         check_seconds("timeout", timeout, allow_zero=True)
         check_seconds("cancel_grace", cancel_grace, allow_zero=True)
+        if self._state == FORKED:
+            return  # the parent's scheduler: nothing of it runs in this process
         owned = self._reaper.owns(threading.current_thread())
         with self._gate:
             previous = self._state
@@ -259,6 +265,8 @@ class ShutdownAPI:
         self._reaper.stop_all()
 
     def _closed_error(self) -> SchedulerClosed:
+        if self._state == FORKED:
+            return forked_error(f"the scheduler {self.name!r}", self._forked_from)
         if self._state == CRASHED:
             err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
             err.__cause__ = SchedulerCrashed(self._crash_reason)

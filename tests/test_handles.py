@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 
@@ -426,3 +427,37 @@ def test_done_callback_sees_real_stats() -> None:
         second.add_done_callback(read_stats)
         assert called.wait(10)
     assert seen == [2]
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_done_callback_raising_a_base_exception_is_logged_and_later_ones_run(
+    kind: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises SystemExit (or any BaseException) on the callback
+    thread must not end it: every later callback, of any job, still runs."""
+    caplog.set_level(logging.ERROR, logger="postroom")
+    sched = Scheduler(workers=1)
+    release = threading.Event()
+
+    @sched.handler("block")
+    def block(ctx, payload):
+        release.wait(10)
+        return payload
+
+    later = threading.Event()
+
+    def explode(_handle: JobHandle) -> None:
+        raise kind("from a callback")
+
+    with sched:
+        first = sched.submit("block", 1)
+        second = sched.submit("block", 2)
+        # Both unfinished: the callbacks go to the callback thread, in order.
+        first.add_done_callback(explode)
+        second.add_done_callback(lambda _handle: later.set())
+        release.set()
+        assert second.result(timeout=10) == 2
+        assert later.wait(10), "the callback thread died with the first callback"
+    [record] = [r for r in caplog.records if r.name == "postroom" and first.id in r.getMessage()]
+    assert record.exc_info is not None
+    assert record.exc_info[0] is kind

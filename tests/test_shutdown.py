@@ -19,6 +19,7 @@ from actors import (
     ManualClock,
     RetryPolicy,
     Scheduler,
+    SchedulerAlreadyStarted,
     SchedulerClosed,
 )
 from tests.helpers import WAIT
@@ -226,6 +227,22 @@ def test_shutdown_of_a_never_started_scheduler() -> None:
     assert stats.submitted == 0
     assert stats.workers == 3
     assert _postroom_threads() - before == set()
+
+
+def test_start_on_a_running_scheduler_raises_already_started() -> None:
+    sched = Scheduler(workers=1)
+    Probe(sched)
+    with sched:
+        with pytest.raises(SchedulerAlreadyStarted, match="already running") as caught:
+            sched.start()
+        # Its name says what happened: it is running, not closed.
+        assert not isinstance(caught.value, SchedulerClosed)
+        assert isinstance(caught.value, RuntimeError)
+        assert sched.running  # nothing changed
+        assert sched.submit("work", 1).result(timeout=WAIT) == 1
+    # Once it is shut down, it is closed.
+    with pytest.raises(SchedulerClosed):
+        sched.start()
 
 
 # --- answers after shutdown ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from actors import (
+    Clock,
     InvalidArgument,
     JobFailed,
     NotSerializable,
@@ -19,6 +21,7 @@ from actors import (
     SchedulerError,
     UnknownHandler,
 )
+from actors._clock import CLOCK_METHODS
 from actors._json import MAX_DEPTH
 
 
@@ -286,3 +289,146 @@ def test_bad_shutdown_timeout(sched: Scheduler, timeout: Any) -> None:
     with pytest.raises(InvalidArgument):
         sched.shutdown(timeout=timeout)
     assert sched.running  # nothing changed
+
+
+# --- the clock (checked when the scheduler is made, not when it starts) ----------------
+
+
+class _NoSubscribe:
+    """A clock-like object that lacks `subscribe`."""
+
+    def now(self) -> float:
+        return 0.0
+
+    def wall(self) -> float:
+        return 0.0
+
+    def wait_hint(self, due: float) -> float | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("clock", "missing"),
+    [
+        (object(), "now, wall, wait_hint, subscribe"),
+        (_NoSubscribe(), "subscribe"),
+        (type("NotCallable", (_NoSubscribe,), {"subscribe": 3})(), "subscribe"),
+    ],
+    ids=["object", "no-subscribe", "subscribe-not-callable"],
+)
+def test_a_clock_without_the_clock_methods_is_refused_at_construction(
+    clock: Any, missing: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=f"lacks {missing}$"):
+        Scheduler(workers=1, clock=clock)
+
+
+def test_a_duck_typed_clock_is_accepted() -> None:
+    class Clockish(_NoSubscribe):
+        def wait_hint(self, due: float) -> float | None:
+            return 0.01
+
+        def subscribe(self, callback: Any) -> Any:
+            return lambda: None
+
+    scheduler = Scheduler(workers=1, clock=Clockish())
+    scheduler.register("echo", lambda ctx, payload: payload)
+    with scheduler:
+        assert scheduler.submit("echo", 1).result(timeout=10) == 1
+
+
+# --- a handler's signature (checked when it is registered, not when it runs) ----------
+
+
+def _two(ctx: Any, payload: Any) -> None:
+    return None
+
+
+def _three(ctx: Any, payload: Any, extra: Any) -> None:
+    return None
+
+
+def _keyword_only(*, ctx: Any, payload: Any) -> None:
+    return None
+
+
+class _Callable:
+    def __call__(self, ctx: Any, payload: Any) -> None:
+        return None
+
+    def method(self, ctx: Any, payload: Any) -> None:
+        return None
+
+    def one(self, ctx: Any) -> None:
+        return None
+
+
+async def _async_two(ctx: Any, payload: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("func", "shown"),
+    [
+        (lambda: None, "()"),
+        (lambda ctx: None, "(ctx)"),
+        (_three, "(ctx: 'Any', payload: 'Any', extra: 'Any')"),
+        (_keyword_only, "(*, ctx: 'Any', payload: 'Any')"),
+        (_Callable().one, "(ctx: 'Any')"),
+        (functools.partial(_two, 1), "(payload: 'Any')"),
+    ],
+    ids=["no-args", "ctx-only", "three", "keyword-only", "bound-one", "partial"],
+)
+def test_a_handler_that_cannot_take_ctx_and_payload_is_refused(func: Any, shown: str) -> None:
+    scheduler = Scheduler(workers=1)
+    with pytest.raises(InvalidArgument) as caught:
+        scheduler.register("h", func)
+    message = str(caught.value)
+    assert "'h'" in message
+    assert shown in message
+    # Nothing was registered: the name is still free.
+    scheduler.register("h", _two)
+
+
+def test_the_decorator_checks_the_signature_too() -> None:
+    scheduler = Scheduler(workers=1)
+    with pytest.raises(InvalidArgument, match="'h'"):
+
+        @scheduler.handler("h")
+        def only_ctx(ctx: Any) -> None:
+            return None
+
+
+@pytest.mark.parametrize(
+    "func",
+    [
+        _two,
+        _async_two,
+        lambda *args: None,
+        lambda ctx, payload=None, extra=1: None,
+        lambda ctx, *rest, **options: None,
+        _Callable(),
+        _Callable().method,
+        functools.partial(_three, extra=1),
+        max,  # a builtin whose signature cannot be read: taken on trust
+    ],
+    ids=[
+        "two",
+        "async",
+        "varargs",
+        "defaults",
+        "rest",
+        "instance",
+        "method",
+        "partial",
+        "builtin",
+    ],
+)
+def test_a_handler_that_can_take_ctx_and_payload_is_accepted(func: Any) -> None:
+    scheduler = Scheduler(workers=1)
+    scheduler.register("h", func)
+
+
+def test_clock_methods_are_the_protocols() -> None:
+    declared = {name for name in vars(Clock) if not name.startswith("_")}
+    assert set(CLOCK_METHODS) == declared
