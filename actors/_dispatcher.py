@@ -262,7 +262,10 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
     def _on_submit(self, job: Job) -> None:
         state = self._states.get(job.id)
         if state is None:
-            return  # Resolved already (cancelled on its way, or a crash); nothing to route.
+            # Resolved already (cancelled on its way, or a crash); nothing to
+            # route, and the ready queue must not hold later jobs back for it.
+            self._readies[job.queue].settled(job)
+            return
         self._route(state, job)
 
     def _route(self, state: JobState, job: Job) -> None:
@@ -295,6 +298,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         state = self._states.get(job.id)
         if state is None:
             # Cancelled while the repo made it ready: let the repo go at once.
+            self._readies[job.queue].settled(job)
             self._to_repo(job.repo, Finished(job, _cancelled("cancel")))  # type: ignore[arg-type]
             return
         self._make_ready(state, job)
@@ -455,6 +459,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
                 self.actor_ref,
                 self._child_failure("repo", repo),
                 self._repo_waits,
+                self._readies,
             )
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id)
         entry.sent += 1

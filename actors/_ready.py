@@ -19,6 +19,17 @@ worker then queues behind it (measured: 8,000 contended acquisitions in 20,000
 jobs). A job is in the queue while its key is in ``_jobs``: whoever pops it
 from there (a worker taking it, or a cancel removing it) owns it.
 
+A job with a repo reaches this queue later than one without: it goes through
+the Dispatcher and its RepoLock first, on the actor loop. So that it still
+competes by (priority, submission) with every job submitted after it (rule 3,
+docs/guarantees.md), the facade *expects* it here as it submits it, and the
+first to learn where it went settles the expectation: this queue when the job
+is put, the RepoLock when the job must wait for its repo, the Dispatcher when
+it was cancelled on its way. A worker about to take a job worse than one still
+on its way gives it back and waits for that one to be settled (microseconds:
+a few hops on the actor loop). While nothing is expected, a take costs one
+truth test more.
+
 A cancel that comes between a worker popping a job and registering it as taken
 finds it in neither place and cannot signal it. That is why the Dispatcher
 marks the job ``cancel_requested`` before it looks, and the worker checks that
@@ -48,11 +59,17 @@ class ReadyQueue:
     """Ready jobs in (priority, seq) order, and which worker runs which.
 
     A removed job stays in the heap and is skipped when it surfaces (lazy
-    deletion). The lock guards only the count of workers told to retire.
+    deletion). The lock guards the count of workers told to retire and the
+    jobs expected (`expect`).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        # Jobs with a repo on their way here (see the module docstring): their
+        # keys, and the same keys in a heap for the best one (lazy deletion).
+        self._expected: set[int] = set()
+        self._expected_heap: list[int] = []
         self._heap: list[int] = []  # priority << SEQ_BITS | seq
         self._jobs: dict[int, Job] = {}  # by the same key
         self._taken: dict[str, tuple[int, CancelScope]] = {}
@@ -77,6 +94,44 @@ class ReadyQueue:
         self._jobs[key] = job
         heappush(self._heap, key)
         self._tokens.put(True)
+        if self._expected:
+            self._settle(key)
+
+    def expect(self, job: Job) -> None:
+        """``job`` (with a repo, due now) was just submitted and is on its way.
+
+        Until it is settled (`put` here, or `settled`), no worker takes a job
+        that comes after it in (priority, submission) order.
+        """
+        key = job.priority << SEQ_BITS | job.seq
+        with self._lock:
+            self._expected.add(key)
+            heappush(self._expected_heap, key)
+
+    def settled(self, job: Job) -> None:
+        """``job`` will not come here now (it waits for its repo, or was
+        cancelled on its way): stop holding later jobs back for it."""
+        if self._expected:
+            self._settle(job.priority << SEQ_BITS | job.seq)
+
+    def _settle(self, key: int) -> None:
+        with self._lock:
+            if key in self._expected:
+                self._expected.discard(key)
+                self._settled.notify_all()
+
+    def _expected_before(self, key: int) -> int | None:
+        """The best job on its way that comes before ``key``; None if none does."""
+        with self._lock:
+            expected, heap = self._expected, self._expected_heap
+            while heap and heap[0] not in expected:
+                heappop(heap)
+            return heap[0] if heap and heap[0] < key else None
+
+    def _wait_settled(self, key: int) -> None:
+        with self._lock:
+            while key in self._expected and not self._closed:
+                self._settled.wait()
 
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
@@ -98,6 +153,14 @@ class ReadyQueue:
                     break
                 job = jobs.pop(key, None)
                 if job is not None:
+                    if self._expected and (first := self._expected_before(key)) is not None:
+                        # A better job is on its way (rule 3): give this one
+                        # back with its token, wait for that one to be settled.
+                        jobs[key] = job
+                        heappush(heap, key)
+                        tokens.put(True)
+                        self._wait_settled(first)
+                        break
                     scope.arm(job.id, job.attempt)
                     taken[job.id] = (worker_id, scope)
                     return job
@@ -145,6 +208,8 @@ class ReadyQueue:
         """
         self._closed = True
         self._tokens.put(False)
+        with self._lock:
+            self._settled.notify_all()  # nobody waits for a job that won't come
 
     def retire(self, count: int) -> None:
         """Let ``count`` workers leave: the next ``count`` calls of `take` (from

@@ -21,6 +21,7 @@ in flight to a stopping actor (a Pykka tell to a stopping actor can be lost).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import pykka
@@ -30,6 +31,7 @@ from actors._actor import FailureReport, post
 from actors._actor_loop import ActorLoop, LoopActor
 from actors._attempts import next_attempt
 from actors._clock import Clock
+from actors._ready import ReadyQueue
 from actors.messages import (
     Done,
     Enqueue,
@@ -74,10 +76,13 @@ class RepoLock(LoopActor):
         dispatcher: pykka.ActorRef[Any],
         on_failure: FailureReport | None = None,
         waits: RepoWaits | None = None,
+        readies: Mapping[str, ReadyQueue] | None = None,
     ) -> None:
         super().__init__(loop, on_failure)
         self.repo = repo
         self._waits = waits
+        self._readies = readies
+        """Where a job the facade expects (`ReadyQueue.expect`) is settled if it must wait."""
         self._lock_id = lock_id
         self._mode = mode
         self._clock = clock
@@ -94,7 +99,14 @@ class RepoLock(LoopActor):
         """Apply one message, then start the next job if the repo is free."""
         self._seen += 1
         if isinstance(message, Enqueue):
-            self._enqueue(message.job)
+            job = message.job
+            self._enqueue(job)
+            self._advance()
+            active = self._active
+            if self._readies is not None and (active is None or active.id != job.id):
+                # It waits for its repo: later jobs need not wait for it (rule 3).
+                self._readies[job.queue].settled(job)
+            return None
         elif isinstance(message, Finished):
             self._finished(message)
         elif isinstance(message, Withdraw):

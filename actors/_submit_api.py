@@ -210,6 +210,9 @@ class SubmitAPI:
                 pass  # held: `Links` hands it off (actors/_followups.py)
             elif not direct:
                 assert self._dispatcher is not None
+                if job.not_before is None:
+                    # Rule 3 across the two paths: see ReadyQueue.expect.
+                    self._readies[job.queue].expect(job)
                 self._dispatcher.tell(Submit(job))
             elif state.timer is None:
                 self._readies[job.queue].put(job)
@@ -229,9 +232,12 @@ class SubmitAPI:
         job = state.job
         if job.repo is not None:
             assert self._dispatcher is not None  # set before the first submit
+            if job.not_before is None:
+                self._readies[job.queue].expect(job)
             try:
                 self._dispatcher.tell(Submit(job))
             except pykka.ActorDeadError:
+                self._readies[job.queue].settled(job)
                 # Shut down or crashed: that path resolves every job; this makes sure.
                 error = ErrorInfo("postroom.JobCancelled", "cancelled: the scheduler stopped")
                 self._table.finish(state, CANCELLED, error=error)

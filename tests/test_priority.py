@@ -8,7 +8,9 @@ import threading
 import pytest
 
 from actors import InvalidArgument, JobContext, JobStatus, Priority, Scheduler
-from tests.helpers import WAIT, Runs, settle
+from actors._dispatcher import Dispatcher
+from actors.messages import Job
+from tests.helpers import WAIT, Runs, quiet, settle
 
 
 def _blocking_scheduler(workers: int) -> tuple[Scheduler, Runs, threading.Event]:
@@ -119,3 +121,84 @@ def test_priority_out_of_range_is_rejected(priority: object) -> None:
         with pytest.raises(InvalidArgument):
             sched.submit("job", "x", priority=priority)  # type: ignore[arg-type]
         assert sched.stats().submitted == 0
+
+
+# --- rule 3 across the two paths: with a repo and without ------------------------------
+
+
+def _hold_the_way_of(monkeypatch: pytest.MonkeyPatch, payload: str) -> threading.Event:
+    """Hold the Dispatcher before it routes the job whose payload is ``payload``,
+    until the returned event is set (the actor loop made slow, on purpose)."""
+    on_its_way = threading.Event()
+    original = Dispatcher._on_submit
+
+    def slow_submit(self: Dispatcher, job: Job) -> None:
+        if job.payload == payload:
+            assert on_its_way.wait(WAIT)
+        original(self, job)
+
+    monkeypatch.setattr(Dispatcher, "_on_submit", slow_submit)
+    return on_its_way
+
+
+def test_a_job_with_a_free_repo_competes_with_jobs_submitted_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A job with a repo reaches the ready queue through the Dispatcher and its
+    # RepoLock; jobs without one go straight in. A worker that freed up while
+    # it was on its way once took a later, less urgent job first (2 runs in 11
+    # with a busy pool). Here its way is held open on purpose: the worker must
+    # wait for it, not pass it by.
+    sched, runs, release = _blocking_scheduler(workers=1)
+    on_its_way = _hold_the_way_of(monkeypatch, "p4-repo")
+    with sched:
+        try:
+            blocker = sched.submit("block")
+            assert runs.started("block").wait(WAIT)
+            urgent = sched.submit("job", "p4-repo", repo="r", priority=4)
+            later = [sched.submit("job", f"p5-{i}", priority=5) for i in range(3)]
+            release.set()
+            assert blocker.wait(WAIT)
+            # The worker is free now: nothing submitted later may start first.
+            assert quiet(runs.started("p5-0"))
+        finally:
+            release.set()
+            on_its_way.set()
+        assert urgent.result(timeout=WAIT) == "P4-REPO"
+        for handle in later:
+            handle.result(timeout=WAIT)
+    assert runs.order == ["block", "p4-repo", "p5-0", "p5-1", "p5-2"]
+
+
+def test_a_job_waiting_for_its_busy_repo_holds_no_later_job_back() -> None:
+    sched, runs, release = _blocking_scheduler(workers=2)
+    with sched:
+        try:
+            holder = sched.submit("block", repo="r")  # holds repo r
+            assert runs.started("block").wait(WAIT)
+            waiting = sched.submit("job", "p4-repo", repo="r", priority=4)
+            later = sched.submit("job", "p5", priority=5)
+            # The second worker runs p5 while p4-repo waits for its repo.
+            assert later.result(timeout=WAIT) == "P5"
+            assert not waiting.done()
+        finally:
+            release.set()
+        assert holder.result(timeout=WAIT) is None
+        assert waiting.result(timeout=WAIT) == "P4-REPO"
+    assert runs.order == ["block", "p5", "p4-repo"]
+
+
+def test_a_job_cancelled_on_its_way_holds_no_later_job_back() -> None:
+    sched, runs, release = _blocking_scheduler(workers=1)
+    with sched:
+        try:
+            sched.submit("block")
+            assert runs.started("block").wait(WAIT)
+            urgent = sched.submit("job", "p4-repo", repo="r", priority=4)
+            urgent.cancel()
+            later = sched.submit("job", "p5", priority=5)
+        finally:
+            release.set()
+        assert later.result(timeout=WAIT) == "P5"
+    assert urgent.status is JobStatus.CANCELLED
+    assert runs.order == ["block", "p5"]
