@@ -205,6 +205,7 @@ def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
         self._jobs[key(job)] = job
         heappush(self._heap, key(job))
         self._tokens.put(True)
+        self.settled(job)  # it is here: no worker waits for it any more
 
     @contextmanager
     def both() -> Iterator[None]:
