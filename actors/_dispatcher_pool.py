@@ -11,7 +11,6 @@ past that, or when any other child dies, the scheduler crashes loudly.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -124,7 +123,9 @@ class WorkerPool:
             )
             return
         crashes = self._crashes
-        now = time.monotonic()
+        # The scheduler's clock, as for every other span of time it measures, so
+        # a test drives the window with a ManualClock instead of sleeping past it.
+        now = self._clock.now()
         crashes.append(now)
         while crashes and crashes[0] < now - self._config.restart_window:
             crashes.popleft()

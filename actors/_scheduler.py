@@ -121,7 +121,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             clock: where time comes from (tests pass a `ManualClock`).
             restart_limit: worker crashes (postroom bugs, not job errors) tolerated
                 within ``restart_window`` seconds before the scheduler fails loudly.
-            restart_window: see ``restart_limit``.
+            restart_window: see ``restart_limit``; seconds of ``clock``.
             queues: named queues besides ``default``, each with its own workers,
                 bound and job defaults (see `Queue`).
             name: the scheduler's name, the ``scheduler`` label of its metrics
