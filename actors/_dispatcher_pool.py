@@ -84,6 +84,7 @@ class WorkerPool:
             self._tokens,
             self._child_failure("worker", worker_id),
             self._run_times.setdefault(worker_id, {}),
+            self._config.max_payload_bytes,
         )
         # A worker reads the ready queue, not its mailbox: it is stopped there.
         self._reaper.add(spawned.thread, ready.close)
