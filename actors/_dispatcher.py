@@ -103,6 +103,8 @@ class DispatcherConfig:
     restart_limit: int
     """Worker crashes (postroom bugs) tolerated within ``restart_window`` seconds."""
     restart_window: float
+    max_payload_bytes: int
+    """The most bytes a handler's result may encode to (`PayloadTooLarge` over it)."""
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ past that, or when any other child dies, the scheduler crashes loudly.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -85,6 +84,7 @@ class WorkerPool:
             self._tokens,
             self._child_failure("worker", worker_id),
             self._run_times.setdefault(worker_id, {}),
+            self._config.max_payload_bytes,
         )
         # A worker reads the ready queue, not its mailbox: it is stopped there.
         self._reaper.add(spawned.thread, ready.close)
@@ -124,7 +124,9 @@ class WorkerPool:
             )
             return
         crashes = self._crashes
-        now = time.monotonic()
+        # The scheduler's clock, as for every other span of time it measures, so
+        # a test drives the window with a ManualClock instead of sleeping past it.
+        now = self._clock.now()
         crashes.append(now)
         while crashes and crashes[0] < now - self._config.restart_window:
             crashes.popleft()

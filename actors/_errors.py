@@ -5,7 +5,8 @@ The tree::
     SchedulerError                    root: catch this to catch everything postroom raises
     ├── InvalidArgument (ValueError, TypeError)
     │   │                             a call got a value it cannot accept; nothing changed
-    │   └── NotSerializable           a payload or result is not JSON-able
+    │   ├── NotSerializable           a payload or result is not JSON-able
+    │   └── PayloadTooLarge           a payload or result is over ``max_payload_bytes``
     ├── UnknownHandler (KeyError)     submit named a handler nobody registered
     ├── UnknownQueue (KeyError)       submit or a handler named a queue the scheduler lacks
     ├── QueueFull                     back-pressure: the pending bound is reached
@@ -44,6 +45,7 @@ __all__ = [
     "JobNotFound",
     "JobTimedOut",
     "NotSerializable",
+    "PayloadTooLarge",
     "QueueFull",
     "SchedulerAlreadyStarted",
     "SchedulerClosed",
@@ -71,9 +73,28 @@ class InvalidArgument(SchedulerError, ValueError, TypeError):
 class NotSerializable(InvalidArgument):
     """A payload (at submit) or a result (when a handler returns) is not JSON-able.
 
-    Payloads and results must be what `json.dumps` accepts without a ``default``:
-    dicts with str keys, lists, str, int, finite floats, bool and None.
+    Payloads and results must be what `json.dumps` accepts without a ``default``
+    and the wire format carries: dicts with str keys, lists, str, int within 64
+    bits, finite floats, bool and None, nested at most 64 levels. The message
+    names where the fault sits.
     """
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A payload (at submit) or a result (when a handler returns) is larger than
+    the scheduler's ``max_payload_bytes``, measured as postroom encodes it
+    (msgpack, the form the journal and the wire carry).
+
+    Keep large data elsewhere (a file, an object store, a table) and pass its
+    key; or raise ``max_payload_bytes``, within its ceiling.
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size:,} bytes encoded, over max_payload_bytes={limit:,}")
+        self.size = size
+        """The encoded size, in bytes."""
+        self.limit = limit
+        """The scheduler's ``max_payload_bytes``."""
 
 
 class UnknownHandler(SchedulerError, KeyError):

@@ -76,7 +76,7 @@ class MetricsSnapshot:
     schedule_fires: Mapping[str, int]
     """handler -> scheduled runs fired."""
     schedule_misfires: Mapping[str, int]
-    """handler -> scheduled runs that missed their due time."""
+    """handler -> fire times handled more than misfire_grace late."""
     schedule_skips: Mapping[str, int]
     """handler -> scheduled runs skipped."""
     dropped: int
@@ -128,7 +128,7 @@ class _Exposition:
         self.fires = counter("postroom_schedule_fires", "Scheduled runs fired.", labels=[s, h])
         self.misfires = counter(
             "postroom_schedule_misfires",
-            "Scheduled runs that missed their due time.",
+            "Schedule fire times handled more than misfire_grace late.",
             labels=[s, h],
         )
         self.skips = counter("postroom_schedule_skips", "Scheduled runs skipped.", labels=[s, h])

@@ -1,10 +1,12 @@
 """What to do about a schedule's fire that came, perhaps late: the misfire policy.
 
 A scheduler that wakes for a fire may find it late (a busy process, a paused
-schedule resumed, a suspended machine), with more fire times due since. The
-answer (`decide_fire`) is at most one run, standing for the latest of them,
-and the count of those that got no run of their own: never a burst, never a
-silent drop. ``_triggers.py`` says when the fires fall.
+schedule resumed, a suspended machine), with more fire times due since. A fire
+handled at most ``misfire_grace`` seconds after its time is a normal fire: it
+runs, counts as nothing else, and the fires after it are decided in turn. One
+handled later than that is a misfire: `decide_fire` counts every misfire due by
+now and applies the policy to them at once, so a long backlog is never a burst
+of runs, nor a silent drop. ``_triggers.py`` says when the fires fall.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class FireDecision:
     fire_time: float | None
     """The fire time the run stands for (the latest one due), or None without a run."""
     next_fire: float | None
-    """When to look at the schedule again: its first fire time after now, or ``due``
-    itself when it is not due yet; None when it has no more fires."""
+    """When to look at the schedule again: the fire time after the one that ran
+    (perhaps due already), its first fire time after now when none ran, or
+    ``due`` itself when it is not due yet; None when it has no more fires."""
     missed: int
     """Fire times due by now that get no run of their own: dropped, or folded
     into this run. Add it to the schedule's misfire count."""
@@ -65,20 +68,26 @@ def decide_fire(
 ) -> FireDecision:
     """Decide, at ``now``, about the fire the scheduler woke up for at ``due``.
 
-    ``due`` is a fire time the trigger produced. The fire times due by now are
-    ``due`` and the trigger's later ones up to ``now`` inclusive; if the
-    scheduler ran late, there may be several. At most one run ever results (a
-    late scheduler never runs a burst) and it stands for the latest of them. It
-    runs if that fire is at most ``misfire_grace`` seconds late; if it is later
-    still (a misfire), ``"coalesce"`` runs it anyway, once for all of them, and
-    ``"skip"`` drops it. Either way the schedule continues from its first fire
-    time after ``now``.
+    ``due`` is a fire time the trigger produced. A fire is late by ``now``
+    minus its time, and a misfire if that is more than ``misfire_grace``.
 
-    A fire is never due before its time: with ``now < due`` nothing runs and
-    ``next_fire`` is ``due``.
+    - ``due`` is not a misfire: it runs, as a normal fire, and ``next_fire`` is
+      the trigger's next fire time after it (perhaps due already: the
+      scheduler then decides about that one at once, in its turn).
+    - ``due`` is a misfire: so may be the trigger's later fire times up to
+      ``now``. All of them are counted in ``missed`` and handled at once.
+      ``"coalesce"`` folds them into one run: the first fire after them that
+      is within the grace, if one is due by ``now``; else a run now for the
+      latest of them. ``"skip"`` drops them, and runs that first fire within
+      the grace if there is one. The schedule goes on after the fire that ran
+      (or after ``now``, when none within the grace was due).
+
+    So a late scheduler never runs a burst for its misfires, and every fire
+    within the grace runs as if on time. A fire is never due before its time:
+    with ``now < due`` nothing runs and ``next_fire`` is ``due``.
 
     Cost: constant for an `IntervalTrigger`; for other triggers, one step per
-    fire time due.
+    misfire.
 
     Raises:
         InvalidArgument: ``due`` or ``now`` is not finite epoch seconds,
@@ -90,39 +99,85 @@ def decide_fire(
     check_misfire(policy, misfire_grace)
     if now < due:
         return FireDecision(run=False, fire_time=None, next_fire=due, missed=0)
-    count, latest, following = _due_fires(trigger, due, now)
-    run = policy == "coalesce" or now - latest <= misfire_grace
+    if now - due <= misfire_grace:
+        return FireDecision(run=True, fire_time=due, next_fire=trigger.next_after(due), missed=0)
+    backlog = _misfires(trigger, due, now, misfire_grace)
+    if backlog.in_grace is not None:
+        # The misfires are folded into (coalesce) or dropped before (skip) the
+        # first fire within the grace, which runs as a normal fire.
+        return FireDecision(
+            run=True,
+            fire_time=backlog.in_grace,
+            next_fire=trigger.next_after(backlog.in_grace),
+            missed=backlog.count,
+        )
+    if policy == "coalesce":
+        return FireDecision(
+            run=True,
+            fire_time=backlog.latest,
+            next_fire=backlog.after_now,
+            missed=backlog.count - 1,
+        )
     return FireDecision(
-        run=run,
-        fire_time=latest if run else None,
-        next_fire=following,
-        missed=count - 1 if run else count,
+        run=False, fire_time=None, next_fire=backlog.after_now, missed=backlog.count
     )
 
 
-def _due_fires(trigger: Trigger, due: float, now: float) -> tuple[int, float, float | None]:
-    """How many fire times lie in [due, now], the latest of them, and the one after.
+@dataclass(frozen=True, slots=True)
+class _Backlog:
+    """The misfires of a schedule handled late: ``due`` and the trigger's fire
+    times after it that are more than the grace before ``now``."""
 
-    ``due <= now`` is given.
-    """
+    count: int
+    latest: float
+    """The latest misfire."""
+    in_grace: float | None
+    """The first fire time after them, if it is due by ``now`` (so within the grace)."""
+    after_now: float | None
+    """The first fire time after ``now`` (meaningful when ``in_grace`` is None)."""
+
+
+def _misfires(trigger: Trigger, due: float, now: float, grace: float) -> _Backlog:
+    """Count the misfires from ``due`` on; ``now - due > grace`` is given."""
     if isinstance(trigger, IntervalTrigger) and trigger.start is not None:
-        # Index arithmetic instead of a walk: an interval of a second, missed
-        # for a day, is 86,400 fires.
-        first = interval_index(trigger, due, strictly=False)
-        last = interval_index(trigger, now, strictly=True) - 1
-        if trigger.end is not None:
-            last = min(last, interval_index(trigger, trigger.end, strictly=True) - 1)
-        if last < first:
-            return 1, due, trigger.next_after(now)  # `due` is off the grid
-        count = last - first + 1 if trigger.fire(first) == due else last - first + 2
-        return count, trigger.fire(last), trigger.next_after(now)
+        return _interval_misfires(trigger, due, now, grace)
     fires = trigger.fires_after(due) if isinstance(trigger, CronTrigger) else _chain(trigger, due)
     count, latest = 1, due
     for fire in fires:
         if fire > now:
-            return count, latest, fire
+            return _Backlog(count, latest, None, fire)
+        if now - fire <= grace:
+            return _Backlog(count, latest, fire, None)
         count, latest = count + 1, fire
-    return count, latest, None
+    return _Backlog(count, latest, None, None)
+
+
+def _interval_misfires(
+    trigger: IntervalTrigger, due: float, now: float, grace: float
+) -> _Backlog:
+    # Index arithmetic instead of a walk: an interval of a second, missed for a
+    # day, is 86,400 misfires. ``due`` may be off the grid (an IntervalTrigger
+    # only ever produces fires on it, but a caller may ask): it counts as one.
+    first = interval_index(trigger, due, strictly=True)  # the first fire after due
+    after_now = interval_index(trigger, now, strictly=True)
+    stop = after_now
+    if trigger.end is not None:
+        stop = min(stop, interval_index(trigger, trigger.end, strictly=True))
+
+    def late(k: int) -> bool:
+        return now - trigger.fire(k) > grace
+
+    # The first fire within the grace: estimated by division, which may be a few
+    # ulps off, then stepped to the exact boundary with the very test the walk uses.
+    k = max(first, math.ceil((now - grace - trigger.fire(0)) / trigger.interval))
+    while k > first and not late(k - 1):
+        k -= 1
+    while k < stop and late(k):
+        k += 1
+    count = 1 + max(0, min(k, stop) - first)
+    latest = trigger.fire(min(k, stop) - 1) if min(k, stop) > first else due
+    in_grace = trigger.fire(k) if k < stop else None
+    return _Backlog(count, latest, in_grace, trigger.next_after(now))
 
 
 def _chain(trigger: Trigger, t: float) -> Iterator[float]:

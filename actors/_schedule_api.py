@@ -36,6 +36,7 @@ from actors._schedules import (
 from actors._triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
 
 if TYPE_CHECKING:
+    from actors._dispatcher import DispatcherConfig
     from actors._handle import JobHandle
 
 __all__ = ["DEFAULT_MISFIRE_GRACE", "ScheduleAPI", "ScheduleHandle"]
@@ -84,6 +85,7 @@ class ScheduleAPI:
     _handlers: dict[str, HandlerSpec]
     _ask: Callable[[Any], Any]
     """Ask the Dispatcher (the facade's: raises SchedulerClosed when not running)."""
+    _config: DispatcherConfig
     _handle_of: Callable[[str], JobHandle]
     _queue_named: Callable[[object], Queue]
 
@@ -292,7 +294,8 @@ class ScheduleAPI:
         check_job_options(repo, 0.0, None, max_retries, timeout, retry)
         check_policies(overlap, misfire, misfire_grace)
         spec = ScheduleSpec(
-            kind, description, trigger, handler, json_copy(payload), repo, int(priority),
+            kind, description, trigger, handler,
+            json_copy(payload, max_bytes=self._config.max_payload_bytes), repo, int(priority),
             queue, max_retries, timeout, retry, overlap, misfire, float(misfire_grace),
         )  # fmt: skip
         info: ScheduleInfo = self._ask(AddSchedule(spec))

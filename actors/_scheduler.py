@@ -46,6 +46,7 @@ from actors._handle import JobHandle
 from actors._handlers import HandlerFunc, HandlerSpec, make_spec
 from actors._info import JobInfo, Stats
 from actors._job_table import JobTable
+from actors._json import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._metrics import MetricsSnapshot, register_metrics
 from actors._metrics_api import MetricsAPI
 from actors._metrics_server import MetricsServer
@@ -118,6 +119,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         name: str | None = None,
         metrics: bool = True,
         registry: CollectorRegistry | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
@@ -139,7 +141,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 object with the `Clock` protocol's methods.
             restart_limit: worker crashes (postroom bugs, not job errors) tolerated
                 within ``restart_window`` seconds before the scheduler fails loudly.
-            restart_window: see ``restart_limit``.
+            restart_window: see ``restart_limit``; seconds of ``clock``.
             queues: named queues besides ``default``, each with its own workers,
                 bound and job defaults (see `Queue`).
             name: the scheduler's name, the ``scheduler`` label of its metrics
@@ -148,6 +150,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 (docs/operations.md lists them).
             registry: the ``prometheus_client`` registry to register on (None:
                 the global one, which several schedulers can share).
+            max_payload_bytes: the most bytes a payload (at submit) or a result
+                (when a handler returns) may take, encoded as postroom journals
+                and sends it (msgpack); over it, `PayloadTooLarge`. From 1 KiB
+                to 7 MiB, default 4 MiB: a message carries a payload and a
+                result within the wire format's 16 MiB.
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
@@ -170,6 +177,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             modes,
             restart_limit,
             restart_window,
+            check_max_payload_bytes(max_payload_bytes),
         )
         self._on_full = on_full
         self._full_timeout = full_timeout

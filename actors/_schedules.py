@@ -6,10 +6,10 @@ policies. The Dispatcher arms one Timer entry per schedule, for its next fire
 time, and when the entry comes due asks the book what to do:
 
 - **Misfires.** A fire that is handled more than ``misfire_grace`` seconds after
-  its time (the process was busy, suspended, or the schedule paused) is a
-  misfire. ``"coalesce"`` (the default) runs once for all the fire times that
-  were missed; ``"skip"`` drops them. Either way they are counted and logged,
-  and the schedule goes on from its first fire time after now.
+  its time (the process was busy or suspended) is a misfire; one handled within
+  the grace is a normal fire and runs. ``"coalesce"`` (the default) runs once for
+  all the misfires; ``"skip"`` drops them. Either way they are counted and
+  logged, and the fires after them are handled as usual (`decide_fire`).
 - **Overlap.** ``"skip"`` (the default) starts no fire while the job of the
   previous one is unfinished (pending or running): the fire is counted as a
   skip and logged. ``"queue"`` runs every fire, one after the other (its jobs
@@ -94,7 +94,8 @@ class ScheduleInfo:
     fires: int
     """Jobs it created (`trigger` included)."""
     misfires: int
-    """Fire times handled more than ``misfire_grace`` late: coalesced or dropped."""
+    """Fire times handled more than ``misfire_grace`` late that got no run of
+    their own: coalesced into another fire's run, or dropped."""
     skips: int
     """Fires that created no job: the previous one was unfinished (overlap
     ``"skip"``), or the queue was full."""
@@ -206,7 +207,7 @@ class ScheduleBook:
         if decision.missed:
             schedule.misfires += decision.missed
             self.misfires_by[spec.handler] += decision.missed
-            action = "coalesced into one run" if decision.run else "skipped"
+            action = "coalesced into one run" if spec.misfire == "coalesce" else "skipped"
             logger.warning(
                 "schedule %s (%s): %d fire(s) more than %ss late, %s",
                 schedule.id,

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -32,7 +32,7 @@ from actors._handle import JobHandle
 from actors._handlers import HandlerSpec
 from actors._job_state import PARKED, READY, TIMER, JobState, LabelCounts
 from actors._job_table import JobTable
-from actors._json import json_copy
+from actors._json import INT_MAX, INT_MIN, SHORT_STR, json_copy
 from actors._priority import Priority
 from actors._queue import DEFAULT_QUEUE, Queue
 from actors._ready import ReadyQueue
@@ -40,6 +40,9 @@ from actors._retry import NO_BACKOFF, RetryPolicy
 from actors._shutdown_api import RUNNING
 from actors._status import CANCELLED, PENDING, SCHEDULED
 from actors.messages import After, ErrorInfo, Job, JSONValue, Submit
+
+if TYPE_CHECKING:
+    from actors._dispatcher import DispatcherConfig
 
 __all__ = ["SubmitAPI", "SubmitDefaults"]
 
@@ -63,6 +66,7 @@ class SubmitAPI:
     _timer: pykka.ActorRef[Any] | None
     _on_full: str
     _full_timeout: float | None
+    _config: DispatcherConfig
     _dropped: int
     _rejected: int
     _callbacks: CallbackRunner
@@ -91,7 +95,8 @@ class SubmitAPI:
 
         Args:
             handler: a registered handler's name.
-            payload: the handler's input; must be JSON-able (a private copy is taken).
+            payload: the handler's input; must be JSON-able (a private copy is
+                taken) and encode to at most the scheduler's ``max_payload_bytes``.
             repo: a concurrency key: jobs of one repo never overlap and start in
                 (priority, submission) order.
             priority: 1 (most urgent) to 10; see `Priority`.
@@ -110,7 +115,8 @@ class SubmitAPI:
         Raises:
             UnknownHandler: no handler has that name.
             UnknownQueue: the scheduler has no queue of that name.
-            InvalidArgument: an argument is invalid (`NotSerializable` for a payload).
+            InvalidArgument: an argument is invalid (`NotSerializable` for a payload
+                that is not JSON-able, `PayloadTooLarge` for one over the limit).
             QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
                 or "wait" timed out).
             SchedulerClosed: the scheduler is not running.
@@ -130,7 +136,17 @@ class SubmitAPI:
             or retry is not None
         ):
             check_job_options(repo, delay, idempotency_key, max_retries, timeout, retry)
-        body = payload if type(payload) in _JSON_SCALARS else json_copy(payload)
+        # What is JSON as it is and within every limit needs no copy and no
+        # measure: None, a bool, an int of 64 bits, a short ASCII str (the hot path).
+        kind = type(payload)
+        body = (
+            payload
+            if payload is None
+            or kind is bool
+            or (kind is int and INT_MIN <= payload <= INT_MAX)
+            or (kind is str and len(payload) < SHORT_STR and payload.isascii())
+            else json_copy(payload, max_bytes=self._config.max_payload_bytes)
+        )
         name = queue or spec.queue or DEFAULT_QUEUE
         if queue is not None:
             self._queue_named(queue)
@@ -295,10 +311,6 @@ class SubmitAPI:
         state = JobState(job, CANCELLED)
         state.resolve(CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
         return JobHandle(state, _already_finished, links=self._links)
-
-
-_JSON_SCALARS = frozenset((str, int, bool, type(None)))
-"""Payload types that are JSON as they are (exact types: a subclass is checked)."""
 
 
 def _already_finished(_job_id: str) -> CancelResult:

@@ -24,13 +24,13 @@ from actors._actor import FailureReport, PostroomActor, post
 from actors._cancel import CancelScope
 from actors._clock import Clock
 from actors._context import JobContext
-from actors._errors import Fatal, NotSerializable
+from actors._errors import Fatal, NotSerializable, PayloadTooLarge
 from actors._handlers import HandlerSpec
 from actors._histogram import RunHistogram
 from actors._info import Progress
 from actors._job_state import LabelCounts
 from actors._job_table import JobTable
-from actors._json import json_copy
+from actors._json import DEFAULT_MAX_PAYLOAD_BYTES, INT_MAX, INT_MIN, SHORT_STR, json_copy
 from actors._log import job_extra, logger
 from actors._ready import ReadyQueue
 from actors._status import COMPLETED
@@ -59,8 +59,6 @@ def error_info(exc: BaseException) -> ErrorInfo:
 _PLAIN = (str, int, float, list, dict, type(None))
 """Results that are certainly not awaitable (skips a slower check on the hot path)."""
 
-_SCALARS = frozenset((str, int, bool, type(None)))
-"""Result types that are JSON as they are (exact types: a subclass is copied)."""
 
 
 class _Pull:
@@ -90,6 +88,7 @@ class Worker(PostroomActor):
         tokens: Iterator[int],
         on_failure: FailureReport | None = None,
         run_times: dict[LabelCounts, RunHistogram] | None = None,
+        max_result_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         super().__init__(on_failure)
         self.worker_id = worker_id
@@ -105,6 +104,7 @@ class Worker(PostroomActor):
         self._scope = CancelScope()
         self._progress = _progress_sink(table)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_result_bytes = max_result_bytes
 
     def on_start(self) -> None:
         """Start pulling."""
@@ -210,11 +210,21 @@ class Worker(PostroomActor):
             # how quickly a handler notices its signal.
             return self._stopped(job, None, started_at, run_time)
         try:
-            if type(result) in _SCALARS:
+            kind = type(result)
+            # As at submit: None, a bool, an int of 64 bits or a short ASCII str
+            # needs no copy and no measure.
+            if (
+                result is None
+                or kind is bool
+                or (kind is int and INT_MIN <= result <= INT_MAX)
+                or (kind is str and len(result) < SHORT_STR and result.isascii())
+            ):
                 value = result
             else:
-                value = json_copy(result, f"result of handler {job.handler!r}")
-        except NotSerializable as exc:
+                what = f"result of handler {job.handler!r}"
+                value = json_copy(result, what, max_bytes=self._max_result_bytes)
+        except (NotSerializable, PayloadTooLarge) as exc:
+            # Never retried: the same handler would most likely return the same.
             self._keep_exception(job.id, exc)
             return Outcome(
                 "failed",

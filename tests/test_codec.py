@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import typing
@@ -13,6 +14,7 @@ import pytest
 
 from actors import messages as m
 from actors._errors import DecodeError, InvalidArgument, NotSerializable
+from actors._json import MAX_DEPTH, json_copy
 from actors._retry import RetryPolicy
 from transport import VERSION, codec, decode, encode
 
@@ -259,11 +261,22 @@ def test_payload_depth_10_000_is_a_decode_error_not_recursion() -> None:
 
 
 def test_payload_at_the_depth_limit_round_trips() -> None:
-    msg = m.Submit(dataclasses.replace(JOB, payload=_nested_list(codec._MAX_DEPTH)))
+    msg = m.Submit(dataclasses.replace(JOB, payload=_nested_list(MAX_DEPTH)))
     assert decode(encode(msg)) == msg
-    too_deep = m.Submit(dataclasses.replace(JOB, payload=_nested_list(codec._MAX_DEPTH + 1)))
+    too_deep = m.Submit(dataclasses.replace(JOB, payload=_nested_list(MAX_DEPTH + 1)))
     with pytest.raises(NotSerializable):
         encode(too_deep)
+
+
+def test_the_codec_and_submit_share_one_depth_limit() -> None:
+    deepest, too_deep = _nested_list(MAX_DEPTH), _nested_list(MAX_DEPTH + 1)
+    assert json_copy(deepest) == deepest
+    with pytest.raises(NotSerializable):
+        json_copy(too_deep)
+    with pytest.raises(NotSerializable):
+        encode(m.Submit(dataclasses.replace(JOB, payload=too_deep)))
+    with pytest.raises(DecodeError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        decode(_pack(VERSION, "Submit", [_job_body(payload=too_deep)]))
 
 
 def test_oversized_input_is_refused_before_parsing() -> None:
@@ -298,6 +311,10 @@ def test_encoding_a_non_message_raises(value: object) -> None:
         encode(value)
 
 
+class _Three(enum.IntEnum):
+    THREE = 3
+
+
 NOT_ENCODABLE: dict[str, tuple[type[Exception], object]] = {
     "bool for int": (InvalidArgument, dataclasses.replace(JOB, priority=True)),
     "str for int": (InvalidArgument, dataclasses.replace(JOB, seq="1")),  # type: ignore[arg-type]
@@ -312,6 +329,8 @@ NOT_ENCODABLE: dict[str, tuple[type[Exception], object]] = {
     "payload set": (NotSerializable, dataclasses.replace(JOB, payload={1})),  # type: ignore[arg-type]
     "payload bytes": (NotSerializable, dataclasses.replace(JOB, payload=b"x")),  # type: ignore[arg-type]
     "payload NaN": (NotSerializable, dataclasses.replace(JOB, payload=[math.nan])),
+    "payload infinity": (NotSerializable, dataclasses.replace(JOB, payload={"x": math.inf})),
+    "payload int subclass": (NotSerializable, dataclasses.replace(JOB, payload=[_Three.THREE])),
     "payload 10_000 deep": (
         NotSerializable,
         dataclasses.replace(JOB, payload=_nested_list(10_000)),
@@ -328,7 +347,7 @@ def test_encode_refuses_what_would_not_round_trip(error: type[Exception], msg: o
 
 def test_payload_with_non_str_key_names_the_field() -> None:
     job = dataclasses.replace(JOB, payload={"ok": {2: "x"}})  # type: ignore[dict-item]
-    with pytest.raises(NotSerializable, match=r"Job\.payload: dict key of type int"):
+    with pytest.raises(NotSerializable, match=r"Job\.payload: value\['ok'\] has a key 2 of"):
         encode(m.Submit(job))
 
 

@@ -132,6 +132,30 @@ def test_misfires_coalesce_into_one_run_or_are_skipped() -> None:
         assert sched.schedule(dropped.id).fires == 0
 
 
+def test_fires_late_within_the_grace_run_as_normal_fires() -> None:
+    sched, clock, _seen = _scheduler()
+    with sched:
+        # Every 10 s from 00:00:10. Seventy seconds pass at once: the fire of :10
+        # is handled exactly 60 s late, at the limit of one grace (a normal fire)
+        # and past the other (a misfire, which gives way to the fire of :20).
+        within = sched.cron("tick", "*/10 * * * * *", misfire_grace=60, overlap="allow")
+        past = sched.cron("tick", "*/10 * * * * *", misfire_grace=59.5, overlap="allow")
+        dropped = sched.cron(
+            "tick", "*/10 * * * * *", misfire="skip", misfire_grace=59.5, overlap="allow"
+        )
+        clock.advance(70)
+        for handle in (within, past, dropped):
+            wait_until(
+                lambda h=handle: h.info().next_fire == START + timedelta(seconds=80),  # type: ignore[misc]
+                "the schedule caught up",
+            )
+        assert (within.info().fires, within.info().misfires) == (7, 0)
+        assert _fire_times(sched, within.id) == [_at(seconds=s) for s in range(10, 71, 10)]
+        for handle in (past, dropped):
+            assert (handle.info().fires, handle.info().misfires) == (6, 1)
+            assert _fire_times(sched, handle.id) == [_at(seconds=s) for s in range(20, 71, 10)]
+
+
 def test_overlap_skip_queue_allow() -> None:
     clock = ManualClock()
     sched = Scheduler(workers=4, clock=clock)

@@ -443,12 +443,51 @@ def test_a_fire_is_never_due_before_its_time() -> None:
     assert on_time == FireDecision(run=True, fire_time=100.0, next_fire=110.0, missed=0)
 
 
-def test_late_within_the_grace_runs_once_for_every_fire_due() -> None:
+def test_misfires_before_a_fire_within_the_grace_give_way_to_it() -> None:
     trigger = IntervalTrigger(10, start=100.0)
-    # Woken at 135 for the fire of 100: 100, 110, 120 and 130 are due; 130 is 5 s late.
+    # Woken at 135 for the fire of 100: 100, 110, 120 and 130 are due; 130 is 5 s
+    # late, within the grace, so it runs; the three before it are misfires.
     for policy in ("coalesce", "skip"):
         decision = decide_fire(trigger, 100.0, 135.0, misfire_grace=5.0, policy=policy)
         assert decision == FireDecision(run=True, fire_time=130.0, next_fire=140.0, missed=3)
+
+
+@pytest.mark.parametrize("policy", ["coalesce", "skip"])
+def test_a_fire_late_within_the_grace_is_a_normal_fire(policy: str) -> None:
+    # Every 10 s; woken 20 s after the fire of 00:00:10, the grace being 60 s:
+    # 00:00:10, :20 and :30 are due, none a misfire. Each runs in its turn.
+    trigger = CronTrigger("*/10 * * * * *")
+    now = utc(2026, 1, 1, 0, 0, 30)
+    due = utc(2026, 1, 1, 0, 0, 10)
+    runs = []
+    while due <= now:
+        decision = decide_fire(trigger, due, now, misfire_grace=60.0, policy=policy)  # type: ignore[arg-type]
+        assert decision == FireDecision(run=True, fire_time=due, next_fire=due + 10, missed=0)
+        runs.append(due)
+        due = decision.next_fire
+    assert runs == [utc(2026, 1, 1, 0, 0, s) for s in (10, 20, 30)]
+
+
+@pytest.mark.parametrize("policy", ["coalesce", "skip"])
+def test_the_grace_is_inclusive(policy: str) -> None:
+    trigger = CronTrigger("*/10 * * * * *")
+    due = utc(2026, 1, 1, 0, 0, 10)
+    at_the_limit = decide_fire(trigger, due, due + 60, misfire_grace=60.0, policy=policy)  # type: ignore[arg-type]
+    assert at_the_limit == FireDecision(run=True, fire_time=due, next_fire=due + 10, missed=0)
+    # A hair later, the fire of :10 is a misfire, and the one of :20 (50 s late) runs.
+    past = decide_fire(
+        trigger,
+        due,
+        math.nextafter(due + 60, math.inf),
+        misfire_grace=60.0,
+        policy=policy,  # type: ignore[arg-type]
+    )
+    assert past == FireDecision(run=True, fire_time=due + 10, next_fire=due + 20, missed=1)
+    interval = IntervalTrigger(10, start=due)
+    assert decide_fire(interval, due, due + 60, misfire_grace=60.0) == at_the_limit
+    assert (
+        decide_fire(interval, due, math.nextafter(due + 60, math.inf), misfire_grace=60.0) == past
+    )
 
 
 def test_a_misfire_is_coalesced_into_one_run() -> None:
@@ -491,7 +530,7 @@ def test_a_long_backlog_is_counted_without_walking_it() -> None:
     )
     cron = CronTrigger("* * * * * *")
     due = utc(2026, 1, 1)
-    decision = decide_fire(cron, due, due + 7200, misfire_grace=1.0)
+    decision = decide_fire(cron, due, due + 7200.5, misfire_grace=1.0)
     assert decision == FireDecision(
         run=True, fire_time=due + 7200, next_fire=due + 7201, missed=7200
     )
@@ -514,18 +553,19 @@ class EveryTen:
         return fire if fire <= self.end else None
 
 
-@pytest.mark.parametrize("due", [100.0, 110.0, 150.0])
-@pytest.mark.parametrize("now", [100.0, 109.0, 110.0, 135.0, 150.0, 151.0, 400.0])
+@pytest.mark.parametrize("due", [100.0, 105.0, 110.0, 150.0])
+@pytest.mark.parametrize("now", [100.0, 109.0, 110.0, 135.0, 150.0, 151.0, 163.0, 400.0])
+@pytest.mark.parametrize("grace", [0.0, 3.0, 10.0, 25.0])
 @pytest.mark.parametrize("policy", ["coalesce", "skip"])
 def test_interval_arithmetic_agrees_with_walking_the_fires(
-    due: float, now: float, policy: str
+    due: float, now: float, grace: float, policy: str
 ) -> None:
-    walked = decide_fire(EveryTen(end=150.0), due, now, misfire_grace=3.0, policy=policy)  # type: ignore[arg-type]
+    walked = decide_fire(EveryTen(end=150.0), due, now, misfire_grace=grace, policy=policy)  # type: ignore[arg-type]
     counted = decide_fire(
         IntervalTrigger(10, start=0.0, end=150.0),
         due,
         now,
-        misfire_grace=3.0,
+        misfire_grace=grace,
         policy=policy,  # type: ignore[arg-type]
     )
     assert counted == walked

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from actors import (
     InvalidArgument,
     JobFailed,
     NotSerializable,
+    PayloadTooLarge,
     QueueFull,
     RetryPolicy,
     Scheduler,
@@ -21,8 +24,15 @@ from actors import (
     SchedulerError,
     UnknownHandler,
 )
+from actors import messages as m
 from actors._clock import CLOCK_METHODS
-from actors._json import MAX_DEPTH
+from actors._json import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    MIN_PAYLOAD_BYTES,
+)
+from transport import decode, encode
 
 
 def _nested(depth: int) -> Any:
@@ -81,6 +91,10 @@ def test_unknown_handler(sched: Scheduler) -> None:
         [1, {"a": {3}}],
         _nested(MAX_DEPTH + 1),
         _nested(1000),
+        2**64,
+        [-(2**63) - 1],
+        "\ud800",
+        {"k": ["\udfff"]},
     ],
     ids=[
         "set",
@@ -94,6 +108,10 @@ def test_unknown_handler(sched: Scheduler) -> None:
         "nested-set",
         "too-deep",
         "far-too-deep",
+        "int-past-64-bits",
+        "nested-int-past-64-bits",
+        "lone-surrogate",
+        "nested-lone-surrogate",
     ],
 )
 def test_payload_not_json_able(sched: Scheduler, payload: Any) -> None:
@@ -107,6 +125,141 @@ def test_payload_not_json_able(sched: Scheduler, payload: Any) -> None:
 def test_payload_at_the_depth_limit_is_accepted(sched: Scheduler) -> None:
     payload = _nested(MAX_DEPTH)
     assert sched.submit("echo", payload).result(timeout=10) == payload
+
+
+def test_the_depth_error_names_the_path_once(sched: Scheduler) -> None:
+    with pytest.raises(NotSerializable) as caught:
+        sched.submit("echo", {"outer": _nested(1000)})
+    message = str(caught.value)
+    assert message == (
+        f"payload['outer'][0][0][0][... {MAX_DEPTH - 4} more] "
+        f"is nested deeper than {MAX_DEPTH} levels"
+    )
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Name(str):
+    pass
+
+
+def test_what_submit_accepts_the_codec_carries(sched: Scheduler) -> None:
+    # Subclasses and tuples are taken as their plain JSON values, so the job's
+    # payload can be journaled and sent as it is.
+    payload = {"c": _Colour.RED, "n": _Name("x"), "t": (1, 2), "o": OrderedDict(k=[2.5])}
+    handle = sched.submit("echo", payload)
+    accepted = handle.info().payload
+    assert accepted == {"c": 1, "n": "x", "t": [1, 2], "o": {"k": [2.5]}}
+    assert type(accepted["c"]) is int and type(accepted["n"]) is str  # type: ignore[index]
+    job = m.Job("j1", "echo", accepted, seq=1)
+    assert decode(encode(m.Submit(job))) == m.Submit(job)
+    assert handle.result(timeout=10) == accepted
+
+
+def test_a_payload_over_max_payload_bytes_is_refused_naming_its_size(sched: Scheduler) -> None:
+    before = sched.stats().submitted
+    huge = "x" * (64 * 2**20)  # over the codec's 16 MiB cap on a whole message
+    with pytest.raises(PayloadTooLarge) as caught:
+        sched.submit("echo", huge)
+    error = caught.value
+    assert isinstance(error, InvalidArgument)
+    assert (error.size, error.limit) == (64 * 2**20 + 5, DEFAULT_MAX_PAYLOAD_BYTES)
+    assert str(error) == (
+        f"payload is {64 * 2**20 + 5:,} bytes encoded, "
+        f"over max_payload_bytes={DEFAULT_MAX_PAYLOAD_BYTES:,}"
+    )
+    with pytest.raises(PayloadTooLarge):
+        sched.submit("echo", {"items": ["é" * 1000] * (DEFAULT_MAX_PAYLOAD_BYTES // 2000)})
+    assert sched.stats().submitted == before
+
+
+def test_the_largest_payload_and_result_fit_in_one_message() -> None:
+    # A payload at the highest limit is accepted, its handler returns as much,
+    # and the message that carries both (Finished) is within the codec's cap.
+    sched = Scheduler(workers=1, max_payload_bytes=MAX_PAYLOAD_BYTES)
+    sched.register("echo", lambda ctx, payload: payload)
+    biggest = "x" * (MAX_PAYLOAD_BYTES - 5)  # msgpack adds 5 bytes to a long str
+    with sched:
+        handle = sched.submit("echo", biggest)
+        assert handle.result(timeout=30) == biggest
+        with pytest.raises(PayloadTooLarge):
+            sched.submit("echo", biggest + "x")
+    job = m.Job("j1", "echo", biggest, seq=1)
+    finished = m.Finished(job, m.Outcome("completed", result=biggest), worker=1)
+    assert decode(encode(finished)) == finished
+
+
+def test_every_way_in_checks_the_payload_size() -> None:
+    sched = Scheduler(workers=1, max_payload_bytes=MIN_PAYLOAD_BYTES)
+    big = "x" * MIN_PAYLOAD_BYTES
+
+    @sched.handler("echo")
+    def echo(ctx, payload):
+        return payload
+
+    @sched.handler("parent")
+    def parent(ctx, payload):
+        try:
+            ctx.submit("echo", big)
+        except PayloadTooLarge as exc:
+            return exc.size
+        return None
+
+    with sched:
+        assert sched.submit("parent").result(timeout=10) == MIN_PAYLOAD_BYTES + 3
+        for add in (
+            lambda: sched.cron("echo", "* * * * *", big),
+            lambda: sched.every("echo", 60, big),
+            lambda: sched.at("echo", 0.0, big),
+        ):
+            with pytest.raises(PayloadTooLarge):
+                add()
+        assert sched.schedules() == []
+        assert sched.submit("echo", big[:-5]).result(timeout=10) == big[:-5]
+
+
+def test_a_result_over_the_limit_fails_the_attempt_not_the_worker() -> None:
+    sched = Scheduler(workers=1, max_payload_bytes=MIN_PAYLOAD_BYTES)
+    calls: list[int] = []
+
+    @sched.handler("blob", max_retries=3)
+    def blob(ctx, payload):
+        calls.append(ctx.attempt)
+        return "x" * payload if ctx.attempt == 1 else {"x": "x" * payload}
+
+    with sched:
+        handle = sched.submit("blob", MIN_PAYLOAD_BYTES)
+        with pytest.raises(JobFailed) as caught:
+            handle.result(timeout=10)
+        nested = sched.submit("blob", 10 * MIN_PAYLOAD_BYTES)
+        with pytest.raises(JobFailed):
+            nested.result(timeout=10)
+        # The same single worker goes on with the next job.
+        assert sched.submit("blob", 3).result(timeout=10) == "xxx"
+        assert sched.running
+        assert sched.stats().workers == 1
+    error = caught.value.error
+    assert error is not None
+    assert error.type == "postroom.PayloadTooLarge"
+    assert error.message == (
+        f"result of handler 'blob' is {MIN_PAYLOAD_BYTES + 3:,} bytes encoded, "
+        f"over max_payload_bytes={MIN_PAYLOAD_BYTES:,}"
+    )
+    assert isinstance(caught.value.__cause__, PayloadTooLarge)
+    assert handle.info().attempts == 1  # not retried, though 3 retries are allowed
+    assert nested.info().error.type == "postroom.PayloadTooLarge"  # type: ignore[union-attr]
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "limit", [0, MIN_PAYLOAD_BYTES - 1, MAX_PAYLOAD_BYTES + 1, True, 4e6, "4MiB", None]
+)
+def test_bad_max_payload_bytes(limit: Any) -> None:
+    with pytest.raises(InvalidArgument, match="max_payload_bytes") as caught:
+        Scheduler(max_payload_bytes=limit)
+    assert repr(limit) in str(caught.value)
 
 
 def test_payload_is_copied_at_submit(sched: Scheduler) -> None:

@@ -16,10 +16,12 @@ The envelope is the msgpack array ``[VERSION, tag, body]``:
 
 msgpack turns many random byte strings into *some* value, so decoding trusts
 nothing: each field is checked against its annotation (``int`` excludes ``bool``,
-``float`` also takes an ``int``, literals, optionals, JSON values with str keys and
-at most `_MAX_DEPTH` levels). Every failure is a `DecodeError` holding the raw
-bytes. `encode` applies the same checks, and refuses NaN, so whatever it accepts
-comes back equal: ``decode(encode(msg)) == msg``. The checks are built once, at
+``float`` also takes an ``int``, literals, optionals). A JSON value (a payload, a
+result) goes through the very check `submit` and the worker apply
+(`actors._json.json_copy`, in its exact mode: str keys, finite floats, at most
+`MAX_DEPTH` levels, no tuples or subclasses). Every failure is a `DecodeError`
+holding the raw bytes. `encode` applies the same checks, and refuses NaN, so
+whatever it accepts comes back equal: ``decode(encode(msg)) == msg``. The checks are built once, at
 import, from `dataclasses.fields` and `typing.get_type_hints`: a message type the
 codec cannot carry fails the import, not the first message.
 """
@@ -37,6 +39,7 @@ from typing import Any, Literal, Union
 import msgpack
 
 from actors._errors import DecodeError, InvalidArgument, NotSerializable
+from actors._json import MAX_MESSAGE_BYTES, json_copy
 from actors.messages import MESSAGE_TYPES
 
 __all__ = ["VERSION", "decode", "encode"]
@@ -44,12 +47,9 @@ __all__ = ["VERSION", "decode", "encode"]
 VERSION = 3
 """The envelope layout version. Bump it whenever a message type's fields change."""
 
-_MAX_DEPTH = 100
-"""Deepest nesting of lists and dicts in a payload or result (the submit check
-allows 64). Checked before recursing, so hostile input cannot exhaust the stack."""
-
-_MAX_BYTES = 16 * 1024 * 1024
-"""Longest encoded message; longer input is refused before it is parsed."""
+_MAX_BYTES = MAX_MESSAGE_BYTES
+"""Longest encoded message; longer input is refused before it is parsed. A
+scheduler's ``max_payload_bytes`` keeps a payload and a result well inside it."""
 
 _Convert = Callable[[Any], Any]
 """Checks one value against an annotation and returns it in the other form."""
@@ -87,38 +87,13 @@ def _float(value: Any) -> float:
     raise _Mismatch(msg)
 
 
-_SCALARS = frozenset({str, int, bool, type(None)})
-"""JSON scalars that need no check beyond their type (float must not be NaN)."""
-
-
-def _json(value: Any, depth: int = 0) -> Any:
-    # Checked in place, not copied: on decode msgpack built fresh lists and dicts,
-    # and on encode the packer only reads them.
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is float:
-        if math.isnan(value):
-            raise _NotJSON("NaN is not allowed")
-        return value
-    if depth >= _MAX_DEPTH:
-        msg = f"nested deeper than {_MAX_DEPTH} levels"
-        raise _NotJSON(msg)
-    if kind is list:
-        for item in value:
-            if type(item) not in _SCALARS:
-                _json(item, depth + 1)
-    elif kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                msg = f"dict key of type {type(key).__name__}: keys must be str"
-                raise _NotJSON(msg)
-            if type(item) not in _SCALARS:
-                _json(item, depth + 1)
-    else:
-        msg = f"{kind.__name__} is not a JSON value"
-        raise _NotJSON(msg)
-    return value
+def _json(value: Any) -> Any:
+    # On decode, msgpack built the value and its copy is as good; on encode, the
+    # copy is what gets packed, equal to the original (exact mode changes nothing).
+    try:
+        return json_copy(value, "value", exact=True)
+    except NotSerializable as exc:
+        raise _NotJSON(str(exc)) from None
 
 
 def _literal(values: tuple[Any, ...]) -> _Convert:
@@ -255,7 +230,7 @@ def encode(msg: object) -> bytes:
 
     Raises:
         NotSerializable: A payload or result is not a JSON value (a tuple, a set, a
-            non-str key, NaN, nesting deeper than 100 levels).
+            non-str key, NaN or infinity, nesting deeper than `MAX_DEPTH` levels).
         InvalidArgument: ``msg`` is not a message, a field does not fit its
             annotation, or a value cannot round trip (NaN, an int beyond 64 bits,
             a lone surrogate in a str, an encoding over 16 MiB). Nothing is written.
