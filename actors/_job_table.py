@@ -78,6 +78,8 @@ class JobTable:
         self._finished: dict[str, JobState] = {}
         self._finished_order: deque[str] = deque()
         self._keys: dict[str, JobState] = {}
+        self._repo_load: dict[str, int] = {}
+        """Unfinished jobs per repo that has any (`add` counts up, `finish` down)."""
         self._submitted = 0
         self._labels: dict[tuple[str, str], LabelCounts] = {}
         self._completed = 0
@@ -93,8 +95,12 @@ class JobTable:
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
         reaches them through the table it already holds. Set by the facade."""
 
-    def add(self, state: JobState) -> None:
-        """Record a new job; the caller holds the gate and has checked its key is free."""
+    def add(self, state: JobState) -> bool:
+        """Record a new job; the caller holds the gate and has checked its key is free.
+
+        Returns:
+            True if the job has a repo and no other job of that repo is unfinished.
+        """
         key = state.job.idempotency_key
         if key is not None:
             self._keys[key] = state
@@ -105,6 +111,21 @@ class JobTable:
         self.active[job.id] = state
         self._submitted += 1
         counts.submitted += 1
+        repo = job.repo
+        if repo is None:
+            return False
+        with self._lock:  # `finish` counts down under it, from other threads
+            load = self._repo_load.get(repo, 0)
+            self._repo_load[repo] = load + 1
+        return load == 0
+
+    def _repo_done(self, repo: str) -> None:
+        """One job of ``repo`` fewer is unfinished (the table's lock held)."""
+        load = self._repo_load[repo] - 1
+        if load:
+            self._repo_load[repo] = load
+        else:
+            del self._repo_load[repo]
 
     def count_run(self, run_time: float) -> None:
         """An attempt ended and something other than `finish` follows (a retry)."""
@@ -252,6 +273,8 @@ class JobTable:
                 self._runs += 1
                 self._run_time += run_time
             capacity.given += 1
+            if job.repo is not None:
+                self._repo_done(job.repo)
             self._history_len += 1
             evict = self._history_len > self._history_size
             if evict:

@@ -26,6 +26,7 @@ from actors._cancel_result import CancelResult
 from actors._capacity import Capacity
 from actors._checks import check_job_options, check_priority, unknown_handler, unknown_queue
 from actors._clock import Clock
+from actors._dispatcher import DispatcherConfig
 from actors._errors import QueueFull, SchedulerClosed
 from actors._followups import JobLinks, Links
 from actors._handle import JobHandle
@@ -221,13 +222,14 @@ class SubmitAPI:
                     msg = f"queue {job.queue!r} holds max_pending={capacity.limit} jobs"
                     raise QueueFull(msg)
                 self._wait_for_room(capacity, job.queue)
-            self._table.add(state)
+            first_of_repo = self._table.add(state)
             if state.where == PARKED:
                 pass  # held: `Links` hands it off (actors/_followups.py)
             elif not direct:
                 assert self._dispatcher is not None
-                if job.not_before is None:
-                    # Rule 3 across the two paths: see ReadyQueue.expect.
+                if job.not_before is None and (first_of_repo or self._mutex(job)):
+                    # Its repo may well be free: it competes with every job
+                    # submitted after it (rule 3; see ReadyQueue.expect).
                     self._readies[job.queue].expect(job)
                 self._dispatcher.tell(Submit(job))
             elif state.timer is None:
@@ -235,6 +237,12 @@ class SubmitAPI:
             else:
                 self._to_timer(state.timer, job)
         return state
+
+    def _mutex(self, job: Job) -> bool:
+        """Whether the job's repo is in ``mutex`` mode (where a repo with
+        unfinished jobs can still be free: they may all wait for a time)."""
+        assert job.repo is not None
+        return self._config.repo_modes.get(job.repo, self._config.repo_mode) == "mutex"
 
     def _to_timer(self, token: int, job: Job) -> None:
         # Posted: if the Timer is gone, the scheduler crashed, which resolves every job.

@@ -9,15 +9,18 @@ import pytest
 
 from actors import InvalidArgument, JobContext, JobStatus, Priority, Scheduler
 from actors._dispatcher import Dispatcher
+from actors._repo_lock import RepoMode
 from actors.messages import Job
 from tests.helpers import WAIT, Runs, quiet, settle
 
 
-def _blocking_scheduler(workers: int) -> tuple[Scheduler, Runs, threading.Event]:
+def _blocking_scheduler(
+    workers: int, repo_mode: RepoMode = "ordered"
+) -> tuple[Scheduler, Runs, threading.Event]:
     """A scheduler whose "block" job holds a worker until the returned event is set."""
     runs = Runs()
     release = threading.Event()
-    sched = Scheduler(workers=workers)
+    sched = Scheduler(workers=workers, repo_mode=repo_mode)
 
     @sched.handler("block")
     def block(ctx: JobContext, payload: None) -> None:
@@ -141,18 +144,25 @@ def _hold_the_way_of(monkeypatch: pytest.MonkeyPatch, payload: str) -> threading
     return on_its_way
 
 
+@pytest.mark.parametrize("repo", ["new", "mutex-with-a-delayed-job"])
 def test_a_job_with_a_free_repo_competes_with_jobs_submitted_after_it(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, repo: str
 ) -> None:
     # A job with a repo reaches the ready queue through the Dispatcher and its
     # RepoLock; jobs without one go straight in. A worker that freed up while
     # it was on its way once took a later, less urgent job first (2 runs in 11
     # with a busy pool). Here its way is held open on purpose: the worker must
-    # wait for it, not pass it by.
-    sched, runs, release = _blocking_scheduler(workers=1)
+    # wait for it, not pass it by. A mutex repo whose only other job waits for
+    # its time is free too.
+    mode: RepoMode = "mutex" if repo.startswith("mutex") else "ordered"
+    sched, runs, release = _blocking_scheduler(workers=1, repo_mode=mode)
     on_its_way = _hold_the_way_of(monkeypatch, "p4-repo")
     with sched:
         try:
+            # In mutex mode, a job of r that waits for its time leaves r free.
+            delayed = None
+            if mode == "mutex":
+                delayed = sched.submit("job", "delayed", repo="r", delay=60)
             blocker = sched.submit("block")
             assert runs.started("block").wait(WAIT)
             urgent = sched.submit("job", "p4-repo", repo="r", priority=4)
@@ -167,6 +177,8 @@ def test_a_job_with_a_free_repo_competes_with_jobs_submitted_after_it(
         assert urgent.result(timeout=WAIT) == "P4-REPO"
         for handle in later:
             handle.result(timeout=WAIT)
+        if delayed is not None:
+            delayed.cancel()
     assert runs.order == ["block", "p4-repo", "p5-0", "p5-1", "p5-2"]
 
 
