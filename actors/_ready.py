@@ -70,6 +70,8 @@ class ReadyQueue:
         # keys, and the same keys in a heap for the best one (lazy deletion).
         self._expected: set[int] = set()
         self._expected_heap: list[int] = []
+        self._waiting = 0
+        """Workers waiting for an expected job (under the lock): whom to notify."""
         self._heap: list[int] = []  # priority << SEQ_BITS | seq
         self._jobs: dict[int, Job] = {}  # by the same key
         self._taken: dict[str, tuple[int, CancelScope]] = {}
@@ -118,7 +120,8 @@ class ReadyQueue:
         with self._lock:
             if key in self._expected:
                 self._expected.discard(key)
-                self._settled.notify_all()
+                if self._waiting:
+                    self._settled.notify_all()
 
     def _expected_before(self, key: int) -> int | None:
         """The best job on its way that comes before ``key``; None if none does."""
@@ -130,8 +133,12 @@ class ReadyQueue:
 
     def _wait_settled(self, key: int) -> None:
         with self._lock:
-            while key in self._expected and not self._closed:
-                self._settled.wait()
+            self._waiting += 1
+            try:
+                while key in self._expected and not self._closed:
+                    self._settled.wait()
+            finally:
+                self._waiting -= 1
 
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
