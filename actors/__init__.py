@@ -7,9 +7,6 @@ the contract, and ``docs/guarantees.md`` for what postroom promises.
 from __future__ import annotations
 
 from actors import messages
-from actors._cancel_result import CancelResult
-from actors._clock import Clock, ManualClock, MonotonicClock
-from actors._context import JobContext
 from actors._errors import (
     DecodeError,
     Fatal,
@@ -31,16 +28,19 @@ from actors._errors import (
     UnknownHandler,
     UnknownQueue,
 )
-from actors._handle import JobHandle
-from actors._info import JobInfo, Progress, QueueStats, Stats
-from actors._priority import Priority
-from actors._queue import Queue
+from actors._facade.schedules import ScheduleHandle
+from actors._jobs.cancel_result import CancelResult
+from actors._jobs.handle import JobHandle
+from actors._jobs.info import JobInfo, Progress, QueueStats, Stats
+from actors._jobs.status import JobStatus
+from actors._policy.priority import Priority
+from actors._policy.queue import Queue
+from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
-from actors._retry import RetryPolicy
-from actors._schedule_api import ScheduleHandle
 from actors._scheduler import OnFull, Scheduler
-from actors._schedules import ScheduleInfo
-from actors._status import JobStatus
+from actors._schedules.book import ScheduleInfo
+from actors._timer.clock import Clock, ManualClock, MonotonicClock
+from actors._worker.context import JobContext
 
 __all__ = [
     "CancelResult",

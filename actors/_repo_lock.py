@@ -27,11 +27,11 @@ from typing import Any, Literal
 import pykka
 from sortedcontainers import SortedList
 
-from actors._actor import FailureReport, post
-from actors._actor_loop import ActorLoop, LoopActor
-from actors._attempts import next_attempt
-from actors._clock import Clock
-from actors._ready import ReadyQueue
+from actors._jobs.ready import ReadyQueue
+from actors._policy.attempts import next_attempt
+from actors._runtime.actor import FailureReport, post
+from actors._runtime.loop import ActorLoop, LoopActor
+from actors._timer.clock import Clock
 from actors.messages import (
     Done,
     Enqueue,

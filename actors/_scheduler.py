@@ -2,10 +2,10 @@
 to the Dispatcher in messages; nothing here decides what happens to a job.
 
 This module builds and starts a scheduler and holds the handlers; the rest of
-the facade is in mixins, one concern each: submitting (``_submit_api.py``),
-schedules (``_schedule_api.py``), metrics (``_metrics_api.py``), the job query
-and manual retry (``_query_api.py``), and shutdown and the crash path
-(``_shutdown_api.py``).
+the facade is in mixins, one concern each: submitting (``actors/_facade/submit.py``),
+schedules (``actors/_facade/schedules.py``), metrics (``actors/_facade/metrics.py``), the job query
+and manual retry (``actors/_facade/query.py``), and shutdown and the crash path
+(``actors/_facade/lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -22,44 +22,44 @@ from typing import Any, Literal, Self, TypeVar
 import pykka
 from prometheus_client import CollectorRegistry
 
-from actors._actor_loop import ActorLoop
-from actors._callbacks import CallbackRunner
-from actors._cancel_result import CancelResult
-from actors._capacity import Capacity
-from actors._checks import (
-    check_clock,
-    check_int,
-    check_name,
-    check_seconds,
-)
-from actors._clock import Clock, MonotonicClock
-from actors._dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
+from actors._dispatcher.dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
 from actors._errors import (
     InvalidArgument,
     SchedulerAlreadyStarted,
     SchedulerClosed,
 )
-from actors._exit import shut_down_at_exit
-from actors._followups import Links
-from actors._fork import FORKED, track
-from actors._handle import JobHandle
-from actors._handlers import HandlerFunc, HandlerSpec, make_spec
-from actors._info import JobInfo, Stats
-from actors._job_table import JobTable
-from actors._json import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
-from actors._metrics import MetricsSnapshot, register_metrics
-from actors._metrics_api import MetricsAPI
-from actors._metrics_server import MetricsServer
-from actors._query_api import JobQueryAPI
-from actors._queue import DEFAULT_QUEUE, Queue, check_queues
-from actors._ready import SEQ_BITS, ReadyQueue
-from actors._reaper import Reaper
+from actors._facade.lifecycle import CLOSING, NEW, RUNNING, ShutdownAPI
+from actors._facade.metrics import MetricsAPI
+from actors._facade.query import JobQueryAPI
+from actors._facade.schedules import ScheduleAPI
+from actors._facade.submit import SubmitAPI, SubmitDefaults
+from actors._jobs.cancel_result import CancelResult
+from actors._jobs.capacity import Capacity
+from actors._jobs.handle import JobHandle
+from actors._jobs.info import JobInfo, Stats
+from actors._jobs.links import Links
+from actors._jobs.ready import SEQ_BITS, ReadyQueue
+from actors._jobs.resubmit import RetryLinks
+from actors._jobs.table import JobTable
+from actors._metrics.collector import MetricsSnapshot, register_metrics
+from actors._metrics.server import MetricsServer
+from actors._policy.checks import (
+    check_clock,
+    check_int,
+    check_name,
+    check_seconds,
+)
+from actors._policy.handlers import HandlerFunc, HandlerSpec, make_spec
+from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
+from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
+from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
-from actors._resubmit import RetryLinks
-from actors._retry import RetryPolicy
-from actors._schedule_api import ScheduleAPI
-from actors._shutdown_api import CLOSING, NEW, RUNNING, ShutdownAPI
-from actors._submit_api import SubmitAPI, SubmitDefaults
+from actors._runtime.callbacks import CallbackRunner
+from actors._runtime.exit import shut_down_at_exit
+from actors._runtime.fork import FORKED, track
+from actors._runtime.loop import ActorLoop
+from actors._runtime.reaper import Reaper
+from actors._timer.clock import Clock, MonotonicClock
 from actors.messages import Cancel, Resize
 
 __all__ = ["OnFull", "Scheduler"]
@@ -383,7 +383,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             raise self._closed_error()
 
     def _after_fork_in_child(self) -> None:
-        """In a child just forked, on its only thread (see ``actors/_fork.py``)."""
+        """In a child just forked, on its only thread (see ``actors/_runtime/fork.py``)."""
         if self._state == NEW and self._gate.acquire(blocking=False):
             # Never started, and no thread was starting it: the child's to start.
             self._gate.release()

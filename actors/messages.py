@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
 from actors._fast_init import fast_init
-from actors._retry import RetryPolicy
+from actors._policy.retry import RetryPolicy
 
 __all__ = [
     "After",
@@ -234,7 +234,7 @@ class Idle:
 
 
 # --- Worker -> Dispatcher -------------------------------------------------------
-# Workers take ready jobs from the pool's shared ready queue (see actors/_ready.py);
+# Workers take ready jobs from the pool's shared ready queue (see actors/_jobs/ready.py);
 # only the end of an attempt is a message.
 
 

@@ -7,7 +7,7 @@ For each N, three sides, each in a fresh child process so memory is its own:
   the Timer holds all N, so they fire from a structure of N + 2,000 entries.
 - ``heap+TPE``: bench C's baseline (one thread with a heap and a ``threading.Condition``
   submitting to ``ThreadPoolExecutor(W)``), loaded with the same N, then the same 2,000.
-- ``Timer alone``: the Timer actor (``actors._timer.Timer``, a ``MonotonicClock``, a
+- ``Timer alone``: the Timer actor (``actors._timer.timer.Timer``, a ``MonotonicClock``, a
   target that never hears from it), told N ``After(token, due, "tick", key, 1)``; no
   scheduler, no Job, no JobState: what one bare timer entry costs.
 
@@ -53,8 +53,8 @@ from typing import Any
 from pykka.messages import ProxyGetAttr
 
 from actors import MonotonicClock, Scheduler
-from actors._actor import PostroomActor
-from actors._timer import Timer
+from actors._runtime.actor import PostroomActor
+from actors._timer.timer import Timer
 from actors.messages import After
 from bench.common import (
     alternate,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from actors import messages as m
 from actors._errors import DecodeError
-from actors._retry import RetryPolicy
+from actors._policy.retry import RetryPolicy
 from transport import VERSION, decode, encode
 
 # The autouse thread check wraps the whole test, not each example: that is intended.

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors._errors import InvalidArgument
-from actors._triggers import CronTrigger
+from actors._schedules.triggers import CronTrigger
 
 _SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

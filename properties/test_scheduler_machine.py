@@ -154,7 +154,9 @@ def _release_early() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _retry_once_more() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors import _attempts, _dispatcher, _repo_lock
+    from actors import _repo_lock
+    from actors._dispatcher import dispatcher as _dispatcher
+    from actors._policy import attempts as _attempts
     from actors.messages import Job, Outcome
 
     def next_attempt(job: Job, outcome: Outcome, now: float) -> Job | None:
@@ -181,7 +183,7 @@ def _timer_early() -> contextmanager[None]:  # type: ignore[type-arg]
     from dataclasses import replace
     from typing import Any
 
-    from actors import _timer
+    from actors._timer import timer as _timer
     from actors.messages import After
 
     original = _timer.Timer._add  # where every entry, told or posted, is filed
@@ -195,7 +197,7 @@ def _timer_early() -> contextmanager[None]:  # type: ignore[type-arg]
 def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
     from heapq import heappush
 
-    from actors import _ready
+    from actors._jobs import ready as _ready
     from actors.messages import Job
 
     def key(job: Job) -> int:
@@ -216,8 +218,8 @@ def _fifo_ready() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors import _ready
-    from actors._cancel import CancelReason
+    from actors._jobs import ready as _ready
+    from actors._worker.cancel import CancelReason
 
     def signal(self: _ready.ReadyQueue, job_id: str, attempt: int, reason: CancelReason) -> bool:
         entry = self._taken.get(job_id)
@@ -231,8 +233,8 @@ def _cancel_unsignalled() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _keys_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors._job_state import JobState
-    from actors._job_table import JobTable
+    from actors._jobs.state import JobState
+    from actors._jobs.table import JobTable
 
     def holder(self: JobTable, key: str) -> JobState | None:
         return None  # BUG: no idempotency lookup
@@ -275,9 +277,9 @@ def _lifo_repo() -> contextmanager[None]:  # type: ignore[type-arg]
 
 
 def _lost_resolution() -> contextmanager[None]:  # type: ignore[type-arg]
-    from actors._job_state import JobState
-    from actors._job_table import JobTable
-    from actors._status import JobStatus
+    from actors._jobs.state import JobState
+    from actors._jobs.status import JobStatus
+    from actors._jobs.table import JobTable
 
     original = JobTable.finish
 

@@ -28,8 +28,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pykka.messages import ProxyGetAttr
 
 from actors import ManualClock
-from actors._actor import post
-from actors._timer import Timer
+from actors._runtime.actor import post
+from actors._timer.timer import Timer
 from actors.messages import After, CancelTimer, Fire
 from properties.seeded import failure_of, patched
 from tests.helpers import Collector

@@ -25,7 +25,7 @@ import pykka
 from pykka.messages import ProxyGetAttr
 
 from actors import Scheduler
-from actors._actor import PostroomActor
+from actors._runtime.actor import PostroomActor
 
 __all__ = [
     "QUIET",

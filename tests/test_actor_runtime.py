@@ -19,9 +19,9 @@ import pytest
 from pykka.messages import ProxyGetAttr
 
 from actors import ManualClock
-from actors._actor import post
-from actors._actor_loop import ActorLoop, LoopActor
-from actors._timer import Timer
+from actors._runtime.actor import post
+from actors._runtime.loop import ActorLoop, LoopActor
+from actors._timer.timer import Timer
 from actors.messages import After, CancelTimer, Fire
 from tests.helpers import WAIT, barrier, collector
 

@@ -23,7 +23,7 @@ from actors import (
     Scheduler,
     SchedulerClosed,
 )
-from actors._job_state import JobState
+from actors._jobs.state import JobState
 from tests.helpers import gated_scheduler, wait_until
 
 # --- on_full="reject" ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from actors import (
     SchedulerClosed,
     UnknownHandler,
 )
-from actors._cancel import CancelScope
+from actors._worker.cancel import CancelScope
 from actors.messages import Job
 from tests.helpers import WAIT
 

@@ -14,8 +14,8 @@ import pytest
 
 from actors import messages as m
 from actors._errors import DecodeError, InvalidArgument, NotSerializable
-from actors._json import MAX_DEPTH, json_copy
-from actors._retry import RetryPolicy
+from actors._policy.payloads import MAX_DEPTH, json_copy
+from actors._policy.retry import RetryPolicy
 from transport import VERSION, codec, decode, encode
 
 # --- examples ------------------------------------------------------------------------

@@ -247,7 +247,9 @@ def test_a_lock_held_at_the_fork_does_not_hang_the_childs_scheduler(held: str) -
     """A lock that another thread of the parent held at the fork stays held for
     ever in the child, whose copy of that thread does not exist: postroom's
     module-wide locks must be new in the child."""
-    from actors import _exit, _job_state, _metrics
+    from actors._jobs import state as _job_state
+    from actors._metrics import collector as _metrics
+    from actors._runtime import exit as _exit
 
     locks = {
         "job state stripes": list(_job_state._STRIPES),
@@ -308,7 +310,7 @@ def test_a_scheduler_starting_at_the_fork_is_the_parents(registry: CollectorRegi
 
 def test_a_forked_child_exits_at_once_with_the_parents_scheduler_forgotten() -> None:
     """The child leaves through the interpreter's exit, which shuts forgotten
-    schedulers down (actors/_exit.py): the parent's, here, must not hold it."""
+    schedulers down (actors/_runtime/exit.py): the parent's, here, must not hold it."""
     script = textwrap.dedent(
         """
         import os, sys, time

@@ -1,4 +1,4 @@
-"""Tests for `actors._metrics`: histograms, exposition over real HTTP, the server's thread."""
+"""Tests for `actors._metrics.collector`: histograms, exposition over HTTP, the server thread."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import InvalidArgument
-from actors._histogram import RUN_BUCKETS, HistogramData, RunHistogram, merge_histograms
-from actors._metrics import MetricsSnapshot, register_metrics
-from actors._metrics_server import MetricsServer
+from actors._metrics.collector import MetricsSnapshot, register_metrics
+from actors._metrics.histogram import RUN_BUCKETS, HistogramData, RunHistogram, merge_histograms
+from actors._metrics.server import MetricsServer
 from tests.helpers import WAIT
 
 # --- helpers ------------------------------------------------------------------------------

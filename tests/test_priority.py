@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from actors import InvalidArgument, JobContext, JobStatus, Priority, Scheduler
-from actors._dispatcher import Dispatcher
+from actors._dispatcher.dispatcher import Dispatcher
 from actors._repo_lock import RepoMode
 from actors.messages import Job
 from tests.helpers import WAIT, Runs, quiet, settle

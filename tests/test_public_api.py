@@ -51,7 +51,8 @@ def test_private_modules_are_not_exported() -> None:
 
 def test_public_names_of_private_modules_are_reexported() -> None:
     """Every error and every snapshot type defined privately reaches the user."""
-    from actors import _errors, _info
+    from actors import _errors
+    from actors._jobs import info as _info
 
     for module in (_errors, _info):
         for name in module.__all__:
@@ -61,8 +62,8 @@ def test_public_names_of_private_modules_are_reexported() -> None:
 
 def test_every_module_declares_all() -> None:
     path = [str(Path(actors.__file__).parent)]
-    for info in pkgutil.iter_modules(path):
-        module = importlib.import_module(f"actors.{info.name}")
+    for info in pkgutil.walk_packages(path, prefix="actors."):
+        module = importlib.import_module(info.name)
         assert hasattr(module, "__all__"), module.__name__
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"

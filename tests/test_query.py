@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import actors._submit_api
+import actors._facade.submit
 from actors import (
     InvalidArgument,
     JobHandle,
@@ -89,7 +89,7 @@ def test_newest_first_follows_submission_order_not_the_wall_clock(
     sched.register("ok", lambda ctx, payload: payload)
     with sched:
         with monkeypatch.context() as patch:
-            patch.setattr(actors._submit_api, "time", _BackwardsTime())
+            patch.setattr(actors._facade.submit, "time", _BackwardsTime())
             handles = [sched.submit("ok", i, delay=10) for i in range(4)]
         infos = sched.jobs()
         assert _ids(infos) == _newest_first(handles)

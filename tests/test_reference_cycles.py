@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from actors import Fatal, JobHandle, RetryPolicy, Scheduler
-from actors._job_state import JobState
+from actors._jobs.state import JobState
 from tests.helpers import WAIT
 
 HISTORY = 5

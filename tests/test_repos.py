@@ -20,8 +20,8 @@ from actors import (
     RetryPolicy,
     Scheduler,
 )
-from actors._actor_loop import ActorLoop
 from actors._repo_lock import RepoLock
+from actors._runtime.loop import ActorLoop
 from actors.messages import (
     Done,
     Enqueue,

@@ -19,7 +19,7 @@ from actors import (
     RetryPolicy,
     Scheduler,
 )
-from actors._attempts import next_attempt
+from actors._policy.attempts import next_attempt
 from actors.messages import ErrorInfo, Job, Outcome
 from tests.helpers import WAIT, Runs, quiet, wait_until
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors import JobContext, JobStatus, ManualClock, MonotonicClock, RetryPolicy, Scheduler
-from actors._timer import Timer, TimerGauge
+from actors._timer.timer import Timer, TimerGauge
 from actors.messages import After, CancelTimer, Fire, Forget
 from tests.helpers import WAIT, Collector, Runs, barrier, collector, quiet, wait_until
 

@@ -1,4 +1,4 @@
-"""Schedule arithmetic (`actors._triggers`): cron, interval and one-shot fire
+"""Schedule arithmetic (`actors._schedules.triggers`): cron, interval and one-shot fire
 times, DST days in real zones, bad input, and the misfire decision."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from actors._errors import InvalidArgument
-from actors._misfire import FireDecision, decide_fire
-from actors._triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
+from actors._schedules.misfire import FireDecision, decide_fire
+from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
 
 
 def utc(*args: int) -> float:

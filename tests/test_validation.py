@@ -25,13 +25,13 @@ from actors import (
     UnknownHandler,
 )
 from actors import messages as m
-from actors._clock import CLOCK_METHODS
-from actors._json import (
+from actors._policy.payloads import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
     MIN_PAYLOAD_BYTES,
 )
+from actors._timer.clock import CLOCK_METHODS
 from transport import decode, encode
 
 

@@ -18,7 +18,7 @@ msgpack turns many random byte strings into *some* value, so decoding trusts
 nothing: each field is checked against its annotation (``int`` excludes ``bool``,
 ``float`` also takes an ``int``, literals, optionals). A JSON value (a payload, a
 result) goes through the very check `submit` and the worker apply
-(`actors._json.json_copy`, in its exact mode: str keys, finite floats, at most
+(`actors._policy.payloads.json_copy`, in its exact mode: str keys, finite floats, at most
 `MAX_DEPTH` levels, no tuples or subclasses). Every failure is a `DecodeError`
 holding the raw bytes. `encode` applies the same checks, and refuses NaN, so
 whatever it accepts comes back equal: ``decode(encode(msg)) == msg``. The checks are built once, at
@@ -39,7 +39,7 @@ from typing import Any, Literal, Union
 import msgpack
 
 from actors._errors import DecodeError, InvalidArgument, NotSerializable
-from actors._json import MAX_MESSAGE_BYTES, json_copy
+from actors._policy.payloads import MAX_MESSAGE_BYTES, json_copy
 from actors.messages import MESSAGE_TYPES
 
 __all__ = ["VERSION", "decode", "encode"]

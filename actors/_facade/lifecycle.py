@@ -1,0 +1,299 @@
+"""How a scheduler ends: `Scheduler.shutdown`, and the crash path (a mixin).
+
+A scheduler's life, read and changed under the facade's gate: ``NEW`` until
+`start`, ``RUNNING``, then ``CLOSING`` while `shutdown` drains and ``CLOSED``
+when it has; or ``CRASHED`` when an actor it cannot do without fails. Either end
+resolves every handle, stops every actor and keeps the final figures
+answerable (rule 9, docs/guarantees.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pykka
+
+from actors._dispatcher.dispatcher import GET_STATS, HALT
+from actors._errors import SchedulerClosed, SchedulerCrashed
+from actors._jobs.capacity import Capacity
+from actors._jobs.info import QueueStats, Stats
+from actors._jobs.state import JobState
+from actors._jobs.status import CANCELLED, FAILED
+from actors._jobs.table import JobTable
+from actors._log import logger
+from actors._metrics.server import MetricsServer
+from actors._policy.checks import check_seconds
+from actors._policy.queue import Queue
+from actors._runtime.fork import FORKED, forked_error
+from actors._runtime.reaper import Reaper
+from actors._timer.clock import wait_seconds
+from actors.messages import Close, ErrorInfo
+
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "CRASHED",
+    "NEW",
+    "RUNNING",
+    "ShutdownAPI",
+]
+
+NEW, RUNNING, CLOSING, CLOSED, CRASHED = "new", "running", "closing", "closed", "crashed"
+
+JOIN_FLOOR = 0.1
+"""Seconds shutdown gives threads already told to stop to end, even when the
+caller's limits are used up (a stuck handler took the whole grace)."""
+
+CANCEL_BOUND = 1e-4
+"""Seconds per unfinished job a forceful close may take before shutdown gives
+up on the Dispatcher (measured: about 10 us per job)."""
+
+
+class ShutdownAPI:
+    """The shutdown and crash half of `Scheduler` (a mixin: it uses the facade's state)."""
+
+    _gate: threading.Lock
+    _state: str
+    _crash_reason: str
+    _forked_from: int
+    name: str
+    _capacities: dict[str, Capacity]
+    _queues: dict[str, Queue]
+    _dispatcher: pykka.ActorRef[Any] | None
+    _reaper: Reaper
+    _table: JobTable
+    _drained: threading.Event
+    _closed: threading.Event
+    """Set when a shutdown has ended (threads joined, metrics unregistered)."""
+    _closer: threading.Thread | None = None
+    """The thread a shutdown called from the scheduler's own thread runs on."""
+    _final_stats: Stats | None
+    _metric_servers: list[MetricsServer]
+    _unregister_metrics: Callable[[], None] | None
+    _dropped: int
+    _rejected: int
+
+    _ask_timeout = 10.0
+    """Seconds any question to the Dispatcher may take before it is a visible
+    error (a class attribute: one place for the facade, and for tests to shorten)."""
+
+    def shutdown(
+        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
+    ) -> None:
+        """Stop the scheduler; every handle resolves and every thread is joined.
+
+        Args:
+            graceful: True lets queued and running jobs finish for up to ``timeout``
+                seconds, then cancels what is left; False cancels everything at once.
+            timeout: see ``graceful``.
+            cancel_grace: seconds running handlers get to return once told to stop.
+                A sync handler that ignores ``ctx.cancelled`` longer than that is
+                reported in the log and its handle resolved as cancelled, and its
+                thread may outlive the call.
+
+        It returns within ``timeout`` (if graceful) plus ``cancel_grace``, plus
+        the time the Dispatcher takes to cancel what waits (about 10 us a job)
+        and at most `JOIN_FLOOR` to join threads already told to stop.
+
+        Called from a thread of the scheduler's own (a handler, a done
+        callback), it cannot wait for that thread: it starts the shutdown on a
+        thread of its own and returns at once. The calling handler's job
+        finishes as its handler returns; a later `shutdown` from any other
+        thread waits for the shutdown under way to end, and joins its thread.
+
+        Safe to call more than once, from any thread, and on a scheduler that
+        never started. In a process forked from the one that started it, it
+        does nothing.
+
+        Raises:
+            InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
+                number of seconds >= 0.
+        """
+        check_seconds("timeout", timeout, allow_zero=True)
+        check_seconds("cancel_grace", cancel_grace, allow_zero=True)
+        if self._state == FORKED:
+            return  # the parent's scheduler: nothing of it runs in this process
+        owned = self._reaper.owns(threading.current_thread())
+        with self._gate:
+            previous = self._state
+            if previous not in (CLOSING, CLOSED):
+                self._state = CLOSED if previous == NEW else CLOSING
+                if owned:
+                    self._closer = threading.Thread(
+                        target=self._close,
+                        args=(previous, graceful, timeout, cancel_grace),
+                        name=f"postroom-Shutdown-{id(self):x}",
+                        daemon=False,
+                    )
+                    self._closer.start()
+                    return
+        if previous in (CLOSING, CLOSED):
+            if not owned:
+                self._wait_closed()
+            return
+        self._close(previous, graceful, timeout, cancel_grace)
+
+    def _wait_closed(self) -> None:
+        """Wait for the shutdown another call started (its own limits bound it)."""
+        self._closed.wait()
+        closer = self._closer
+        if closer is not None and closer is not threading.current_thread():
+            closer.join()
+
+    def _close(self, previous: str, graceful: bool, timeout: float, cancel_grace: float) -> None:
+        try:
+            deadline = time.monotonic() + (timeout if graceful else 0.0) + cancel_grace
+            for capacity in self._capacities.values():
+                capacity.close()
+            dispatcher = self._dispatcher
+            if previous == RUNNING and dispatcher is not None:
+                self._drain(dispatcher, graceful, timeout, cancel_grace)
+            # Whatever is still alive (the actor loop, a crashed scheduler's actors)
+            # is asked to stop; the dispatcher has already stopped its children.
+            # Joining them takes what is left of the caller's limits; threads
+            # told to stop end within milliseconds, so a floor covers them even
+            # when a handler that ignores its cancel used up the grace.
+            self._reaper.stop_all()
+            left = self._reaper.join(timeout=max(deadline - time.monotonic(), JOIN_FLOOR))
+            if left:
+                logger.error(
+                    "%d postroom thread(s) still running after shutdown: %s",
+                    len(left),
+                    ", ".join(t.name for t in left),
+                )
+            for server in self._metric_servers:
+                server.stop()
+            if self._unregister_metrics is not None:
+                self._unregister_metrics()
+                self._unregister_metrics = None
+        finally:
+            with self._gate:
+                if self._state == CLOSING:
+                    self._state = CLOSED
+            self._closed.set()
+
+    def _drain(
+        self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
+    ) -> None:
+        drained = self._drained
+        if graceful:
+            dispatcher.tell(Close(cancel=False))
+            drained.wait(wait_seconds(timeout))
+        if not drained.is_set():
+            # The grace is for running handlers to return: it starts once the
+            # Dispatcher has cancelled every waiting job and signalled the
+            # running ones, which takes a while with a million jobs waiting.
+            closing = dispatcher.ask(Close(cancel=True), block=False)
+            bound = self._ask_timeout + CANCEL_BOUND * len(self._table.active)
+            try:
+                closing.get(timeout=bound)
+            except pykka.Timeout:
+                logger.error("shutdown: the dispatcher did not cancel the jobs within %.0fs", bound)
+            except pykka.ActorDeadError:
+                pass  # crashed meanwhile: the crash path resolves every job
+            drained.wait(grace)
+        stuck: list[JobState] = []
+        if not drained.is_set():
+            stuck = self._table.unfinished()
+            logger.error(
+                "shutdown: %d job(s) did not stop within %ss of being cancelled: %s",
+                len(stuck),
+                grace,
+                ", ".join(s.job.id for s in stuck[:20]),
+            )
+            for state in stuck:
+                self._table.finish(
+                    state,
+                    CANCELLED,
+                    error=ErrorInfo(
+                        "postroom.JobCancelled", "cancelled by shutdown; the handler did not return"
+                    ),
+                )
+        try:
+            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=self._ask_timeout)
+            self._final_stats = _at_rest(final)
+            dispatcher.ask(HALT, timeout=self._ask_timeout)
+            dispatcher.stop(block=True, timeout=self._ask_timeout)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            logger.exception("shutdown: the dispatcher did not answer")
+            self._reaper.stop_all()
+
+    # --- failure --------------------------------------------------------------------
+
+    def _dispatcher_failed(
+        self, actor: Any, _type: Any, exc: BaseException | None, _tb: Any
+    ) -> None:
+        # On the failed dispatcher's thread: its counters are still readable.
+        try:
+            stats: Stats | None = actor._stats()  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - the figures are a courtesy; the crash is not
+            stats = None
+        self._crash(f"the dispatcher failed: {exc!r}", stats)
+
+    def _crash(self, reason: str, stats: Stats | None) -> None:
+        """Fail loudly: resolve every unfinished handle with an error, stop the actors.
+
+        ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
+        with the jobs failed here counted as failed.
+        """
+        with self._gate:
+            if self._state in (CRASHED, CLOSED):
+                return
+            self._state = CRASHED
+            self._crash_reason = reason
+        logger.error("postroom scheduler crashed: %s", reason)
+        for capacity in self._capacities.values():
+            capacity.close()
+        error = ErrorInfo("postroom.SchedulerCrashed", reason)
+        for state in self._table.unfinished():
+            self._table.finish(state, FAILED, error=error)
+        # The table counted the jobs failed here; the rest is the dispatcher's
+        # last word (or nothing, if it could not give one).
+        counts = self._table.counts()
+        self._final_stats = replace(
+            _at_rest(stats or self._empty_stats(), crashed=True),
+            submitted=counts.submitted,
+            completed=counts.completed,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
+        )
+        self._drained.set()
+        self._reaper.stop_all()
+
+    def _closed_error(self) -> SchedulerClosed:
+        if self._state == FORKED:
+            return forked_error(f"the scheduler {self.name!r}", self._forked_from)
+        if self._state == CRASHED:
+            err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
+            err.__cause__ = SchedulerCrashed(self._crash_reason)
+            return err
+        if self._state == NEW:
+            return SchedulerClosed("the scheduler is not started: call start() or use `with`")
+        return SchedulerClosed("the scheduler is shut down")
+
+    def _empty_stats(self) -> Stats:
+        queues = tuple(
+            QueueStats(name, queue.workers, 0, 0, queue.max_pending)
+            for name, queue in self._queues.items()
+        )
+        workers = sum(queue.workers for queue in self._queues.values())
+        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues)
+
+
+def _at_rest(stats: Stats, *, crashed: bool = False) -> Stats:
+    """The final figures of a scheduler that has ended: nothing runs or waits.
+
+    A handler that ignored its cancel may still be on its thread, but its job
+    is resolved: it is counted neither as running nor pending, in the totals
+    or per queue, and no RepoLock is left. A crash also leaves no worker.
+    """
+    queues = tuple(
+        replace(figures, running=0, pending=0, workers=0 if crashed else figures.workers)
+        for figures in stats.queues
+    )
+    workers = 0 if crashed else stats.workers
+    return replace(stats, running=0, pending=0, repo_locks=0, workers=workers, queues=queues)
