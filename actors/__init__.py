@@ -25,6 +25,7 @@ from actors._errors import (
     SchedulerCrashed,
     SchedulerError,
     SchedulerForked,
+    SchedulerUnresponsive,
     UnknownHandler,
     UnknownQueue,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "SchedulerAlreadyStarted",
     "SchedulerClosed",
     "SchedulerCrashed",
+    "SchedulerUnresponsive",
     "SchedulerError",
     "SchedulerForked",
     "Stats",

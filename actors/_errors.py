@@ -22,6 +22,8 @@ The tree::
     │   │   └── JobTimedOut           the last attempt ran past its timeout
     │   └── JobCancelled              cancelled by the user or by shutdown
     ├── SchedulerCrashed              an actor failed (a postroom bug); the scheduler stopped
+    ├── SchedulerUnresponsive (TimeoutError)
+    │                                 the scheduler's actors did not answer in time
     └── DecodeError (ValueError)      bytes from the wire or a store are not a valid message
 
 `Fatal` is not an error postroom raises: a handler raises it (or wraps an error in
@@ -52,6 +54,7 @@ __all__ = [
     "SchedulerCrashed",
     "SchedulerError",
     "SchedulerForked",
+    "SchedulerUnresponsive",
     "ScheduleNotFound",
     "UnknownHandler",
     "UnknownQueue",
@@ -189,6 +192,16 @@ class SchedulerCrashed(SchedulerError):
     """An actor failed with an unexpected error (a bug in postroom) and could not
     be restarted; the scheduler stopped and resolved every unfinished handle.
     The log holds the traceback."""
+
+
+class SchedulerUnresponsive(SchedulerError, TimeoutError):
+    """The scheduler's actors did not answer a call within its limit (10 s).
+
+    Not a job's timeout: the Dispatcher, which answers `cancel`, `stats` and
+    the other calls that ask it, is stuck or overloaded (a postroom bug, or a
+    million jobs being cancelled at once). The call had no effect that it can
+    report; the log may say more. Retry later, or shut the scheduler down.
+    """
 
 
 class DecodeError(SchedulerError, ValueError):

@@ -19,7 +19,6 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
-import pykka
 from prometheus_client import CollectorRegistry
 
 from actors._dispatcher.dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
@@ -27,6 +26,7 @@ from actors._errors import (
     InvalidArgument,
     SchedulerAlreadyStarted,
     SchedulerClosed,
+    SchedulerUnresponsive,
 )
 from actors._facade.lifecycle import CLOSING, NEW, RUNNING, ShutdownAPI
 from actors._facade.metrics import MetricsAPI
@@ -59,6 +59,7 @@ from actors._runtime.exit import shut_down_at_exit
 from actors._runtime.fork import FORKED, track
 from actors._runtime.loop import ActorLoop
 from actors._runtime.reaper import Reaper
+from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask
 from actors._timer.clock import Clock, MonotonicClock
 from actors.messages import Cancel, Resize
 
@@ -205,8 +206,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._id_prefix = uuid.uuid4().hex[:16]
         self._drained = threading.Event()
         self._closed = threading.Event()
-        self._dispatcher: pykka.ActorRef[Any] | None = None
-        self._timer: pykka.ActorRef[Any] | None = None
+        self._dispatcher: ActorRef[Any] | None = None
+        self._timer: ActorRef[Any] | None = None
         # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
         self._tokens = itertools.count(1)
         self._final_stats: Stats | None = None
@@ -346,9 +347,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             )
             self._dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
-            timer: pykka.ActorRef[Any] = spawned.ref.ask(
-                BOOT, block=True, timeout=self._ask_timeout
-            )
+            try:
+                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._ask_timeout)
+            except NoReply as exc:
+                raise SchedulerUnresponsive(str(exc)) from None
             self._timer = timer
             self._state = RUNNING
         shut_down_at_exit(self)
@@ -408,9 +410,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         if self._state != RUNNING or dispatcher is None:
             raise self._closed_error()
         try:
-            return dispatcher.ask(message, block=True, timeout=self._ask_timeout)
-        except pykka.ActorDeadError:
+            return ask(dispatcher, message, timeout=self._ask_timeout)
+        except ActorDead:
             raise self._closed_error() from None
+        except NoReply as exc:
+            raise SchedulerUnresponsive(str(exc)) from None
 
     def _handle_of(self, job_id: str) -> JobHandle:
         return JobHandle(self._table.get(job_id), self.cancel, self._callbacks, self._links)
@@ -448,11 +452,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         if self._state not in (RUNNING, CLOSING) or self._dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
-            result: CancelResult = self._dispatcher.ask(
-                Cancel(job_id, parent), block=True, timeout=self._ask_timeout
+            result: CancelResult = ask(
+                self._dispatcher, Cancel(job_id, parent), timeout=self._ask_timeout
             )
-        except pykka.ActorDeadError:
+        except ActorDead:
             return CancelResult.ALREADY_FINISHED
+        except NoReply as exc:
+            raise SchedulerUnresponsive(str(exc)) from None
         if result is CancelResult.CANCELLED or result is CancelResult.SIGNALLED:
             self._links.cancelled(state)  # its children, and theirs
         return result
@@ -470,8 +476,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         if self._dispatcher is None:
             return self._empty_stats()
         try:
-            stats: Stats = self._dispatcher.ask(GET_STATS, block=True, timeout=self._ask_timeout)
-        except (pykka.ActorDeadError, pykka.Timeout):
+            stats: Stats = ask(self._dispatcher, GET_STATS, timeout=self._ask_timeout)
+        except (ActorDead, NoReply):
             return self._final_stats or self._empty_stats()
         return stats
 
@@ -488,9 +494,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         if self._state != RUNNING or self._dispatcher is None:
             raise self._closed_error()
         try:
-            self._dispatcher.ask(Resize(workers, queue), block=True, timeout=self._ask_timeout)
-        except pykka.ActorDeadError:
+            ask(self._dispatcher, Resize(workers, queue), timeout=self._ask_timeout)
+        except ActorDead:
             raise self._closed_error() from None
+        except NoReply as exc:
+            raise SchedulerUnresponsive(str(exc)) from None
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected

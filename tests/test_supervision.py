@@ -18,6 +18,8 @@ from actors import (
     ManualClock,
     Scheduler,
     SchedulerClosed,
+    SchedulerError,
+    SchedulerUnresponsive,
 )
 
 
@@ -362,3 +364,40 @@ def test_a_failure_while_the_timer_waits_crashes_the_scheduler_loudly(
     finally:
         clock.broken.clear()
         sched.shutdown()
+
+
+# --- a Dispatcher that does not answer: a public error, never Pykka's ------------------
+
+
+def test_a_call_the_dispatcher_does_not_answer_raises_scheduler_unresponsive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Scheduler.cancel once raised pykka.Timeout: neither a SchedulerError nor
+    # a TimeoutError, and nothing docs/errors.md lists.
+    from actors._dispatcher.dispatcher import Dispatcher
+
+    stuck = threading.Event()
+    original = Dispatcher._on_cancel
+
+    def slow_cancel(self: Dispatcher, message: Any) -> Any:
+        stuck.wait(10)
+        return original(self, message)
+
+    monkeypatch.setattr(Dispatcher, "_on_cancel", slow_cancel)
+    monkeypatch.setattr(Scheduler, "_ask_timeout", 0.2)
+    sched = Scheduler(workers=1)
+
+    @sched.handler("work")
+    def work(ctx, payload):
+        return payload
+
+    sched.start()
+    try:
+        handle = sched.submit("work", "x", delay=60)
+        with pytest.raises(SchedulerUnresponsive) as caught:
+            sched.cancel(handle.id)
+        assert isinstance(caught.value, TimeoutError)
+        assert isinstance(caught.value, SchedulerError)
+    finally:
+        stuck.set()
+        sched.shutdown(graceful=False)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import pykka
-
 from actors._dispatcher.dispatcher import GET_STATS, HALT
 from actors._errors import SchedulerClosed, SchedulerCrashed
 from actors._jobs.capacity import Capacity
@@ -30,6 +28,7 @@ from actors._policy.checks import check_seconds
 from actors._policy.queue import Queue
 from actors._runtime.fork import FORKED, forked_error
 from actors._runtime.reaper import Reaper
+from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask, stop
 from actors._timer.clock import wait_seconds
 from actors.messages import Close, ErrorInfo
 
@@ -63,7 +62,7 @@ class ShutdownAPI:
     name: str
     _capacities: dict[str, Capacity]
     _queues: dict[str, Queue]
-    _dispatcher: pykka.ActorRef[Any] | None
+    _dispatcher: ActorRef[Any] | None
     _reaper: Reaper
     _table: JobTable
     _drained: threading.Event
@@ -177,7 +176,7 @@ class ShutdownAPI:
             self._closed.set()
 
     def _drain(
-        self, dispatcher: pykka.ActorRef[Any], graceful: bool, timeout: float, grace: float
+        self, dispatcher: ActorRef[Any], graceful: bool, timeout: float, grace: float
     ) -> None:
         drained = self._drained
         if graceful:
@@ -187,13 +186,12 @@ class ShutdownAPI:
             # The grace is for running handlers to return: it starts once the
             # Dispatcher has cancelled every waiting job and signalled the
             # running ones, which takes a while with a million jobs waiting.
-            closing = dispatcher.ask(Close(cancel=True), block=False)
             bound = self._ask_timeout + CANCEL_BOUND * len(self._table.active)
             try:
-                closing.get(timeout=bound)
-            except pykka.Timeout:
+                ask(dispatcher, Close(cancel=True), timeout=bound)
+            except NoReply:
                 logger.error("shutdown: the dispatcher did not cancel the jobs within %.0fs", bound)
-            except pykka.ActorDeadError:
+            except ActorDead:
                 pass  # crashed meanwhile: the crash path resolves every job
             drained.wait(grace)
         stuck: list[JobState] = []
@@ -214,11 +212,11 @@ class ShutdownAPI:
                     ),
                 )
         try:
-            final: Stats = dispatcher.ask(GET_STATS, block=True, timeout=self._ask_timeout)
+            final: Stats = ask(dispatcher, GET_STATS, timeout=self._ask_timeout)
             self._final_stats = _at_rest(final)
-            dispatcher.ask(HALT, timeout=self._ask_timeout)
-            dispatcher.stop(block=True, timeout=self._ask_timeout)
-        except (pykka.ActorDeadError, pykka.Timeout):
+            ask(dispatcher, HALT, timeout=self._ask_timeout)
+            stop(dispatcher, timeout=self._ask_timeout)
+        except (ActorDead, NoReply):
             logger.exception("shutdown: the dispatcher did not answer")
             self._reaper.stop_all()
 

@@ -12,11 +12,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pykka
 from prometheus_client import CollectorRegistry
 
 from actors._dispatcher.dispatcher import GET_METRICS
-from actors._errors import InvalidArgument, SchedulerClosed
+from actors._errors import InvalidArgument, SchedulerClosed, SchedulerUnresponsive
 from actors._metrics.collector import MetricsSnapshot
 from actors._metrics.server import MetricsServer
 
@@ -66,7 +65,7 @@ class MetricsAPI:
     def _metrics_snapshot(self) -> MetricsSnapshot:
         """The dispatcher's figures; its last ones once it has stopped."""
         if self.running:
-            with contextlib.suppress(SchedulerClosed, pykka.Timeout):
+            with contextlib.suppress(SchedulerClosed, SchedulerUnresponsive):
                 self._last_metrics = self._ask(GET_METRICS)
         return self._last_metrics or _EMPTY_METRICS
 

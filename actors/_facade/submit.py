@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pykka
-
 from actors._dispatcher.dispatcher import DispatcherConfig
 from actors._errors import QueueFull, SchedulerClosed
 from actors._facade.lifecycle import RUNNING
@@ -39,6 +37,7 @@ from actors._policy.queue import DEFAULT_QUEUE, Queue
 from actors._policy.retry import NO_BACKOFF, RetryPolicy
 from actors._runtime.actor import post
 from actors._runtime.callbacks import CallbackRunner
+from actors._runtime.refs import ActorDead, ActorRef
 from actors._timer.clock import Clock
 from actors.messages import After, ErrorInfo, Job, JSONValue, Submit
 
@@ -63,8 +62,8 @@ class SubmitAPI:
     _table: JobTable
     _capacities: dict[str, Capacity]
     _readies: Mapping[str, ReadyQueue]
-    _dispatcher: pykka.ActorRef[Any] | None
-    _timer: pykka.ActorRef[Any] | None
+    _dispatcher: ActorRef[Any] | None
+    _timer: ActorRef[Any] | None
     _on_full: str
     _full_timeout: float | None
     _config: DispatcherConfig
@@ -260,7 +259,7 @@ class SubmitAPI:
                 self._readies[job.queue].expect(job)
             try:
                 self._dispatcher.tell(Submit(job))
-            except pykka.ActorDeadError:
+            except ActorDead:
                 self._readies[job.queue].settled(job)
                 # Shut down or crashed: that path resolves every job; this makes sure.
                 error = ErrorInfo("postroom.JobCancelled", "cancelled: the scheduler stopped")
