@@ -70,8 +70,9 @@ class ReadyQueue:
         # keys, and the same keys in a heap for the best one (lazy deletion).
         self._expected: set[int] = set()
         self._expected_heap: list[int] = []
-        self._waiting = 0
-        """Workers waiting for an expected job (under the lock): whom to notify."""
+        self._waited: dict[int, int] = {}
+        """Expected jobs workers wait for, with how many wait (under the lock):
+        only the settling of one of these wakes anybody."""
         self._heap: list[int] = []  # priority << SEQ_BITS | seq
         self._jobs: dict[int, Job] = {}  # by the same key
         self._taken: dict[str, tuple[int, CancelScope]] = {}
@@ -120,7 +121,7 @@ class ReadyQueue:
         with self._lock:
             if key in self._expected:
                 self._expected.discard(key)
-                if self._waiting:
+                if key in self._waited:
                     self._settled.notify_all()
 
     def _expected_before(self, key: int) -> int | None:
@@ -133,12 +134,16 @@ class ReadyQueue:
 
     def _wait_settled(self, key: int) -> None:
         with self._lock:
-            self._waiting += 1
+            waited = self._waited
+            waited[key] = waited.get(key, 0) + 1
             try:
                 while key in self._expected and not self._closed:
                     self._settled.wait()
             finally:
-                self._waiting -= 1
+                if waited[key] == 1:
+                    del waited[key]
+                else:
+                    waited[key] -= 1
 
     def take(self, worker_id: int, scope: CancelScope) -> Job | None:
         """Block until there is a job for this worker; None means: retire."""
