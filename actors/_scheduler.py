@@ -196,7 +196,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._retries = RetryLinks()
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
         self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
-        self._table.links = self._links
+        self._table.attach_links(self._links)
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = NEW

@@ -93,7 +93,12 @@ class JobTable:
         self._on_empty: Callable[[], None] | None = None
         self.links: Links | None = None
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
-        reaches them through the table it already holds. Set by the facade."""
+        reaches them through the table it already holds (`attach_links`)."""
+
+    def attach_links(self, links: Links) -> None:
+        """Give workers the scheduler's job links (the facade, once, as it is
+        built: `Links` needs the table first)."""
+        self.links = links
 
     def add(self, state: JobState) -> bool:
         """Record a new job; the caller holds the gate and has checked its key is free.
