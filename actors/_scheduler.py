@@ -159,6 +159,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
+            GILRequired: a free-threaded Python runs without the GIL (docs/errors.md).
         """
         check_int("workers", workers, 1)
         check_int("max_pending", max_pending, 1)

@@ -1,12 +1,17 @@
 """Tests for the job store's rules (actors/_jobs/__init__.py): one owner per
-piece of job state, every change a named transition."""
+piece of job state, every change a named transition, and no silent race on a
+free-threaded build."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
+import pytest
+
 import actors
+from actors import GILRequired, SchedulerError
 from actors._jobs.links import JobLinks
 from actors._jobs.state import HELD, PARKED, READY, REPO, TIMER, JobState
 from actors._jobs.status import PENDING, RETRYING, RUNNING, SCHEDULED
@@ -155,3 +160,32 @@ def test_a_resolved_parked_job_cannot_be_unparked() -> None:
     state.park(JobLinks("parent"))
     assert state.resolve(actors.JobStatus.CANCELLED)
     assert not state.unpark()
+
+
+# --- free-threaded builds ----------------------------------------------------------
+
+
+def test_a_free_threaded_build_is_refused_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store relies on the GIL: without it, no scheduler is built (and none races)."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    with pytest.raises(GILRequired) as raised:
+        actors.Scheduler(workers=1)
+    assert isinstance(raised.value, SchedulerError)
+    assert isinstance(raised.value, RuntimeError)
+    assert "PYTHON_GIL=1" in str(raised.value)
+
+
+def test_a_build_with_the_gil_on_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free-threaded build that runs with the GIL (PYTHON_GIL=1) may run a scheduler."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: True, raising=False)
+    with actors.Scheduler(workers=1) as sched:
+        sched.register("echo", lambda _ctx, payload: payload)
+        assert sched.submit("echo", 3).result(timeout=10) == 3
+
+
+def test_a_build_without_the_switch_has_a_gil(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before 3.13 there is no ``sys._is_gil_enabled``: every build has the GIL."""
+    monkeypatch.delattr(sys, "_is_gil_enabled", raising=False)
+    actors.Scheduler(workers=1)  # built, never started: nothing to stop

@@ -42,6 +42,12 @@ job on small jobs. Its rules:
     field outside a snapshot;
   - a read of a counter written under another lock (`Capacity.used`), which can
     only be stale, never torn.
+
+- **Without the GIL** (a free-threaded CPython, 3.13t and later, running with
+  ``sys._is_gil_enabled()`` false) those steps would race: heap operations would
+  interleave, and a job could be lost or run twice. The store does not take real
+  locks there yet; building a scheduler raises `GILRequired` instead (``gil.py``),
+  which names the remedy (``PYTHON_GIL=1``).
 """
 
 __all__: list[str] = []
