@@ -10,6 +10,7 @@ from actors import messages
 from actors._errors import (
     DecodeError,
     Fatal,
+    GILRequired,
     InvalidArgument,
     JobCancelled,
     JobError,
@@ -48,6 +49,7 @@ __all__ = [
     "Clock",
     "DecodeError",
     "Fatal",
+    "GILRequired",
     "InvalidArgument",
     "JobCancelled",
     "JobContext",

@@ -12,6 +12,7 @@ The tree::
     ├── QueueFull                     back-pressure: the pending bound is reached
     ├── SchedulerAlreadyStarted (RuntimeError)
     │                                 start() on a scheduler that is running
+    ├── GILRequired (RuntimeError)    Scheduler() on a free-threaded build running without the GIL
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │   │                             or crashed)
     │   └── SchedulerForked           this process is a fork of the one that started it
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DecodeError",
     "Fatal",
+    "GILRequired",
     "InvalidArgument",
     "JobCancelled",
     "JobError",
@@ -135,6 +137,20 @@ class SchedulerAlreadyStarted(SchedulerError, RuntimeError):
 
     A scheduler starts once: nothing changed, it goes on running. Start it in
     one place (`Scheduler.running` says whether it is).
+    """
+
+
+class GILRequired(SchedulerError, RuntimeError):
+    """`Scheduler()` on a free-threaded CPython build (3.13t and later) that runs
+    without the GIL.
+
+    The job store the actors share (``actors/_jobs/``) relies on the GIL to
+    make some of its steps atomic (the ready queue's heap, the table's
+    dicts, single stores of a job's fields); without it those steps would
+    race. Rather than run and lose or duplicate a job now and then, postroom
+    refuses to build a scheduler. Run the interpreter with the GIL
+    (``PYTHON_GIL=1`` in the environment, or ``python -X gil=1``), or use a
+    standard build.
     """
 
 

@@ -159,6 +159,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
+            GILRequired: a free-threaded Python runs without the GIL (docs/errors.md).
         """
         check_int("workers", workers, 1)
         check_int("max_pending", max_pending, 1)
@@ -196,7 +197,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._retries = RetryLinks()
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
         self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
-        self._table.links = self._links
+        self._table.attach_links(self._links)
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._state = NEW

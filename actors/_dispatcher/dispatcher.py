@@ -277,23 +277,20 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         if due is not None and due > self._clock.now():
             if repo is not None and self._mode(repo) == "ordered":
                 # In ordered mode a delayed job keeps its place in the repo.
-                state.where = REPO
+                state.to_repo()
                 self._to_repo(repo, Enqueue(job))
             else:
-                state.where = TIMER
                 kind: TimerKind = "start" if job.attempt == 1 else "retry"
-                state.timer = self._after(due, kind, job.id, None if repo else job)
+                state.to_timer(self._after(due, kind, job.id, None if repo else job))
             return
         if repo is not None:
-            state.where = REPO
+            state.to_repo()
             self._to_repo(repo, Enqueue(job))
         else:
             self._make_ready(state, job)
 
     def _make_ready(self, state: JobState, job: Job) -> None:
-        state.job = job
-        state.where = READY
-        state.waiting_to_pending()
+        state.make_ready(job)
         self._readies[job.queue].put(job)
 
     def _on_ready(self, job: Job) -> None:
@@ -320,7 +317,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
                 outcome = replace(outcome, status="cancelled", retryable=False)
         if job.repo is not None:
             if state is not None:
-                state.where = REPO
+                state.to_repo()
             self._to_repo(job.repo, Finished(job, outcome))
         elif state is not None:
             self._settle(state, job, outcome)
@@ -356,10 +353,9 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             )
         due = job.not_before
         if due is not None and due > self._clock.now():
-            state.where = HELD if hold else TIMER
-            state.timer = self._after(due, "retry", job.id, None if job.repo else job)
+            state.to_timer(self._after(due, "retry", job.id, None if job.repo else job), hold=hold)
         elif job.repo is not None:
-            state.where = REPO
+            state.to_repo()
             self._to_repo(job.repo, Enqueue(job))
         else:
             self._make_ready(state, job)
@@ -433,12 +429,11 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             return
         if state.timer != message.token:
             return  # Superseded or cancelled: never act on a stale entry.
-        state.timer = None
         # Only jobs with a repo come back here: the Timer hands a due job
         # without one straight to the ready queue (see `Timer`).
         job = state.job
         assert job.repo is not None
-        state.where = REPO
+        state.to_repo()  # and its timer is spent
         self._to_repo(job.repo, Enqueue(job))
 
     # --- repos --------------------------------------------------------------------
@@ -485,9 +480,8 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         if state is None:
             self._table.get(job_id)  # raises JobNotFound for an unknown id
             return CancelResult.ALREADY_FINISHED
-        if state.cancel_requested:
+        if not state.request_cancel(reason):
             return CancelResult.ALREADY_CANCELLING
-        state.cancel_requested = reason
         job = state.job
         where = state.where
         ready = self._readies[job.queue]
@@ -500,9 +494,9 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             if job.repo is not None:
                 self._to_repo(job.repo, Finished(job, _cancelled(reason, parent)))
         elif where in (TIMER, HELD):
-            if state.timer is not None:
-                self._cancel_timer(state.timer)
-                state.timer = None
+            token = state.take_timer()
+            if token is not None:
+                self._cancel_timer(token)
             if where == HELD:
                 self._to_repo(job.repo, Withdraw(job.id))  # type: ignore[arg-type]
             elif (

@@ -171,26 +171,24 @@ class SubmitAPI:
             time.time(),
             name,
         )
-        state = JobState(job, SCHEDULED if delay else PENDING)
-        state.counts = defaults.counts
-        if _retry_of is not None:
-            state.retry_of = _retry_of  # `retry`: linked before anyone can see it
-        if _schedule is not None:
-            state.schedule_id, state.fire_time = _schedule
         # A job without a repo needs no routing: it goes straight to the ready
         # queue (or, delayed, to the Timer, which puts it there when due), and
         # the Dispatcher learns of it only if it must decide something (a
         # cancel, a failure, a retry).
         direct = repo is None
-        if direct:
-            if delay:
-                state.where = TIMER
-                state.timer = next(self._tokens)
-            else:
-                state.where = READY
+        if not direct:
+            state = JobState(job, SCHEDULED if delay else PENDING, defaults.counts)
+        elif delay:
+            state = JobState(job, SCHEDULED, defaults.counts, TIMER, next(self._tokens))
+        else:
+            state = JobState(job, PENDING, defaults.counts, READY)
+        if _retry_of is not None:
+            state.as_retry_of(_retry_of)  # `retry`: linked before anyone can see it
+        if _schedule is not None:
+            state.from_schedule(*_schedule)
         if _parent is not None:
             # A child or a follow-up: accepted, then held until its links hand it off.
-            state.status, state.where, state.links = SCHEDULED, PARKED, JobLinks(_parent)
+            state.park(JobLinks(_parent))
         try:
             # A schedule's fire (on the actor loop) must never wait for room.
             holder = self._accept(state, direct=direct, wait=_schedule is None)
@@ -265,10 +263,10 @@ class SubmitAPI:
                 error = ErrorInfo("postroom.JobCancelled", "cancelled: the scheduler stopped")
                 self._table.finish(state, CANCELLED, error=error)
         elif state.timer is None:
-            state.where = READY
+            state.make_ready(job)
             self._readies[job.queue].put(job)
         else:
-            state.where = TIMER
+            state.to_timer(state.timer)
             self._to_timer(state.timer, job)
 
     def _wait_for_room(self, capacity: Capacity, queue: str) -> None:

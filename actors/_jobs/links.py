@@ -170,8 +170,7 @@ class Links:
         status = parent.status
         if status is COMPLETED:
             result = parent.result
-            followup.job = replace(followup.job, payload=json_copy(result, "parent's result"))
-            followup.waiting_to_pending()
+            followup.release(replace(followup.job, payload=json_copy(result, "parent's result")))
             self._hand_off(followup)
             return
         how = "failed" if status is FAILED else "was cancelled"
@@ -246,7 +245,11 @@ class Links:
     # --- helpers --------------------------------------------------------------------
 
     def _links_of(self, state: JobState) -> JobLinks:
-        """``state``'s links, made if it has none yet; the lock is held."""
+        """``state``'s links, made if it has none yet; the lock is held.
+
+        The one store of ``JobState.links`` after a job's submit (`park`):
+        `Links` owns the field, and writes it under its lock only.
+        """
         links = state.links
         if links is None:
             links = state.links = JobLinks()
@@ -258,15 +261,9 @@ class Links:
 
     @staticmethod
     def _claim_locked(state: JobState) -> bool:
-        """Take a held job for its handoff (or its end): True once, for one caller.
-
-        ``where`` goes from `PARKED` to "in transit"; `Scheduler._hand_off`
-        sets where it really goes.
-        """
-        if state.where != PARKED or state.finished:
-            return False
-        state.where = ""
-        return True
+        """Take a held job for its handoff (or its end): True once, for one
+        caller (`JobState.unpark`, the lock held)."""
+        return state.unpark()
 
     def _defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` now, or, inside another cascade step on this thread, after it.

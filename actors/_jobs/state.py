@@ -1,11 +1,32 @@
-"""The record of each job (`JobState`), and where an unfinished job is.
+"""The record of each job (`JobState`), where an unfinished job is, and the
+transitions that change them.
 
-A `JobState` is written by the Dispatcher, and by the worker running it (its
-attempt, its progress, and the completion of a job without a repo); the facade
-and handles only read it, or take a snapshot (`JobInfo`) under its lock. Its
-terminal transition (`JobState.resolve`) happens once: the first resolution
-wins, so a crash path and a normal path can never resolve a handle twice or
-differently. The table that holds the records is in ``actors/_jobs/table.py``.
+Every change of a job's state is one of `JobState`'s methods, named for the
+transition (`to_repo`, `make_ready`, `start_attempt`, `resolve`...); no
+actor and no facade assigns a field (``tests/test_job_store.py`` checks it).
+Each field has one owner at each state, and each transition's docstring says
+who calls it, on which thread, which fields it writes and what makes it
+atomic (``actors/_jobs/__init__.py`` says once what the GIL does for the
+whole store). In short:
+
+- Before the table holds it, the submitting thread builds the record
+  (``__init__``, `as_retry_of`, `from_schedule`, `park`): nobody else sees it.
+- ``where`` and ``timer`` (where the job waits) belong to the Dispatcher (the
+  actor loop's thread) once it routes the job; before that, to the submitter,
+  and for a parked job to the thread that hands it off (`unpark`).
+- ``cancel_requested`` belongs to the Dispatcher (`request_cancel`).
+- ``job``, ``status``, ``attempts``, ``started_at``, ``exception`` and
+  ``progress`` of a running attempt belong to its worker (`start_attempt`,
+  `keep_exception`, `report_progress`); of a waiting job, to whoever moves it
+  (`make_ready`, `await_retry`, `waiting_to_pending`, `release`).
+- The end (`resolve`) happens once: the first resolution wins, so a crash path
+  and a normal path can never resolve a handle twice or differently. The table
+  (``actors/_jobs/table.py``) calls it, from whichever thread ends the job.
+- ``retried_as`` belongs to `RetryLinks` (``actors/_jobs/resubmit.py``) and
+  ``links`` to `Links` (``actors/_jobs/links.py``), each under its own lock.
+
+The facade and handles only read a record, or take a snapshot (`JobInfo`)
+under its lock.
 """
 
 from __future__ import annotations
@@ -90,10 +111,13 @@ if hasattr(os, "register_at_fork"):
 
 
 class JobState:
-    """Everything about one job, shared by the Dispatcher, its handle and the table.
+    """Everything about one job, shared by the Dispatcher, its worker, its handle
+    and the table; changed only by its transitions (the module docstring).
 
-    Its fields change under its lock (one of the shared `_STRIPES`), in
-    sections with no call in them: see `_STRIPES`.
+    Fields read together (`snapshot`) change under its lock (one of the shared
+    `_STRIPES`), in sections with no call in them: see `_STRIPES`. A
+    transition that stores one field alone takes no lock: under the GIL a
+    store is atomic, and a snapshot sees it before or after, never half.
     """
 
     __slots__ = (
@@ -109,13 +133,13 @@ class JobState:
         "result",
         "started_at",
         "status",
-        # Dispatcher bookkeeping: where the job is (set by the facade for a job it
-        # queues itself) and what refers to it.
+        # Dispatcher bookkeeping: where the job is (set by the submitter for a
+        # job it queues itself) and what refers to it.
         "cancel_requested",
         "counts",
         "timer",
         "where",
-        # Manual retry links (`Scheduler.retry`), set by the facade.
+        # Manual retry links (`Scheduler.retry`).
         "retry_of",
         "retried_as",
         "schedule_id",
@@ -124,7 +148,24 @@ class JobState:
         "links",
     )
 
-    def __init__(self, job: Job, status: JobStatus) -> None:
+    def __init__(
+        self,
+        job: Job,
+        status: JobStatus,
+        counts: LabelCounts | None = None,
+        where: str = "",
+        timer: int | None = None,
+    ) -> None:
+        """A new job's record, built by the submitting thread before any other sees it.
+
+        Args:
+            job: its first attempt.
+            status: ``pending``, or ``scheduled`` if it waits for a time.
+            counts: its (queue, handler) counters (else the table finds them).
+            where: "" (on its way to the Dispatcher), or, for a job the
+                submitter queues itself, `READY` or `TIMER`.
+            timer: the Timer token of a delayed job the submitter queues itself.
+        """
         self.job = job
         self.status = status
         self.attempts = 0
@@ -143,12 +184,14 @@ class JobState:
         # cyclic GC to walk (it shows with a million jobs pending). None once
         # resolved.
         self._callbacks: Sequence[Callable[[JobState], None]] | None = ()
-        self.counts: LabelCounts | None = None
-        """Its (queue, handler) counters; set when the table accepts it."""
+        self.counts = counts
+        """Its (queue, handler) counters; set when the table accepts it at the latest."""
         self.cancel_requested: CancelReason | None = None
         """Why the job was cancelled, once it was (then it must not start, nor retry)."""
-        self.timer: int | None = None
-        self.where = ""
+        self.timer = timer
+        """The token of the Timer entry the job waits for, if it does."""
+        self.where = where
+        """Where the unfinished job is: `TIMER`, `HELD`, `REPO`, `READY`, `PARKED`."""
         self.retry_of: str | None = None
         """The id of the job this one re-runs (`Scheduler.retry`)."""
         self.retried_as: str | None = None
@@ -159,6 +202,126 @@ class JobState:
         """The fire time (epoch seconds) it stands for, if a schedule created it."""
         self.links: JobLinks | None = None
         """Its parent, children and follow-ups, once it has any of them."""
+
+    # --- built by the submitter, before the table holds the job: no lock --------
+
+    def as_retry_of(self, job_id: str) -> None:
+        """This job re-runs ``job_id`` (`Scheduler.retry`).
+
+        The submitting thread, before the table holds the job; writes
+        ``retry_of``, never changed after.
+        """
+        self.retry_of = job_id
+
+    def from_schedule(self, schedule_id: str, fire_time: float) -> None:
+        """A schedule's fire made this job (the fire time in epoch seconds).
+
+        The submitting thread (the actor loop, for a fire), before the table
+        holds the job; writes ``schedule_id`` and ``fire_time``, never changed after.
+        """
+        self.schedule_id = schedule_id
+        self.fire_time = fire_time
+
+    def park(self, links: JobLinks) -> None:
+        """A child or follow-up: held (`PARKED`, ``scheduled``) until its links
+        hand it off, with ``links`` naming its parent.
+
+        The submitting thread, before the table holds the job; writes
+        ``status``, ``where`` and ``links`` (``timer``, if the submitter drew a
+        token, stays for the hand-off). From here `Links` owns ``links``.
+        """
+        self.status = SCHEDULED
+        self.where = PARKED
+        self.links = links
+
+    # --- where it waits: the Dispatcher's, on the actor loop --------------------
+
+    def to_repo(self) -> None:
+        """The job is in its repo lock now (sent there, or its outcome is
+        decided there), with no timer of its own.
+
+        The Dispatcher, on the actor loop; writes ``where`` and ``timer``, which
+        nobody else reads once the job is routed. No lock: two stores, read by
+        the same thread only.
+        """
+        self.where = REPO
+        self.timer = None
+
+    def to_timer(self, token: int, *, hold: bool = False) -> None:
+        """The job waits for the Timer entry ``token``: delayed, or retrying
+        after its backoff (``hold``: in ordered mode, its repo keeps its place).
+
+        The Dispatcher on the actor loop, or, for a job it queues itself, the
+        submitter or the thread handing off a parked job (before the
+        Dispatcher has seen it); writes ``where`` (`TIMER` or `HELD`) and
+        ``timer``. No lock: both are read only by the thread that owns them.
+        """
+        self.where = HELD if hold else TIMER
+        self.timer = token
+
+    def take_timer(self) -> int | None:
+        """Forget the job's Timer entry (a cancel); the token to cancel, if any.
+
+        The Dispatcher, on the actor loop; writes ``timer``. No lock (as `to_timer`).
+        """
+        token, self.timer = self.timer, None
+        return token
+
+    def make_ready(self, job: Job) -> None:
+        """``job`` (this attempt) goes into the ready queue now: the caller
+        puts it there just after. Scheduled or retrying becomes pending.
+
+        The Dispatcher on the actor loop (from its repo, the Timer, or a
+        retry due at once), or the thread handing off a parked job without a
+        repo; writes ``job``, ``where`` and ``status`` under the lock, so a
+        snapshot never pairs the new attempt with the old status. One call
+        for the three: it is on the path of every job with a repo.
+        """
+        with self._lock:
+            self.job = job
+            self.where = READY
+            if self.status in (SCHEDULED, RETRYING):
+                self.status = PENDING
+
+    def unpark(self) -> bool:
+        """Take a held job for its hand-off (or its end): True once, for one caller.
+
+        `Links`, under its lock (which makes the test and the store one step
+        for every caller), on the thread that releases the job; ``where``
+        goes from `PARKED` to "" (in transit), and the hand-off sets where it
+        really goes.
+        """
+        if self.where != PARKED or self._callbacks is None:
+            return False
+        self.where = ""
+        return True
+
+    def release(self, job: Job) -> None:
+        """A parked follow-up is released: ``job`` carries its parent's result
+        as payload, and it is pending now.
+
+        `Links`, on the thread that resolved the parent, once `unpark`
+        gave it this job; writes ``job`` and ``status`` under the lock.
+        """
+        with self._lock:
+            self.job = job
+            if self.status in (SCHEDULED, RETRYING):
+                self.status = PENDING
+
+    def request_cancel(self, reason: CancelReason) -> bool:
+        """Mark the job cancelled (``reason``), before the Dispatcher looks for
+        it; False (and no change) if it was marked before.
+
+        The Dispatcher, on the actor loop; writes ``cancel_requested``. A worker
+        reads the mark after it registers the job as taken, so a cancel that
+        finds the job in neither place still stops it (`ReadyQueue`). No lock:
+        one thread tests and stores, and under the GIL the store is atomic
+        for the readers.
+        """
+        if self.cancel_requested is not None:
+            return False
+        self.cancel_requested = reason
+        return True
 
     @property
     def finished(self) -> bool:
@@ -222,7 +385,12 @@ class JobState:
         )
 
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
-        """An attempt failed; ``job`` (the next attempt) waits for its backoff."""
+        """An attempt failed; ``job`` (the next attempt) waits for its backoff.
+
+        The Dispatcher, on the actor loop; writes ``job``, ``status``
+        (``retrying``) and ``error`` under the lock. Where it waits follows
+        (`to_timer`, `to_repo` or `make_ready`).
+        """
         with self._lock:
             self.job = job
             self.status = RETRYING
@@ -231,7 +399,12 @@ class JobState:
     def waiting_to_pending(self) -> None:
         """Scheduled or retrying becomes pending (the job may run now), unless a
         worker has already started the attempt (the Timer hands jobs to workers
-        first)."""
+        first).
+
+        The Timer's thread (a due job without a repo, just before it queues
+        it), or `Links` handing off a child; writes ``status`` under the lock,
+        since a worker may be starting the attempt at the same moment.
+        """
         with self._lock:
             if self.status in (SCHEDULED, RETRYING):
                 self.status = PENDING
@@ -241,7 +414,13 @@ class JobState:
         return self.attempts >= job.attempt
 
     def start_attempt(self, job: Job, now: float) -> None:
-        """An attempt of ``job`` is starting now (``now``: wall-clock time)."""
+        """An attempt of ``job`` is starting now (``now``: wall-clock time).
+
+        The worker that took it, on its thread; from here until it reports the
+        outcome it owns ``job``, ``status`` (``running``), ``attempts``,
+        ``started_at``, ``exception`` and ``progress``. Under the lock, so a
+        snapshot sees the attempt whole.
+        """
         # No call inside the lock (see `_STRIPES`, and `JobTable` on why that matters).
         with self._lock:
             self.job = job
@@ -251,13 +430,37 @@ class JobState:
             if self.started_at is None:
                 self.started_at = now
 
+    def keep_exception(self, exc: BaseException) -> None:
+        """The running attempt raised ``exc``: a failed handle chains it, in process.
+
+        The worker running the attempt, on its thread; writes ``exception``
+        (one store: atomic under the GIL, no lock).
+        """
+        self.exception = exc
+
+    def report_progress(self, fraction: float, message: str) -> None:
+        """The running attempt's handler reported progress (``ctx.progress``).
+
+        The worker running the attempt (or a thread its handler started);
+        writes ``progress`` (one store of a new frozen record: atomic under
+        the GIL, no lock; the last report wins).
+        """
+        self.progress = Progress(fraction, message)
+
     def resolve(
         self,
         status: JobStatus,
         result: JSONValue = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        """Enter a terminal state; False (and no change) if already resolved."""
+        """Enter a terminal state; False (and no change) if already resolved.
+
+        `JobTable.finish` (whichever thread ends the job: a worker, the actor
+        loop, a canceller), or the submitter for a dropped job no table holds;
+        writes ``status``, ``result``, ``error`` and ``finished_at`` under the
+        lock, which also makes the first resolution the only one. Callbacks
+        run after, on this thread, outside the lock.
+        """
         now = time.time()
         with self._lock:
             if self._callbacks is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from actors._errors import JobNotFound
+from actors._jobs.gil import require_gil
 from actors._jobs.state import JobState, LabelCounts
 from actors._jobs.status import COMPLETED, FAILED, RUNNING, JobStatus
 from actors.messages import ErrorInfo, JSONValue
@@ -67,6 +68,12 @@ class JobTable:
     def __init__(
         self, capacities: Mapping[str, Capacity], history: int, gate: threading.Lock
     ) -> None:
+        """The table of one scheduler: built once, by `Scheduler()`.
+
+        Raises:
+            GILRequired: on a free-threaded build without the GIL (`require_gil`).
+        """
+        require_gil()  # before anything of the store is used (actors/_jobs/__init__.py)
         self._capacities = capacities
         """Each named queue's bound: a job gives its slot back to its own queue's."""
         self._history_size = history
@@ -93,7 +100,12 @@ class JobTable:
         self._on_empty: Callable[[], None] | None = None
         self.links: Links | None = None
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
-        reaches them through the table it already holds. Set by the facade."""
+        reaches them through the table it already holds (`attach_links`)."""
+
+    def attach_links(self, links: Links) -> None:
+        """Give workers the scheduler's job links (the facade, once, as it is
+        built: `Links` needs the table first)."""
+        self.links = links
 
     def add(self, state: JobState) -> bool:
         """Record a new job; the caller holds the gate and has checked its key is free.

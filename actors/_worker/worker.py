@@ -21,7 +21,6 @@ from typing import Any
 import pykka
 
 from actors._errors import Fatal, NotSerializable, PayloadTooLarge
-from actors._jobs.info import Progress
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
 from actors._jobs.status import COMPLETED
@@ -247,7 +246,7 @@ class Worker(PostroomActor):
         # In process, a failed handle chains the handler's real exception.
         state = self._table.active.get(job_id)
         if state is not None:
-            state.exception = exc
+            state.keep_exception(exc)
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:
@@ -328,6 +327,6 @@ def _progress_sink(table: JobTable) -> Callable[[str, float, str], None]:
     def sink(job_id: str, fraction: float, message: str) -> None:
         state = table.active.get(job_id)
         if state is not None:
-            state.progress = Progress(fraction, message)
+            state.report_progress(fraction, message)
 
     return sink
