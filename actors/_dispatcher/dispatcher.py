@@ -29,8 +29,8 @@ from typing import Any, get_args
 import pykka
 
 from actors._dispatcher.figures import DispatcherFigures
-from actors._dispatcher.pool import ChildFailed, WorkerPool
-from actors._dispatcher.schedules import ScheduleCall, ScheduleDriver, SubmitScheduled
+from actors._dispatcher.pool import WorkerPool
+from actors._dispatcher.schedules import ScheduleDriver, SubmitScheduled
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import Stats
@@ -46,14 +46,22 @@ from actors._repo_lock import RepoLock, RepoMode, RepoWaits
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
-from actors._schedules.book import ScheduleBook, ScheduleSpec
+from actors._schedules.book import ScheduleBook
 from actors._timer.clock import Clock
 from actors._timer.timer import Timer, TimerGauge
 from actors._worker.cancel import CancelReason
 from actors.messages import (
+    BOOT,
+    GET_METRICS,
+    GET_STATS,
+    HALT,
+    LIST_SCHEDULES,
+    AddSchedule,
     After,
+    Boot,
     Cancel,
     CancelTimer,
+    ChildFailed,
     Close,
     Done,
     Enqueue,
@@ -61,12 +69,17 @@ from actors.messages import (
     Finished,
     Fire,
     Forget,
+    GetMetrics,
+    GetStats,
+    Halt,
     Idle,
     Job,
+    ListSchedules,
     Outcome,
     Ready,
     Resize,
     Retry,
+    ScheduleCall,
     Submit,
     Tick,
     TimerKind,
@@ -74,6 +87,8 @@ from actors.messages import (
     Withdraw,
 )
 
+# The facade imports its asks from here (BOOT ... ScheduleCall); they are
+# defined, with every other message, in actors.messages.
 __all__ = [
     "BOOT",
     "GET_METRICS",
@@ -113,38 +128,6 @@ class _Repo:
     lock_id: int
     sent: int = 0
     """Messages sent to this lock: it may retire only once it has seen them all."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Boot:
-    """Start the Timer and the workers (asked once by the facade)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _GetStats:
-    """Ask for a `Stats` snapshot."""
-
-
-@dataclass(frozen=True, slots=True)
-class AddSchedule:
-    """Add a schedule (asked by the facade); answered with its `ScheduleInfo`."""
-
-    spec: ScheduleSpec
-
-
-@dataclass(frozen=True, slots=True)
-class _ListSchedules:
-    """Ask for every schedule's `ScheduleInfo`."""
-
-
-@dataclass(frozen=True, slots=True)
-class _GetMetrics:
-    """Ask for a `MetricsSnapshot`."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Halt:
-    """Stop every child actor (the last step of shutdown, or a crash)."""
 
 
 class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
@@ -229,16 +212,16 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             Fire: self._on_fire,
             Wake: self._on_wake,
             Cancel: self._on_cancel,
-            _GetStats: lambda _m: self._stats(),
-            _GetMetrics: lambda _m: self._metrics(),
+            GetStats: lambda _m: self._stats(),
+            GetMetrics: lambda _m: self._metrics(),
             AddSchedule: lambda m: self._add_schedule(m.spec),
             ScheduleCall: self._schedule_call,
-            _ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
+            ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
             Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             ChildFailed: self._on_child_failed,
-            _Boot: lambda _m: self._boot(),
-            _Halt: lambda _m: self._halt(),
+            Boot: lambda _m: self._boot(),
+            Halt: lambda _m: self._halt(),
         }
 
     def _boot(self) -> pykka.ActorRef[Any]:
@@ -581,9 +564,3 @@ def _cancelled(reason: CancelReason, parent: str | None = None) -> Outcome:
         return _CANCELLED[reason]
     return _cancel_outcome(f"cancelled: its parent job {parent} was cancelled")
 
-
-BOOT = _Boot()
-LIST_SCHEDULES = _ListSchedules()
-GET_METRICS = _GetMetrics()
-GET_STATS = _GetStats()
-HALT = _Halt()

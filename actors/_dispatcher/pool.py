@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -30,21 +29,12 @@ from actors._runtime.actor import FailureReport
 from actors._runtime.reaper import Reaper
 from actors._timer.clock import Clock
 from actors._worker.worker import Worker, error_info
-from actors.messages import ErrorInfo, Finished, Outcome
+from actors.messages import ChildFailed, ErrorInfo, Finished, Outcome
 
 if TYPE_CHECKING:
     from actors._dispatcher.dispatcher import DispatcherConfig
 
-__all__ = ["ChildFailed", "WorkerPool"]
-
-
-@dataclass(frozen=True, slots=True)
-class ChildFailed:
-    """A child actor died of an unexpected error (told from the child's thread)."""
-
-    kind: str
-    ident: int | str
-    error: ErrorInfo
+__all__ = ["WorkerPool"]
 
 
 class WorkerPool:

@@ -7,37 +7,19 @@ state); `actors._schedules.book` holds the schedules and their policies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
 from actors._errors import SchedulerClosed
 from actors._jobs.state import JobState
 from actors._schedules.book import ScheduleBook, ScheduleInfo, ScheduleSpec, ScheduleState
 from actors._timer.clock import Clock
+from actors.messages import ScheduleCall
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["ScheduleCall", "ScheduleDriver", "ScheduleOp", "SubmitScheduled"]
+__all__ = ["ScheduleDriver", "SubmitScheduled"]
 
 SubmitScheduled = Callable[[ScheduleSpec, "str | None", str, float], "str | None"]
 """The facade's submit for a schedule's fire: (spec, repo, schedule id, fire time)
 -> the job's id, or None if back-pressure refused it. Never blocks; raises
 `SchedulerClosed` once the scheduler stops accepting jobs."""
-
-ScheduleOp = Literal["info", "pause", "resume", "trigger", "remove"]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleCall:
-    """Act on one schedule (asked by the facade).
-
-    Answered with its `ScheduleInfo` (for ``trigger``: the id of the job it
-    created, or None), or a `ScheduleNotFound` raised in the caller.
-    """
-
-    op: ScheduleOp
-    schedule_id: str
 
 
 class ScheduleDriver:
