@@ -28,6 +28,7 @@ from typing import Any, get_args
 
 import pykka
 
+from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.figures import DispatcherFigures
 from actors._dispatcher.pool import WorkerPool
 from actors._dispatcher.schedules import ScheduleDriver, SubmitScheduled
@@ -87,8 +88,8 @@ from actors.messages import (
     Withdraw,
 )
 
-# The facade imports its asks from here (BOOT ... ScheduleCall); they are
-# defined, with every other message, in actors.messages.
+# The facade imports its asks and the config from here (BOOT ... DispatcherConfig);
+# they are defined in actors.messages and actors._dispatcher.config.
 __all__ = [
     "BOOT",
     "GET_METRICS",
@@ -105,21 +106,6 @@ __all__ = [
 
 _HALT_TIMEOUT = 5.0
 """Seconds the dispatcher waits for the Timer to stop at shutdown."""
-
-
-@dataclass(frozen=True, slots=True)
-class DispatcherConfig:
-    """What the facade configures the Dispatcher with."""
-
-    workers: Mapping[str, int]
-    """Pool size per named queue."""
-    repo_mode: RepoMode
-    repo_modes: Mapping[str, RepoMode]
-    restart_limit: int
-    """Worker crashes (postroom bugs) tolerated within ``restart_window`` seconds."""
-    restart_window: float
-    max_payload_bytes: int
-    """The most bytes a handler's result may encode to (`PayloadTooLarge` over it)."""
 
 
 @dataclass(slots=True)

@@ -14,10 +14,11 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pykka
 
+from actors._dispatcher.config import DispatcherConfig
 from actors._jobs.info import Stats
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import JobState, LabelCounts
@@ -30,9 +31,6 @@ from actors._runtime.reaper import Reaper
 from actors._timer.clock import Clock
 from actors._worker.worker import Worker, error_info
 from actors.messages import ChildFailed, ErrorInfo, Finished, Outcome
-
-if TYPE_CHECKING:
-    from actors._dispatcher.dispatcher import DispatcherConfig
 
 __all__ = ["WorkerPool"]
 
