@@ -21,7 +21,7 @@ other threads see job state only through `JobState` snapshots and handles.
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, get_args
@@ -43,13 +43,13 @@ from actors._log import job_extra, logger
 from actors._metrics.histogram import RunHistogram
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
-from actors._repo_lock import RepoLock, RepoMode, RepoWaits
+from actors._repo_lock import RepoLock, RepoMode
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
 from actors._schedules.book import ScheduleBook
 from actors._timer.clock import Clock
-from actors._timer.timer import Timer, TimerGauge
+from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
 from actors.messages import (
     BOOT,
@@ -116,7 +116,7 @@ class _Repo:
     """Messages sent to this lock: it may retire only once it has seen them all."""
 
 
-class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
+class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
     def __init__(
@@ -145,13 +145,11 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         self._reaper = reaper
         self._drained = drained
         self._crash = crash
-        self._counts = counts
         # The unfinished jobs (the table's own dict: the facade adds to it, and
         # whoever finishes a job takes it out, under the table's lock).
         self._states = table.active
         self._readies = readies
         """Per named queue, the ready queue its workers take from."""
-        self._capacities = capacities
         self._workers = dict.fromkeys(readies, 0)
         """Per queue: workers alive or starting, not counting those told to retire."""
         self._worker_queue: dict[int, str] = {}
@@ -163,19 +161,24 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         """Timer tokens, shared with the facade and the workers (``next`` is atomic)."""
         self._worker_ids = itertools.count(1)
         self._lock_ids = itertools.count(1)
-        self._retried = 0
         self._crashes: deque[float] = deque()
-        # For metrics: retries per (queue, handler), jobs that waited for their
-        # repo, the Timer's entry count, and each worker's run-time histograms
-        # (kept after a worker leaves, so counts never go down).
-        self._retries_by: Counter[tuple[str, str]] = Counter()
-        self._repo_waits = RepoWaits()
-        self._timer_gauge = TimerGauge()
+        # Each worker's run-time histograms (kept after a worker leaves, so
+        # counts never go down).
         self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
         self._schedules = ScheduleBook()
         self._submit_scheduled = submit_scheduled
         self._closing = False
         """Shutdown began: schedules fire no more."""
+        self._figures = DispatcherFigures(
+            table,
+            readies,
+            capacities,
+            self._workers,
+            self._run_times,
+            self._schedules,
+            self._repos.__len__,
+            counts,
+        )
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -188,6 +191,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         return handle(message)
 
     def _handler_table(self) -> dict[type, Callable[[Any], Any]]:
+        figures = self._figures
         return {
             Finished: self._on_finished,
             Submit: lambda m: self._on_submit(m.job),
@@ -198,8 +202,8 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             Fire: self._on_fire,
             Wake: self._on_wake,
             Cancel: self._on_cancel,
-            GetStats: lambda _m: self._stats(),
-            GetMetrics: lambda _m: self._metrics(),
+            GetStats: lambda _m: figures.stats(),
+            GetMetrics: lambda _m: figures.metrics(),
             AddSchedule: lambda m: self._add_schedule(m.spec),
             ScheduleCall: self._schedule_call,
             ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
@@ -219,7 +223,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             self._readies,
             self._table,
             self._child_failure("timer", 0),
-            self._timer_gauge,
+            self._figures.timer_gauge,
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
@@ -227,6 +231,9 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             for _ in range(workers):
                 self._spawn_worker(queue)
         return timer.ref
+
+    def _crash_now(self, reason: str) -> None:
+        self._crash(reason, self._figures.stats())
 
     # --- routing ----------------------------------------------------------------
 
@@ -311,8 +318,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         self._schedule_retry(state, message.job, message.outcome, hold=message.hold)
 
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
-        self._retried += 1
-        self._retries_by[job.queue, job.handler] += 1
+        self._figures.count_retry(job)
         state.await_retry(job, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
@@ -429,7 +435,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
                 self._clock,
                 self.actor_ref,
                 self._child_failure("repo", repo),
-                self._repo_waits,
+                self._figures.repo_waits,
                 self._readies,
             )
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id)

@@ -19,7 +19,6 @@ from typing import Any
 import pykka
 
 from actors._dispatcher.config import DispatcherConfig
-from actors._jobs.info import Stats
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import JobState, LabelCounts
 from actors._jobs.table import JobTable
@@ -53,8 +52,7 @@ class WorkerPool:
     _worker_queue: dict[int, str]
     _crashes: deque[float]
     _states: dict[str, JobState]
-    _crash: Callable[[str, Stats | None], None]
-    _stats: Callable[[], Stats]
+    _crash_now: Callable[[str], None]
     _on_finished: Callable[[Finished], None]
 
     def _spawn_worker(self, queue: str) -> None:
@@ -106,9 +104,8 @@ class WorkerPool:
 
     def _on_child_failed(self, message: ChildFailed) -> None:
         if message.kind != "worker":
-            self._crash(
-                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}",
-                self._stats(),
+            self._crash_now(
+                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}"
             )
             return
         crashes = self._crashes
@@ -119,10 +116,9 @@ class WorkerPool:
         while crashes and crashes[0] < now - self._config.restart_window:
             crashes.popleft()
         if len(crashes) > self._config.restart_limit:
-            self._crash(
+            self._crash_now(
                 f"workers failed {len(crashes)} times within {self._config.restart_window}s "
-                f"(last: {message.error.message})",
-                self._stats(),
+                f"(last: {message.error.message})"
             )
             return
         worker_id = int(message.ident)
