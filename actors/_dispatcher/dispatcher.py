@@ -47,7 +47,6 @@ from actors._repo_lock import RepoLock, RepoMode
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
-from actors._schedules.book import ScheduleBook
 from actors._timer.clock import Clock
 from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
@@ -116,7 +115,7 @@ class _Repo:
     """Messages sent to this lock: it may retire only once it has seen them all."""
 
 
-class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
+class Dispatcher(WorkerPool, LoopActor):
     """Routes jobs, owns the pool, resolves handles. See the module docstring."""
 
     def __init__(
@@ -165,17 +164,16 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
         # Each worker's run-time histograms (kept after a worker leaves, so
         # counts never go down).
         self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
-        self._schedules = ScheduleBook()
-        self._submit_scheduled = submit_scheduled
-        self._closing = False
-        """Shutdown began: schedules fire no more."""
+        self._schedules = ScheduleDriver(
+            clock, self._states, self._after, self._cancel_timer, submit_scheduled
+        )
         self._figures = DispatcherFigures(
             table,
             readies,
             capacities,
             self._workers,
             self._run_times,
-            self._schedules,
+            self._schedules.book,
             self._repos.__len__,
             counts,
         )
@@ -191,7 +189,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
         return handle(message)
 
     def _handler_table(self) -> dict[type, Callable[[Any], Any]]:
-        figures = self._figures
+        schedules, figures = self._schedules, self._figures
         return {
             Finished: self._on_finished,
             Submit: lambda m: self._on_submit(m.job),
@@ -204,9 +202,9 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
             Cancel: self._on_cancel,
             GetStats: lambda _m: figures.stats(),
             GetMetrics: lambda _m: figures.metrics(),
-            AddSchedule: lambda m: self._add_schedule(m.spec),
-            ScheduleCall: self._schedule_call,
-            ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
+            AddSchedule: lambda m: schedules.add(m.spec),
+            ScheduleCall: schedules.call,
+            ListSchedules: lambda _m: schedules.infos(),
             Resize: lambda m: self._resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             ChildFailed: self._on_child_failed,
@@ -387,7 +385,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
                 self._to_repo(key, Tick(key))
             return
         if kind == "schedule":
-            self._on_schedule_fire(key, message.token)
+            self._schedules.fire(key, message.token)
             return
         state = self._states.get(key)
         if state is None:
@@ -498,9 +496,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, LoopActor):
     # --- shutdown -------------------------------------------------------------------
 
     def _close(self, *, cancel: bool) -> None:
-        self._closing = True
-        for schedule in self._schedules.all():
-            self._disarm(schedule)
+        self._schedules.close()
         if cancel:
             # Nothing needs a timer any more: drop them all with one message
             # rather than one CancelTimer per waiting job.
