@@ -21,32 +21,29 @@ other threads see job state only through `JobState` snapshots and handles.
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
-import pykka
-
 from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.figures import DispatcherFigures
-from actors._dispatcher.pool import WorkerPool
+from actors._dispatcher.pool import WorkerPool, report_to
 from actors._dispatcher.schedules import ScheduleDriver, SubmitScheduled
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import Stats
 from actors._jobs.ready import ReadyQueue
-from actors._jobs.state import HELD, READY, REPO, TIMER, JobState, LabelCounts
+from actors._jobs.state import HELD, READY, REPO, TIMER, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import job_extra, logger
-from actors._metrics.histogram import RunHistogram
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
 from actors._repo_lock import RepoLock, RepoMode
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
+from actors._runtime.refs import ActorRef
 from actors._timer.clock import Clock
 from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
@@ -109,14 +106,20 @@ _HALT_TIMEOUT = 5.0
 
 @dataclass(slots=True)
 class _Repo:
-    ref: pykka.ActorRef[Any]
+    ref: ActorRef[Any]
     lock_id: int
     sent: int = 0
     """Messages sent to this lock: it may retire only once it has seen them all."""
 
 
-class Dispatcher(WorkerPool, LoopActor):
-    """Routes jobs, owns the pool, resolves handles. See the module docstring."""
+class Dispatcher(LoopActor):
+    """Routes jobs, owns the pool, resolves handles. See the module docstring.
+
+    The parts it owns are components it holds and calls, each with its own
+    state: the worker pool (``_pool``), the schedule driver (``_schedules``)
+    and the figures (``_figures``). Routing, retries, timers, repos,
+    cancellation and shutdown are its own.
+    """
 
     def __init__(
         self,
@@ -139,7 +142,6 @@ class Dispatcher(WorkerPool, LoopActor):
         self._loop = loop
         self._config = config
         self._clock = clock
-        self._handlers = handlers
         self._table = table
         self._reaper = reaper
         self._drained = drained
@@ -149,21 +151,28 @@ class Dispatcher(WorkerPool, LoopActor):
         self._states = table.active
         self._readies = readies
         """Per named queue, the ready queue its workers take from."""
-        self._workers = dict.fromkeys(readies, 0)
-        """Per queue: workers alive or starting, not counting those told to retire."""
-        self._worker_queue: dict[int, str] = {}
         self._repos: dict[str, _Repo] = {}
-        self._timer: pykka.ActorRef[Any] | None = None
+        self._timer: ActorRef[Any] | None = None
         self._timers_forgotten = False
         """Set by a cancelling close: the Timer was told to forget every entry."""
         self._tokens = tokens
         """Timer tokens, shared with the facade and the workers (``next`` is atomic)."""
-        self._worker_ids = itertools.count(1)
         self._lock_ids = itertools.count(1)
-        self._crashes: deque[float] = deque()
-        # Each worker's run-time histograms (kept after a worker leaves, so
-        # counts never go down).
-        self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
+        self._pool = WorkerPool(
+            self.actor_ref,
+            config.workers,
+            readies,
+            handlers,
+            table,
+            clock,
+            tokens,
+            reaper,
+            restart_limit=config.restart_limit,
+            restart_window=config.restart_window,
+            max_result_bytes=config.max_payload_bytes,
+            fail=self._on_finished,
+            crash=self._crash_now,
+        )
         self._schedules = ScheduleDriver(
             clock, self._states, self._after, self._cancel_timer, submit_scheduled
         )
@@ -171,8 +180,8 @@ class Dispatcher(WorkerPool, LoopActor):
             table,
             readies,
             capacities,
-            self._workers,
-            self._run_times,
+            self._pool.workers,
+            self._pool.run_times,
             self._schedules.book,
             self._repos.__len__,
             counts,
@@ -189,7 +198,7 @@ class Dispatcher(WorkerPool, LoopActor):
         return handle(message)
 
     def _handler_table(self) -> dict[type, Callable[[Any], Any]]:
-        schedules, figures = self._schedules, self._figures
+        pool, schedules, figures = self._pool, self._schedules, self._figures
         return {
             Finished: self._on_finished,
             Submit: lambda m: self._on_submit(m.job),
@@ -205,14 +214,14 @@ class Dispatcher(WorkerPool, LoopActor):
             AddSchedule: lambda m: schedules.add(m.spec),
             ScheduleCall: schedules.call,
             ListSchedules: lambda _m: schedules.infos(),
-            Resize: lambda m: self._resize(m.workers, m.queue),
+            Resize: lambda m: pool.resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             ChildFailed: self._on_child_failed,
             Boot: lambda _m: self._boot(),
             Halt: lambda _m: self._halt(),
         }
 
-    def _boot(self) -> pykka.ActorRef[Any]:
+    def _boot(self) -> ActorRef[Any]:
         """Start the Timer and the workers; the Timer's ref goes to the facade,
         which sends delayed jobs without a repo to it directly."""
         timer = Timer.spawn(
@@ -220,17 +229,28 @@ class Dispatcher(WorkerPool, LoopActor):
             self.actor_ref,
             self._readies,
             self._table,
-            self._child_failure("timer", 0),
+            report_to(self.actor_ref, "timer", 0),
             self._figures.timer_gauge,
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
-        for queue, workers in self._config.workers.items():
-            for _ in range(workers):
-                self._spawn_worker(queue)
+        self._pool.start(timer.ref)
         return timer.ref
 
+    # --- supervision --------------------------------------------------------------
+
+    def _on_child_failed(self, message: ChildFailed) -> None:
+        """A child died of a postroom bug: a worker is replaced (within the pool's
+        restart limit); any other child crashes the scheduler."""
+        if message.kind != "worker":
+            self._crash_now(
+                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}"
+            )
+            return
+        self._pool.replace(int(message.ident), message.error)
+
     def _crash_now(self, reason: str) -> None:
+        """Crash the scheduler (the facade's callback), with the final figures."""
         self._crash(reason, self._figures.stats())
 
     # --- routing ----------------------------------------------------------------
@@ -432,7 +452,7 @@ class Dispatcher(WorkerPool, LoopActor):
                 self._mode(repo),
                 self._clock,
                 self.actor_ref,
-                self._child_failure("repo", repo),
+                report_to(self.actor_ref, "repo", repo),
                 self._figures.repo_waits,
                 self._readies,
             )
@@ -509,9 +529,7 @@ class Dispatcher(WorkerPool, LoopActor):
 
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
-        for queue, ready in self._readies.items():
-            ready.retire(self._workers[queue])
-            self._workers[queue] = 0
+        self._pool.halt()
         refs = [entry.ref for entry in self._repos.values()]
         self._repos.clear()
         if self._timer is not None:
@@ -531,7 +549,7 @@ _STATUS = {
 }
 
 
-def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
+def _stopper(ref: ActorRef[Any]) -> Callable[[], object]:
     return lambda: ref.stop(block=False)
 
 
