@@ -3,9 +3,14 @@
 A message holds only str, int, float, bool, None, tuples, JSON values and the
 other dataclasses of this module (plus `RetryPolicy`, itself plain data), so
 `transport.codec` can encode any of them for the wire or a journal without
-pickle. Side channels that cannot be data (a cancel signal, a handle to resolve)
-never travel in a message; the actors keep them in their own state, keyed by job
-id.
+pickle (`MESSAGE_TYPES`). Side channels that cannot be data (a cancel signal, a
+handle to resolve) never travel in a message; the actors keep them in their own
+state, keyed by job id.
+
+The control messages that never leave the process (the facade's asks of its
+Dispatcher, a child's failure report, a worker's note to itself) live here too,
+in `LOCAL_MESSAGE_TYPES`; the codec does not carry them. All but `AddSchedule`
+are plain data as well; its docstring says why it is not.
 
 The flow, for a job with a repo::
 
@@ -23,15 +28,29 @@ Dispatcher.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from actors._fast_init import fast_init
 from actors._policy.retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from actors._schedules.book import ScheduleSpec
+
 __all__ = [
+    "BOOT",
+    "GET_METRICS",
+    "GET_STATS",
+    "HALT",
+    "LIST_SCHEDULES",
+    "LOCAL_MESSAGE_TYPES",
+    "MESSAGE_TYPES",
+    "PULL",
+    "AddSchedule",
     "After",
+    "Boot",
     "Cancel",
     "CancelTimer",
+    "ChildFailed",
     "Close",
     "Done",
     "Enqueue",
@@ -39,15 +58,21 @@ __all__ = [
     "Finished",
     "Fire",
     "Forget",
+    "GetMetrics",
+    "GetStats",
+    "Halt",
     "Idle",
-    "Job",
     "JSONValue",
-    "MESSAGE_TYPES",
+    "Job",
+    "ListSchedules",
     "Outcome",
     "OutcomeStatus",
+    "Pull",
     "Ready",
     "Resize",
     "Retry",
+    "ScheduleCall",
+    "ScheduleOp",
     "Submit",
     "Tick",
     "TimerKind",
@@ -333,6 +358,97 @@ class Close:
     cancel: bool
 
 
+# --- facade -> Dispatcher (asks that stay in the process) --------------------------
+# The facade asks these of its own Dispatcher: they never cross a process
+# boundary, so they are not in `MESSAGE_TYPES` (see `LOCAL_MESSAGE_TYPES`).
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """Start the Timer and the workers (asked once by the facade); answered with
+    the Timer's ref, which the facade sends delayed jobs without a repo to."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetStats:
+    """Ask for a `Stats` snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetrics:
+    """Ask for a `MetricsSnapshot` (what the Prometheus collector exposes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Stop every child actor (the last step of shutdown, or a crash)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListSchedules:
+    """Ask for every schedule's `ScheduleInfo`."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddSchedule:
+    """Add a schedule; answered with its `ScheduleInfo`.
+
+    Not plain data: ``spec`` holds the schedule's trigger, an object with
+    behaviour (``next_after``) and, for cron, a parsed expression and a time
+    zone. The facade builds and checks it, and the Dispatcher keeps it; sending
+    the raw arguments instead would move that checking into the actor, where an
+    error could only come back as a failed ask. It never leaves the process.
+    """
+
+    spec: ScheduleSpec
+
+
+ScheduleOp = Literal["info", "pause", "resume", "trigger", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCall:
+    """Act on one schedule.
+
+    Answered with its `ScheduleInfo` (for ``trigger``: the id of the job it
+    created, or None), or a `ScheduleNotFound` raised in the caller.
+    """
+
+    op: ScheduleOp
+    schedule_id: str
+
+
+# --- child -> Dispatcher (supervision) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed:
+    """A child actor died of an unexpected error (a postroom bug; told from the
+    child's thread as it dies)."""
+
+    kind: str
+    """``worker``, ``repo`` or ``timer``."""
+    ident: int | str
+    """The worker's id, the repo's name, or 0 for the Timer."""
+    error: ErrorInfo
+
+
+# --- Worker -> itself ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pull:
+    """A worker's note to itself: take ready jobs until told to retire."""
+
+
+BOOT = Boot()
+GET_STATS = GetStats()
+GET_METRICS = GetMetrics()
+HALT = Halt()
+LIST_SCHEDULES = ListSchedules()
+PULL = Pull()
+
+
 MESSAGE_TYPES: tuple[type, ...] = (
     Job,
     ErrorInfo,
@@ -357,3 +473,20 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Close,
 )
 """Every plain-data type the codec must carry, in a stable order."""
+
+
+LOCAL_MESSAGE_TYPES: tuple[type, ...] = (
+    Boot,
+    GetStats,
+    GetMetrics,
+    Halt,
+    ListSchedules,
+    AddSchedule,
+    ScheduleCall,
+    ChildFailed,
+    Pull,
+)
+"""The messages that never leave the process: the facade's asks of its own
+Dispatcher, a child's failure report and a worker's note to itself. The codec
+does not carry them, so no peer can halt a scheduler, read its figures or
+forge a crash report."""

@@ -21,39 +21,44 @@ other threads see job state only through `JobState` snapshots and handles.
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
-import pykka
-
+from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.figures import DispatcherFigures
-from actors._dispatcher.pool import ChildFailed, WorkerPool
-from actors._dispatcher.schedules import ScheduleCall, ScheduleDriver, SubmitScheduled
+from actors._dispatcher.pool import WorkerPool, report_to
+from actors._dispatcher.schedules import ScheduleDriver, SubmitScheduled
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import Stats
 from actors._jobs.ready import ReadyQueue
-from actors._jobs.state import HELD, READY, REPO, TIMER, JobState, LabelCounts
+from actors._jobs.state import HELD, READY, REPO, TIMER, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import job_extra, logger
-from actors._metrics.histogram import RunHistogram
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
-from actors._repo_lock import RepoLock, RepoMode, RepoWaits
+from actors._repo_lock import RepoLock, RepoMode
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
-from actors._schedules.book import ScheduleBook, ScheduleSpec
+from actors._runtime.refs import ActorRef
 from actors._timer.clock import Clock
-from actors._timer.timer import Timer, TimerGauge
+from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
 from actors.messages import (
+    BOOT,
+    GET_METRICS,
+    GET_STATS,
+    HALT,
+    LIST_SCHEDULES,
+    AddSchedule,
     After,
+    Boot,
     Cancel,
     CancelTimer,
+    ChildFailed,
     Close,
     Done,
     Enqueue,
@@ -61,12 +66,17 @@ from actors.messages import (
     Finished,
     Fire,
     Forget,
+    GetMetrics,
+    GetStats,
+    Halt,
     Idle,
     Job,
+    ListSchedules,
     Outcome,
     Ready,
     Resize,
     Retry,
+    ScheduleCall,
     Submit,
     Tick,
     TimerKind,
@@ -74,6 +84,8 @@ from actors.messages import (
     Withdraw,
 )
 
+# The facade imports its asks and the config from here (BOOT ... DispatcherConfig);
+# they are defined in actors.messages and actors._dispatcher.config.
 __all__ = [
     "BOOT",
     "GET_METRICS",
@@ -92,63 +104,22 @@ _HALT_TIMEOUT = 5.0
 """Seconds the dispatcher waits for the Timer to stop at shutdown."""
 
 
-@dataclass(frozen=True, slots=True)
-class DispatcherConfig:
-    """What the facade configures the Dispatcher with."""
-
-    workers: Mapping[str, int]
-    """Pool size per named queue."""
-    repo_mode: RepoMode
-    repo_modes: Mapping[str, RepoMode]
-    restart_limit: int
-    """Worker crashes (postroom bugs) tolerated within ``restart_window`` seconds."""
-    restart_window: float
-    max_payload_bytes: int
-    """The most bytes a handler's result may encode to (`PayloadTooLarge` over it)."""
-
-
 @dataclass(slots=True)
 class _Repo:
-    ref: pykka.ActorRef[Any]
+    ref: ActorRef[Any]
     lock_id: int
     sent: int = 0
     """Messages sent to this lock: it may retire only once it has seen them all."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Boot:
-    """Start the Timer and the workers (asked once by the facade)."""
+class Dispatcher(LoopActor):
+    """Routes jobs, owns the pool, resolves handles. See the module docstring.
 
-
-@dataclass(frozen=True, slots=True)
-class _GetStats:
-    """Ask for a `Stats` snapshot."""
-
-
-@dataclass(frozen=True, slots=True)
-class AddSchedule:
-    """Add a schedule (asked by the facade); answered with its `ScheduleInfo`."""
-
-    spec: ScheduleSpec
-
-
-@dataclass(frozen=True, slots=True)
-class _ListSchedules:
-    """Ask for every schedule's `ScheduleInfo`."""
-
-
-@dataclass(frozen=True, slots=True)
-class _GetMetrics:
-    """Ask for a `MetricsSnapshot`."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Halt:
-    """Stop every child actor (the last step of shutdown, or a crash)."""
-
-
-class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
-    """Routes jobs, owns the pool, resolves handles. See the module docstring."""
+    The parts it owns are components it holds and calls, each with its own
+    state: the worker pool (``_pool``), the schedule driver (``_schedules``)
+    and the figures (``_figures``). Routing, retries, timers, repos,
+    cancellation and shutdown are its own.
+    """
 
     def __init__(
         self,
@@ -171,42 +142,50 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         self._loop = loop
         self._config = config
         self._clock = clock
-        self._handlers = handlers
         self._table = table
         self._reaper = reaper
         self._drained = drained
         self._crash = crash
-        self._counts = counts
         # The unfinished jobs (the table's own dict: the facade adds to it, and
         # whoever finishes a job takes it out, under the table's lock).
         self._states = table.active
         self._readies = readies
         """Per named queue, the ready queue its workers take from."""
-        self._capacities = capacities
-        self._workers = dict.fromkeys(readies, 0)
-        """Per queue: workers alive or starting, not counting those told to retire."""
-        self._worker_queue: dict[int, str] = {}
         self._repos: dict[str, _Repo] = {}
-        self._timer: pykka.ActorRef[Any] | None = None
+        self._timer: ActorRef[Any] | None = None
         self._timers_forgotten = False
         """Set by a cancelling close: the Timer was told to forget every entry."""
         self._tokens = tokens
         """Timer tokens, shared with the facade and the workers (``next`` is atomic)."""
-        self._worker_ids = itertools.count(1)
         self._lock_ids = itertools.count(1)
-        self._retried = 0
-        self._crashes: deque[float] = deque()
-        # For metrics: retries per (queue, handler), jobs that waited for their
-        # repo, the Timer's entry count, and each worker's run-time histograms
-        # (kept after a worker leaves, so counts never go down).
-        self._retries_by: Counter[tuple[str, str]] = Counter()
-        self._repo_waits = RepoWaits()
-        self._timer_gauge = TimerGauge()
-        self._run_times: dict[int, dict[LabelCounts, RunHistogram]] = {}
-        self._schedules = ScheduleBook()
-        self._submit_scheduled = submit_scheduled
-        self._closing = False
-        """Shutdown began: schedules fire no more."""
+        self._pool = WorkerPool(
+            self.actor_ref,
+            config.workers,
+            readies,
+            handlers,
+            table,
+            clock,
+            tokens,
+            reaper,
+            restart_limit=config.restart_limit,
+            restart_window=config.restart_window,
+            max_result_bytes=config.max_payload_bytes,
+            fail=self._on_finished,
+            crash=self._crash_now,
+        )
+        self._schedules = ScheduleDriver(
+            clock, self._states, self._after, self._cancel_timer, submit_scheduled
+        )
+        self._figures = DispatcherFigures(
+            table,
+            readies,
+            capacities,
+            self._pool.workers,
+            self._pool.run_times,
+            self._schedules.book,
+            self._repos.__len__,
+            counts,
+        )
         self._handlers_by_type = self._handler_table()
 
     # --- messages ---------------------------------------------------------------
@@ -219,6 +198,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         return handle(message)
 
     def _handler_table(self) -> dict[type, Callable[[Any], Any]]:
+        pool, schedules, figures = self._pool, self._schedules, self._figures
         return {
             Finished: self._on_finished,
             Submit: lambda m: self._on_submit(m.job),
@@ -229,19 +209,19 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             Fire: self._on_fire,
             Wake: self._on_wake,
             Cancel: self._on_cancel,
-            _GetStats: lambda _m: self._stats(),
-            _GetMetrics: lambda _m: self._metrics(),
-            AddSchedule: lambda m: self._add_schedule(m.spec),
-            ScheduleCall: self._schedule_call,
-            _ListSchedules: lambda _m: [self._schedules.info(s) for s in self._schedules.all()],
-            Resize: lambda m: self._resize(m.workers, m.queue),
+            GetStats: lambda _m: figures.stats(),
+            GetMetrics: lambda _m: figures.metrics(),
+            AddSchedule: lambda m: schedules.add(m.spec),
+            ScheduleCall: schedules.call,
+            ListSchedules: lambda _m: schedules.infos(),
+            Resize: lambda m: pool.resize(m.workers, m.queue),
             Close: lambda m: self._close(cancel=m.cancel),
             ChildFailed: self._on_child_failed,
-            _Boot: lambda _m: self._boot(),
-            _Halt: lambda _m: self._halt(),
+            Boot: lambda _m: self._boot(),
+            Halt: lambda _m: self._halt(),
         }
 
-    def _boot(self) -> pykka.ActorRef[Any]:
+    def _boot(self) -> ActorRef[Any]:
         """Start the Timer and the workers; the Timer's ref goes to the facade,
         which sends delayed jobs without a repo to it directly."""
         timer = Timer.spawn(
@@ -249,15 +229,29 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             self.actor_ref,
             self._readies,
             self._table,
-            self._child_failure("timer", 0),
-            self._timer_gauge,
+            report_to(self.actor_ref, "timer", 0),
+            self._figures.timer_gauge,
         )
         self._reaper.add(timer.thread, _stopper(timer.ref))
         self._timer = timer.ref
-        for queue, workers in self._config.workers.items():
-            for _ in range(workers):
-                self._spawn_worker(queue)
+        self._pool.start(timer.ref)
         return timer.ref
+
+    # --- supervision --------------------------------------------------------------
+
+    def _on_child_failed(self, message: ChildFailed) -> None:
+        """A child died of a postroom bug: a worker is replaced (within the pool's
+        restart limit); any other child crashes the scheduler."""
+        if message.kind != "worker":
+            self._crash_now(
+                f"the {message.kind} actor {message.ident!r} failed: {message.error.message}"
+            )
+            return
+        self._pool.replace(int(message.ident), message.error)
+
+    def _crash_now(self, reason: str) -> None:
+        """Crash the scheduler (the facade's callback), with the final figures."""
+        self._crash(reason, self._figures.stats())
 
     # --- routing ----------------------------------------------------------------
 
@@ -339,8 +333,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         self._schedule_retry(state, message.job, message.outcome, hold=message.hold)
 
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
-        self._retried += 1
-        self._retries_by[job.queue, job.handler] += 1
+        self._figures.count_retry(job)
         state.await_retry(job, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
@@ -408,7 +401,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
                 self._to_repo(key, Tick(key))
             return
         if kind == "schedule":
-            self._on_schedule_fire(key, message.token)
+            self._schedules.fire(key, message.token)
             return
         state = self._states.get(key)
         if state is None:
@@ -454,8 +447,8 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
                 self._mode(repo),
                 self._clock,
                 self.actor_ref,
-                self._child_failure("repo", repo),
-                self._repo_waits,
+                report_to(self.actor_ref, "repo", repo),
+                self._figures.repo_waits,
                 self._readies,
             )
             entry = self._repos[repo] = _Repo(spawned.ref, lock_id)
@@ -517,9 +510,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
     # --- shutdown -------------------------------------------------------------------
 
     def _close(self, *, cancel: bool) -> None:
-        self._closing = True
-        for schedule in self._schedules.all():
-            self._disarm(schedule)
+        self._schedules.close()
         if cancel:
             # Nothing needs a timer any more: drop them all with one message
             # rather than one CancelTimer per waiting job.
@@ -532,9 +523,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
 
     def _halt(self) -> None:
         """Stop every child; their threads are joined by the facade (the reaper)."""
-        for queue, ready in self._readies.items():
-            ready.retire(self._workers[queue])
-            self._workers[queue] = 0
+        self._pool.halt()
         refs = [entry.ref for entry in self._repos.values()]
         self._repos.clear()
         if self._timer is not None:
@@ -554,7 +543,7 @@ _STATUS = {
 }
 
 
-def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
+def _stopper(ref: ActorRef[Any]) -> Callable[[], object]:
     return lambda: ref.stop(block=False)
 
 
@@ -575,9 +564,3 @@ def _cancelled(reason: CancelReason, parent: str | None = None) -> Outcome:
         return _CANCELLED[reason]
     return _cancel_outcome(f"cancelled: its parent job {parent} was cancelled")
 
-
-BOOT = _Boot()
-LIST_SCHEDULES = _ListSchedules()
-GET_METRICS = _GetMetrics()
-GET_STATS = _GetStats()
-HALT = _Halt()

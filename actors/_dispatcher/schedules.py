@@ -1,60 +1,73 @@
 """The Dispatcher's schedule driving: arming each schedule's Timer entry and firing it.
 
-A mixin of `Dispatcher` (it runs on the actor loop, with the Dispatcher's
-state); `actors._schedules.book` holds the schedules and their policies.
+A component the Dispatcher owns and calls on the actor loop, one message at a
+time; `actors._schedules.book` holds the schedules and their policies, and
+this module decides when the Timer wakes for them and what a fire does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Container
 
 from actors._errors import SchedulerClosed
-from actors._jobs.state import JobState
 from actors._schedules.book import ScheduleBook, ScheduleInfo, ScheduleSpec, ScheduleState
 from actors._timer.clock import Clock
+from actors.messages import ScheduleCall, TimerKind
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["ScheduleCall", "ScheduleDriver", "ScheduleOp", "SubmitScheduled"]
+__all__ = ["ScheduleDriver", "SubmitScheduled"]
 
 SubmitScheduled = Callable[[ScheduleSpec, "str | None", str, float], "str | None"]
 """The facade's submit for a schedule's fire: (spec, repo, schedule id, fire time)
 -> the job's id, or None if back-pressure refused it. Never blocks; raises
 `SchedulerClosed` once the scheduler stops accepting jobs."""
 
-ScheduleOp = Literal["info", "pause", "resume", "trigger", "remove"]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleCall:
-    """Act on one schedule (asked by the facade).
-
-    Answered with its `ScheduleInfo` (for ``trigger``: the id of the job it
-    created, or None), or a `ScheduleNotFound` raised in the caller.
-    """
-
-    op: ScheduleOp
-    schedule_id: str
-
 
 class ScheduleDriver:
     """Schedules, as the Dispatcher runs them."""
 
-    _schedules: ScheduleBook
-    _submit_scheduled: SubmitScheduled | None
-    _closing: bool
-    _clock: Clock
-    _states: dict[str, JobState]
-    _after: Callable[..., int]
-    _cancel_timer: Callable[[int], None]
+    def __init__(
+        self,
+        clock: Clock,
+        unfinished: Container[str],
+        after: Callable[[float, TimerKind, str], int],
+        cancel_timer: Callable[[int], None],
+        submit: SubmitScheduled | None,
+    ) -> None:
+        """Build the driver with an empty book.
 
-    def _add_schedule(self, spec: ScheduleSpec) -> ScheduleInfo:
-        schedule = self._schedules.add(spec, self._clock.wall())
+        Args:
+            clock: both clocks: fire times are wall clock, Timer entries clock time.
+            unfinished: the ids of unfinished jobs (for the ``skip`` overlap policy).
+            after: arms a Timer entry (due, kind, key) and returns its token; its
+                `Fire` comes back to `fire`.
+            cancel_timer: cancels a Timer entry by its token.
+            submit: the facade's submit for a fire's job.
+        """
+        self._clock = clock
+        self._unfinished = unfinished
+        self._after = after
+        self._cancel_timer = cancel_timer
+        self._submit = submit
+        self.book = ScheduleBook()
+        """The schedules (read by the figures for their counts)."""
+        self._closing = False
+        """Shutdown began: schedules fire no more."""
+
+    def infos(self) -> list[ScheduleInfo]:
+        """Every schedule's `ScheduleInfo`."""
+        return [self.book.info(s) for s in self.book.all()]
+
+    def close(self) -> None:
+        """Shutdown: disarm every schedule; none is armed again."""
+        self._closing = True
+        for schedule in self.book.all():
+            self._disarm(schedule)
+
+    def add(self, spec: ScheduleSpec) -> ScheduleInfo:
+        """Add a schedule and arm its first fire."""
+        schedule = self.book.add(spec, self._clock.wall())
         self._arm(schedule)
-        return self._schedules.info(schedule)
+        return self.book.info(schedule)
 
     def _arm(self, schedule: ScheduleState) -> None:
         """Arm the Timer for the schedule's next fire time (wall clock -> clock)."""
@@ -69,8 +82,9 @@ class ScheduleDriver:
             self._cancel_timer(schedule.token)
             schedule.token = None
 
-    def _on_schedule_fire(self, schedule_id: str, token: int) -> None:
-        schedule = self._schedules.find(schedule_id)
+    def fire(self, schedule_id: str, token: int) -> None:
+        """The Timer entry ``token`` of the schedule came due: run it if the entry is current."""
+        schedule = self.book.find(schedule_id)
         if schedule is None or schedule.token != token or schedule.next_fire is None:
             return  # removed, paused, re-armed or closed meanwhile: a stale entry
         schedule.token = None
@@ -79,7 +93,7 @@ class ScheduleDriver:
             # The wall clock went back since the entry was armed: never early.
             self._arm(schedule)
             return
-        decision = self._schedules.decide(schedule, now)
+        decision = self.book.decide(schedule, now)
         if decision.run:
             assert decision.fire_time is not None
             self._run_schedule(schedule, decision.fire_time, forced=False)
@@ -95,32 +109,33 @@ class ScheduleDriver:
             not forced
             and spec.overlap == "skip"
             and schedule.last_job is not None
-            and schedule.last_job in self._states
+            and schedule.last_job in self._unfinished
         ):
-            self._schedules.skipped(schedule, f"its last job {schedule.last_job} is unfinished")
+            self.book.skipped(schedule, f"its last job {schedule.last_job} is unfinished")
             return None
         # "queue": the fires' jobs share a repo, so they run one after another.
         repo = spec.repo
         if repo is None and spec.overlap == "queue":
             repo = f"postroom.schedule:{schedule.id}"
-        assert self._submit_scheduled is not None
+        assert self._submit is not None
         try:
-            job_id = self._submit_scheduled(spec, repo, schedule.id, fire_time)
+            job_id = self._submit(spec, repo, schedule.id, fire_time)
         except SchedulerClosed:
             return None
         if job_id is None:
-            self._schedules.skipped(schedule, f"queue {spec.queue or 'default'!r} is full")
+            self.book.skipped(schedule, f"queue {spec.queue or 'default'!r} is full")
             return None
-        self._schedules.fired(schedule, job_id, fire_time)
+        self.book.fired(schedule, job_id, fire_time)
         return job_id
 
-    def _schedule_call(self, message: ScheduleCall) -> ScheduleInfo | str | None:
+    def call(self, message: ScheduleCall) -> ScheduleInfo | str | None:
+        """Act on one schedule (see `ScheduleCall`)."""
         op = message.op
         if op == "remove":
-            schedule = self._schedules.remove(message.schedule_id)
+            schedule = self.book.remove(message.schedule_id)
             self._disarm(schedule)
-            return self._schedules.info(schedule)
-        schedule = self._schedules.get(message.schedule_id)
+            return self.book.info(schedule)
+        schedule = self.book.get(message.schedule_id)
         if op == "trigger":
             # Once, now, and the schedule's own fire times do not move.
             return self._run_schedule(schedule, self._clock.wall(), forced=True)
@@ -137,4 +152,4 @@ class ScheduleDriver:
                 if later is not None or schedule.spec.kind != "at":
                     schedule.next_fire = later
             self._arm(schedule)
-        return self._schedules.info(schedule)
+        return self.book.info(schedule)

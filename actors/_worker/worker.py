@@ -39,7 +39,7 @@ from actors._runtime.actor import FailureReport, PostroomActor, post
 from actors._timer.clock import Clock
 from actors._worker.cancel import CancelScope
 from actors._worker.context import JobContext
-from actors.messages import After, CancelTimer, ErrorInfo, Finished, Job, Outcome
+from actors.messages import PULL, After, CancelTimer, ErrorInfo, Finished, Job, Outcome, Pull
 
 __all__ = ["Worker", "error_info"]
 
@@ -63,16 +63,6 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 _PLAIN = (str, int, float, list, dict, type(None))
 """Results that are certainly not awaitable (skips a slower check on the hot path)."""
-
-
-
-class _Pull:
-    """A worker's note to itself: take the next job."""
-
-    __slots__ = ()
-
-
-_PULL = _Pull()
 
 
 class Worker(PostroomActor):
@@ -113,7 +103,7 @@ class Worker(PostroomActor):
 
     def on_start(self) -> None:
         """Start pulling."""
-        self.actor_ref.tell(_PULL)
+        self.actor_ref.tell(PULL)
 
     def on_receive(self, message: Any) -> Any:
         """Run attempts until the ready queue says to retire, then stop.
@@ -121,7 +111,7 @@ class Worker(PostroomActor):
         Workers are stopped only through the ready queue (`ReadyQueue.retire`),
         so the loop need not return to the mailbox between jobs.
         """
-        if not isinstance(message, _Pull):
+        if not isinstance(message, Pull):
             return super().on_receive(message)
         take, worker_id, scope = self._ready.take, self.worker_id, self._scope
         while (job := take(worker_id, scope)) is not None:
