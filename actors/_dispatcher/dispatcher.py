@@ -38,7 +38,8 @@ from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import HELD, READY, REPO, TIMER, JobState, LabelCounts
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
-from actors._log import job_extra, logger
+from actors._log import dispatcher_logger as logger
+from actors._log import job_extra
 from actors._metrics.histogram import RunHistogram
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
