@@ -700,3 +700,49 @@ def test_the_errors_check_finds_a_wrong_page(old: str, new: str, problem: str) -
     assert text.count(old) == 1, f"docs/errors.md no longer has {old!r}: update this case"
     problems = errors_doc_problems(text.replace(old, new))
     assert any(p.startswith(problem) for p in problems), problems
+
+
+# --- the layout the README and the guide show is the package's ---------------------------
+
+ENTRY = re.compile(r"^( {0,2})([\w.]+/?) ", re.M)
+"""A line of a layout: a top-level entry, or (two spaces in) one inside ``actors/``;
+a deeper indent carries a description on."""
+
+
+def layout_problems(text: str, where: str) -> list[str]:
+    """Rooms and modules of ``actors/`` the page's layout leaves out or still
+    shows after they went: one line each, indented under ``actors/``."""
+    start = text.find("## Layout\n")
+    block = FENCE.search(text, start) if start >= 0 else None
+    if block is None:
+        return [f"{where} has no layout block"]
+    shown = {name for indent, name in ENTRY.findall(block.group(2)) if indent}
+    package = ROOT / "actors"
+    present = {p.name + "/" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    present |= {p.name for p in package.glob("*.py")}
+    problems = [f"{where}: the layout leaves out actors/{n}" for n in sorted(present - shown)]
+    gone = sorted(shown - present)
+    problems += [f"{where}: the layout shows actors/{n}, which is gone" for n in gone]
+    tops = {name for indent, name in ENTRY.findall(block.group(2)) if not indent}
+    problems += [f"{where}: the layout shows {n}, which is gone" for n in sorted(tops)
+                 if not (ROOT / n).exists()]  # fmt: skip
+    return problems
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "docs" / "index.md"], ids=_where)
+def test_the_layout_shows_each_room_of_the_package(page: Path) -> None:
+    problems = layout_problems(page.read_text(), _where(page))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_layout_check_finds_a_room_left_out_or_gone() -> None:
+    text = (ROOT / "README.md").read_text()
+    left_out = re.sub(r"^  _jobs/ .*\n(?: {20,}.*\n)*", "", text, flags=re.M)
+    assert layout_problems(left_out, "README.md") == [
+        "README.md: the layout leaves out actors/_jobs/"
+    ]
+    gone = text.replace("  _log.py ", "  _logs.py ")
+    assert layout_problems(gone, "README.md") == [
+        "README.md: the layout leaves out actors/_log.py",
+        "README.md: the layout shows actors/_logs.py, which is gone",
+    ]
