@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
+import threading
+from pathlib import Path
 
 import pytest
 
-from actors import Fatal, JobFailed, JobTimedOut, Scheduler
+from actors import Fatal, JobFailed, JobTimedOut, ManualClock, Scheduler, _log
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _postroom_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
@@ -49,6 +55,7 @@ def test_job_failing_for_good_logs_one_error_with_its_identity(
     assert len(errors) == 1
     record = errors[0]
     assert record.levelno == logging.ERROR
+    assert record.name == "postroom.dispatcher"
     assert record.job_id == handle.id  # type: ignore[attr-defined]
     assert record.handler == "bad"  # type: ignore[attr-defined]
     assert record.repo == "acme/api"  # type: ignore[attr-defined]
@@ -86,6 +93,7 @@ def test_reaching_the_retry_cap_logs_a_warning(caplog: pytest.LogCaptureFixture)
     ]
     assert len(warnings) == 1
     record = warnings[0]
+    assert record.name == "postroom.dispatcher"
     assert record.job_id == handle.id  # type: ignore[attr-defined]
     assert record.handler == "bad"  # type: ignore[attr-defined]
     assert record.repo == "r"  # type: ignore[attr-defined]
@@ -130,7 +138,115 @@ def test_handler_can_log_with_the_job_identity(caplog: pytest.LogCaptureFixture)
         assert handle.result(timeout=10) == "it"
     mine = [r for r in caplog.records if r.getMessage() == "working on it"]
     assert len(mine) == 1
-    assert mine[0].name.startswith("postroom")
+    assert mine[0].name == "postroom.handler"
     assert mine[0].job_id == handle.id  # type: ignore[attr-defined]
     assert mine[0].attempt == 1  # type: ignore[attr-defined]
     assert mine[0].repo == "r"  # type: ignore[attr-defined]
+
+
+# --- one logger per part, all under "postroom" -----------------------------------------
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    """The loggers actors/_log.py defines, by their name there."""
+    return {name: value for name, value in vars(_log).items() if isinstance(value, logging.Logger)}
+
+
+def test_every_part_logs_under_postroom() -> None:
+    loggers = _loggers()
+    assert loggers["logger"].name == "postroom"
+    parts = {log.name for name, log in loggers.items() if name != "logger"}
+    assert len(parts) >= 6
+    for name in parts:
+        assert re.fullmatch(r"postroom\.[a-z]+", name), name
+        assert logging.getLogger(name).parent is loggers["logger"]
+
+
+def test_no_module_makes_its_own_logger() -> None:
+    """actors/_log.py is the one place a logger is named: a module that called
+    ``getLogger`` itself could log outside ``postroom`` unseen. (The CLI quiets
+    the parent by name, which names nothing new.)"""
+    for path in sorted((ROOT / "actors").rglob("*.py")):
+        if path.name == "_log.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "getLogger":
+                args = [a.value for a in node.args if isinstance(a, ast.Constant)]
+                assert args == ["postroom"], f"{path.relative_to(ROOT)} names a logger {args}"
+
+
+def test_docs_list_every_logger() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text[text.index("## Logging") :]
+    for log in _loggers().values():
+        assert f"`{log.name}`" in section, f"docs/operations.md does not list {log.name}"
+
+
+class _Collect(logging.Handler):
+    """Records that reach the handler, and an event per logger name."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.seen: dict[str, threading.Event] = {}
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._guard:
+            self.records.append(record)
+            self.seen.setdefault(record.name, threading.Event()).set()
+
+    def wait_for(self, name: str) -> bool:
+        with self._guard:
+            event = self.seen.setdefault(name, threading.Event())
+        return event.wait(10)
+
+
+def test_each_part_logs_on_its_own_logger_and_the_parent_hears_them_all() -> None:
+    """A handler on ``postroom`` (what an application installs) receives the
+    records of every part, each on the part's logger."""
+    parent = logging.getLogger("postroom")
+    collect = _Collect()
+    level = parent.level
+    parent.addHandler(collect)
+    parent.setLevel(logging.DEBUG)
+    clock = ManualClock()
+    sched = Scheduler(workers=1, clock=clock)
+
+    @sched.handler("bad")
+    def bad(ctx, payload):
+        ctx.log.info("about to fail")
+        raise ValueError("no")
+
+    @sched.handler("ok")
+    def ok(ctx, payload):
+        return payload
+
+    def explode(_handle: object) -> None:
+        raise RuntimeError("callback bug")
+
+    try:
+        with sched:
+            with pytest.raises(JobFailed):
+                sched.submit("bad").result(timeout=10)
+            # A fire more than misfire_grace late, skipped: the schedules' warning.
+            sched.at("ok", clock.wall() - 3600, misfire="skip", misfire_grace=1)
+            assert collect.wait_for("postroom.schedules")
+            # A done callback that raises, on the callback thread: the runtime's.
+            pending = sched.submit("ok", 2, delay=10)
+            pending.add_done_callback(explode)
+            clock.advance(10)
+            assert pending.result(timeout=10) == 2
+            assert collect.wait_for("postroom.runtime")
+    finally:
+        parent.removeHandler(collect)
+        parent.setLevel(level)
+    names = {r.name for r in collect.records}
+    assert {
+        "postroom.handler",
+        "postroom.worker",
+        "postroom.dispatcher",
+        "postroom.schedules",
+        "postroom.runtime",
+    } <= names
+    assert all(name.startswith("postroom.") for name in names), names

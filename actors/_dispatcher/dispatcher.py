@@ -36,7 +36,8 @@ from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import HELD, READY, REPO, TIMER, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
-from actors._log import job_extra, logger
+from actors._log import dispatcher_logger as logger
+from actors._log import job_extra
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
 from actors._repo_lock import RepoLock, RepoMode

@@ -20,7 +20,7 @@ from typing import Any
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
 from actors._jobs.table import JobTable
-from actors._log import logger
+from actors._log import dispatcher_logger as logger
 from actors._metrics.histogram import RunHistogram
 from actors._policy.handlers import HandlerSpec
 from actors._runtime.actor import FailureReport

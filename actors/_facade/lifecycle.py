@@ -22,7 +22,7 @@ from actors._jobs.info import QueueStats, Stats
 from actors._jobs.state import JobState
 from actors._jobs.status import CANCELLED, FAILED
 from actors._jobs.table import JobTable
-from actors._log import logger
+from actors._log import scheduler_logger as logger
 from actors._metrics.server import MetricsServer
 from actors._policy.checks import check_seconds
 from actors._policy.queue import Queue

@@ -64,7 +64,7 @@ from actors._errors import JobNotFound
 from actors._jobs.state import PARKED, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
-from actors._log import logger
+from actors._log import jobs_logger as logger
 from actors._policy.payloads import json_copy
 from actors.messages import ErrorInfo
 

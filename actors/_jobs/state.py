@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from actors._jobs.info import JobInfo, Progress
 from actors._jobs.status import PENDING, RETRYING, RUNNING, SCHEDULED, JobStatus
-from actors._log import logger
+from actors._log import jobs_logger as logger
 from actors._timer.clock import wait_seconds
 from actors._worker.cancel import CancelReason
 from actors.messages import ErrorInfo, Job, JSONValue

@@ -37,7 +37,7 @@ from prometheus_client.core import (
 )
 
 from actors._errors import InvalidArgument
-from actors._log import logger
+from actors._log import metrics_logger as logger
 from actors._metrics.histogram import HistogramData
 
 __all__ = ["MetricsSnapshot", "register_metrics"]

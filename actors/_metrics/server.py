@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 from actors._errors import InvalidArgument
-from actors._log import logger
+from actors._log import metrics_logger as logger
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

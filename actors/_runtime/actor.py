@@ -32,7 +32,7 @@ from pykka import ActorDeadError
 from pykka._envelope import Envelope  # postroom's run loops unpack Pykka's envelopes
 from pykka.messages import _ActorStop
 
-from actors._log import logger
+from actors._log import runtime_logger as logger
 
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actors._log import logger
+from actors._log import runtime_logger as logger
 from actors._runtime.reaper import Reaper
 
 __all__ = ["CallbackRunner"]

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from actors._errors import InvalidArgument, ScheduleNotFound
-from actors._log import logger
+from actors._log import schedules_logger as logger
 from actors._policy.retry import RetryPolicy
 from actors._schedules.misfire import FireDecision, MisfirePolicy, check_misfire, decide_fire
 from actors._schedules.triggers import Trigger

@@ -25,7 +25,8 @@ from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
 from actors._jobs.status import COMPLETED
 from actors._jobs.table import JobTable
-from actors._log import job_extra, logger
+from actors._log import job_extra
+from actors._log import worker_logger as logger
 from actors._metrics.histogram import RunHistogram
 from actors._policy.handlers import HandlerSpec
 from actors._policy.payloads import (

@@ -1,4 +1,9 @@
-"""Shared fixtures: every test must leave no postroom thread behind."""
+"""Fixtures shared by both test trees (``tests/`` and ``properties/``): every test
+must leave no postroom thread behind.
+
+One file at the root, which pytest loads for every test under it, so the two
+trees cannot drift apart (they once had a copy each).
+"""
 
 from __future__ import annotations
 
