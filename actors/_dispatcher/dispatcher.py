@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
-import pykka
-
 from actors._dispatcher.figures import DispatcherFigures
 from actors._dispatcher.pool import ChildFailed, WorkerPool
 from actors._dispatcher.schedules import ScheduleCall, ScheduleDriver, SubmitScheduled
@@ -46,6 +44,7 @@ from actors._repo_lock import RepoLock, RepoMode, RepoWaits
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
+from actors._runtime.refs import ActorRef
 from actors._schedules.book import ScheduleBook, ScheduleSpec
 from actors._timer.clock import Clock
 from actors._timer.timer import Timer, TimerGauge
@@ -109,7 +108,7 @@ class DispatcherConfig:
 
 @dataclass(slots=True)
 class _Repo:
-    ref: pykka.ActorRef[Any]
+    ref: ActorRef[Any]
     lock_id: int
     sent: int = 0
     """Messages sent to this lock: it may retire only once it has seen them all."""
@@ -187,7 +186,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
         """Per queue: workers alive or starting, not counting those told to retire."""
         self._worker_queue: dict[int, str] = {}
         self._repos: dict[str, _Repo] = {}
-        self._timer: pykka.ActorRef[Any] | None = None
+        self._timer: ActorRef[Any] | None = None
         self._timers_forgotten = False
         """Set by a cancelling close: the Timer was told to forget every entry."""
         self._tokens = tokens
@@ -241,7 +240,7 @@ class Dispatcher(ScheduleDriver, WorkerPool, DispatcherFigures, LoopActor):
             _Halt: lambda _m: self._halt(),
         }
 
-    def _boot(self) -> pykka.ActorRef[Any]:
+    def _boot(self) -> ActorRef[Any]:
         """Start the Timer and the workers; the Timer's ref goes to the facade,
         which sends delayed jobs without a repo to it directly."""
         timer = Timer.spawn(
@@ -560,7 +559,7 @@ _STATUS = {
 }
 
 
-def _stopper(ref: pykka.ActorRef[Any]) -> Callable[[], object]:
+def _stopper(ref: ActorRef[Any]) -> Callable[[], object]:
     return lambda: ref.stop(block=False)
 
 

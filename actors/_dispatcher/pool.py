@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import pykka
-
 from actors._jobs.info import Stats
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import JobState, LabelCounts
@@ -28,6 +26,7 @@ from actors._metrics.histogram import RunHistogram
 from actors._policy.handlers import HandlerSpec
 from actors._runtime.actor import FailureReport
 from actors._runtime.reaper import Reaper
+from actors._runtime.refs import ActorRef
 from actors._timer.clock import Clock
 from actors._worker.worker import Worker, error_info
 from actors.messages import ErrorInfo, Finished, Outcome
@@ -50,9 +49,9 @@ class ChildFailed:
 class WorkerPool:
     """The pool, as the Dispatcher runs it."""
 
-    actor_ref: pykka.ActorRef[Any]
+    actor_ref: ActorRef[Any]
     _config: DispatcherConfig
-    _timer: pykka.ActorRef[Any] | None
+    _timer: ActorRef[Any] | None
     _worker_ids: itertools.count[int]
     _readies: Mapping[str, ReadyQueue]
     _handlers: Mapping[str, HandlerSpec]
@@ -105,7 +104,7 @@ class WorkerPool:
         me = self.actor_ref
 
         def report(
-            _actor: pykka.Actor,
+            _actor: object,
             _type: type[BaseException] | None,
             exc: BaseException | None,
             _tb: TracebackType | None,
