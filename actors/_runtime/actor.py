@@ -8,7 +8,7 @@ contract, several times cheaper per message). `ReportingMixin` routes an
 actor's unexpected failure to its supervisor instead of only logging it; the
 actors that share a thread are in ``actors/_runtime/loop.py``.
 
-Two of postroom's inboxes (a `LoopActor`'s and the Timer's) also take *bare*
+Two of postroom's inboxes (a `LoopActor`'s and a `TimedActor`'s, the Timer's) also take *bare*
 messages, put there by `post`: no envelope, no reply, no liveness check.
 Pykka's ``tell`` checks the actor is alive (a call on a `threading.Event`)
 and wraps the message in an envelope; on paths that send a message per job
