@@ -273,6 +273,60 @@ def test_crash_of_a_scheduler_with_many_waiting_jobs_resolves_them_all(
         sched.shutdown()
 
 
+# --- a crashed actor's traceback: on postroom's logger, never Pykka's -------------------
+
+
+def _tracebacks_of(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info and text in str(r.exc_info[1])]
+
+
+def _pykka_says(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # Pykka logs "Stopped <actor>" at DEBUG for every stop: harmless chatter.
+    # A traceback, or anything at INFO or above, is what must never land there.
+    return [
+        f"{r.levelname} {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith("pykka") and (r.exc_info or r.levelno >= logging.INFO)
+    ]
+
+
+def test_a_crashed_repo_lock_logs_its_traceback_on_postroom_and_nothing_on_pykka(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # docs/supervision.md: an application that listens to ``postroom`` sees
+    # every crashed actor's traceback; Pykka's own handler logs on ``pykka``.
+    sched, _started, _release = _crashing_scheduler()
+    with caplog.at_level(logging.DEBUG):
+        sched.start()
+        try:
+            _crash_via_repo_lock(monkeypatch, sched)
+            victim = sched.submit("work", "v", repo="r")
+            assert victim.wait(10)
+        finally:
+            sched.shutdown()
+    tracebacks = _tracebacks_of(caplog, "repo lock bug")
+    assert tracebacks, "the RepoLock's traceback was logged nowhere"
+    assert {r.name for r in tracebacks} == {"postroom"}
+    assert "RepoLock" in tracebacks[0].getMessage()
+    assert _pykka_says(caplog) == []
+
+
+def test_a_crashed_worker_logs_its_traceback_on_postroom_and_nothing_on_pykka(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _crash_worker_on(monkeypatch, "boom")
+    sched, _calls = _work_scheduler(workers=1)
+    with caplog.at_level(logging.DEBUG), sched:
+        handle = sched.submit("work", "boom")
+        assert handle.wait(10)
+        assert handle.info().error.type == "postroom.WorkerCrashed"  # type: ignore[union-attr]
+    tracebacks = _tracebacks_of(caplog, "worker bug on boom")
+    assert tracebacks, "the Worker's traceback was logged nowhere"
+    assert {r.name for r in tracebacks} == {"postroom"}
+    assert "Worker" in tracebacks[0].getMessage()
+    assert _pykka_says(caplog) == []
+
+
 # --- handler errors are the job's, never the actor's ------------------------------------
 
 

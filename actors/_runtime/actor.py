@@ -92,6 +92,18 @@ class ReportingMixin:
         assert isinstance(self, pykka.Actor)
         self.actor_stopped.set()
 
+    def _actor_loop_setup(self) -> None:
+        """Run ``on_start``; a failure there is the actor's failure, reported.
+
+        Pykka's own setup only logs it (no ``on_failure``): the supervisor
+        would never hear that its child died before its first message.
+        """
+        assert isinstance(self, pykka.Actor)
+        try:
+            self.on_start()
+        except BaseException:  # noqa: BLE001 - every error is reported, none escapes the loop
+            fail(self)
+
     def on_failure(
         self,
         exception_type: type[BaseException] | None,
