@@ -455,3 +455,94 @@ def test_a_call_the_dispatcher_does_not_answer_raises_scheduler_unresponsive(
     finally:
         stuck.set()
         sched.shutdown(graceful=False)
+
+
+class _Die(BaseException):
+    """A bug that is no `Exception`: the Dispatcher dies of it even while answering an ask."""
+
+
+def _dispatcher_dies_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> tuple[Any, Any]:
+    """Make the Dispatcher fail on a job whose payload is ``marker``, and hold
+    the report of its failure until released: the window in which the
+    Dispatcher is dead but the scheduler has not crashed yet.
+
+    Returns the events (dead, release).
+    """
+    from actors._dispatcher.dispatcher import Dispatcher
+
+    on_submit = Dispatcher._on_submit
+
+    def failing_submit(self: Dispatcher, job: Any) -> None:
+        if job.payload == marker:
+            raise RuntimeError(f"dispatcher bug on {marker}")
+        on_submit(self, job)
+
+    dead, release = threading.Event(), threading.Event()
+    failed = Scheduler._dispatcher_failed
+
+    def held_report(self: Scheduler, *args: Any) -> None:
+        dead.set()
+        release.wait(10)
+        failed(self, *args)
+
+    monkeypatch.setattr(Dispatcher, "_on_submit", failing_submit)
+    monkeypatch.setattr(Scheduler, "_dispatcher_failed", held_report)
+    return dead, release
+
+
+def test_a_submit_as_the_dispatcher_dies_returns_a_handle_the_crash_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # submit told the Dispatcher with Pykka's tell, whose ActorDeadError
+    # reached the caller: neither a SchedulerError nor anything documented.
+    dead, release = _dispatcher_dies_on(monkeypatch, "bug")
+    sched, _calls = _work_scheduler(workers=1)
+    sched.start()
+    try:
+        sched.submit("work", "bug", repo="r")
+        assert dead.wait(10)
+        late = sched.submit("work", "late", repo="other")
+        release.set()
+        assert late.wait(10)
+        assert late.info().error.type == "postroom.SchedulerCrashed"  # type: ignore[union-attr]
+        assert not sched.running
+    finally:
+        release.set()
+        sched.shutdown()
+
+
+def test_a_shutdown_as_the_dispatcher_dies_raises_nothing_and_resolves_every_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead, release = _dispatcher_dies_on(monkeypatch, "bug")
+    sched, _calls = _work_scheduler(workers=1)
+    sched.start()
+    try:
+        victim = sched.submit("work", "bug", repo="r")
+        assert dead.wait(10)
+        # The Dispatcher is gone and its failure not yet reported: shutdown can
+        # neither tell it to close nor wait for it (the limits keep this short).
+        sched.shutdown(timeout=0.2, cancel_grace=0.2)
+        assert victim.done
+        assert not sched.running
+    finally:
+        release.set()
+        sched.shutdown()
+
+
+def test_a_dispatcher_that_dies_as_it_boots_makes_start_raise_scheduler_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actors._dispatcher.dispatcher import Dispatcher
+
+    def boot(self: Dispatcher) -> None:
+        raise _Die("boot bug")
+
+    monkeypatch.setattr(Dispatcher, "_boot", boot)
+    sched, _calls = _work_scheduler(workers=1)
+    try:
+        with pytest.raises(SchedulerClosed) as caught:
+            sched.start()
+        assert "boot" in str(caught.value) or "dispatcher" in str(caught.value)
+    finally:
+        sched.shutdown()
