@@ -245,3 +245,32 @@ def test_a_threaded_actor_that_fails_to_start_is_reported_and_logged_on_postroom
     assert str(exc) == "threaded actor start bug"
     assert not spawned.thread.is_alive()
     assert _start_failure_logs(caplog, "threaded actor start bug") == {"postroom"}
+
+
+class _Die(BaseException):
+    """A bug that is no `Exception`."""
+
+
+class _DiesOfBaseException(PostroomActor):
+    def on_receive(self, message: Any) -> Any:
+        raise _Die(message)
+
+
+def test_a_threaded_actor_dying_of_a_base_exception_is_reported_and_stops_no_other_actor() -> (
+    None
+):
+    # On Pykka's own loop a BaseException stops the actor without on_failure
+    # (its supervisor never knew) and calls ActorRegistry.stop_all(): every
+    # Pykka actor of the host application stopped with it.
+    host = pykka.ThreadingActor.start()  # the application's, in Pykka's registry
+    try:
+        reported, report = _reports()
+        spawned = _DiesOfBaseException.spawn(report)
+        spawned.ref.tell("threaded actor bug")
+        exc = reported.get(timeout=WAIT)
+        spawned.thread.join(WAIT)
+        assert isinstance(exc, _Die)
+        assert not spawned.thread.is_alive()
+        assert host.is_alive()
+    finally:
+        host.stop(block=True, timeout=WAIT)

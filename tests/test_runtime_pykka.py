@@ -59,12 +59,9 @@ SIGNATURES: dict[str, tuple[Callable[[], Any], list[str]]] = {
         ["self", "exception_type", "exception_value", "traceback"],
     ),
     "pykka.Actor.stop": (lambda: pykka.Actor.stop, ["self"]),
-    # ThreadingActor: PostroomActor keeps its future and Pykka's loop (the Worker's).
+    # ThreadingActor: PostroomActor keeps its future and its loop's order.
     "pykka.ThreadingActor._create_future": (lambda: pykka.ThreadingActor._create_future, []),
-    "pykka.ThreadingActor._actor_loop_running": (
-        lambda: pykka.ThreadingActor._actor_loop_running,
-        ["self"],
-    ),
+    "pykka.ThreadingActor._actor_loop": (lambda: pykka.ThreadingActor._actor_loop, ["self"]),
     # ActorRef: what refs.py and post() call.
     "pykka.ActorRef.tell": (lambda: pykka.ActorRef.tell, ["self", "message"]),
     "pykka.ActorRef.ask": (lambda: pykka.ActorRef.ask, ["self", "message", "block", "timeout"]),
@@ -315,7 +312,13 @@ def test_pykka_control_messages_live_in_pykka_modules() -> None:
 
 
 def test_the_actor_loop_is_setup_running_teardown() -> None:
-    class Loop(_Bare):
+    # PostroomActor's thread runs ThreadingActor's _actor_loop; the runtime's
+    # own setup, loop and teardown must be what it calls, in this order.
+    class Loop(pykka.ThreadingActor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
         def _actor_loop_setup(self) -> None:
             self.calls.append("setup")
 
@@ -328,46 +331,6 @@ def test_the_actor_loop_is_setup_running_teardown() -> None:
     actor = Loop()
     actor._actor_loop()
     assert actor.calls == ["setup", "running", "teardown"], _upgrade_hint("Actor._actor_loop")
-
-
-def test_pykka_setup_runs_on_start(bare: _Bare) -> None:
-    bare._actor_loop_setup()  # LoopActor calls Pykka's setup chain by this name
-    assert bare.calls == ["on_start"], _upgrade_hint("Actor._actor_loop_setup")
-
-
-def test_pykka_loop_reports_a_failed_tell_through_handle_failure_then_on_failure() -> None:
-    # The Worker runs on Pykka's own loop: its crashes reach postroom's log
-    # and its supervisor only through these two hooks, in this order.
-    calls: list[str] = []
-
-    class Failing(pykka.ThreadingActor):
-        def on_receive(self, message: Any) -> Any:
-            raise RuntimeError(message)
-
-        def _handle_failure(self, *exc_info: Any) -> None:
-            calls.append(f"_handle_failure {exc_info[1]}")
-            self.actor_stopped.set()
-
-        def on_failure(self, *exc_info: Any) -> None:
-            calls.append(f"on_failure {exc_info[1]}")
-
-    actor = Failing()
-    actor.actor_ref.tell("boom")
-    actor._actor_loop_running()  # on this thread: it returns once the actor stopped
-    assert calls == ["_handle_failure boom", "on_failure boom"], _upgrade_hint(
-        "ThreadingActor._actor_loop_running"
-    )
-
-
-def test_pykka_teardown_answers_queued_asks_and_stops() -> None:
-    actor = pykka.ThreadingActor()
-    asked = actor.actor_ref.ask("left", block=False)
-    stopped = actor.actor_ref.stop(block=False)
-    actor.actor_stopped.set()
-    actor._actor_loop_teardown()
-    with pytest.raises(pykka.ActorDeadError):
-        asked.get(timeout=1)
-    assert stopped.get(timeout=1) is True, _upgrade_hint("Actor._actor_loop_teardown")
 
 
 def test_the_threading_future_is_the_one_pykka_threads_use() -> None:

@@ -151,6 +151,21 @@ class PostroomActor(ReportingMixin, pykka.ThreadingActor):
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         return inbox
 
+    def _actor_loop_running(self) -> None:
+        """Pykka's loop, through `handle_item`.
+
+        Pykka's own stops the actor without ``on_failure`` on a BaseException
+        and then stops every actor in Pykka's registry, the host
+        application's included; here any failure is this actor's, reported.
+        """
+        stopped = self.actor_stopped
+        get = self.actor_inbox.get
+        while not stopped.is_set():
+            handle_item(self, get())
+
+    def _actor_loop_teardown(self) -> None:
+        drain_inbox(self)
+
 
 def post(ref: pykka.ActorRef[Any], message: Any) -> None:
     """Put ``message`` as it is into the inbox of the actor behind ``ref`` (any thread).
