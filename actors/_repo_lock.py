@@ -24,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import pykka
 from sortedcontainers import SortedList
 
 from actors._jobs.ready import ReadyQueue
 from actors._policy.attempts import next_attempt
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
+from actors._runtime.refs import ActorRef
 from actors._timer.clock import Clock
 from actors.messages import (
     Done,
@@ -73,7 +73,7 @@ class RepoLock(LoopActor):
         lock_id: int,
         mode: RepoMode,
         clock: Clock,
-        dispatcher: pykka.ActorRef[Any],
+        dispatcher: ActorRef[Any],
         on_failure: FailureReport | None = None,
         waits: RepoWaits | None = None,
         readies: Mapping[str, ReadyQueue] | None = None,

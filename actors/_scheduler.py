@@ -312,7 +312,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
         Raises:
             SchedulerAlreadyStarted: it is running (nothing changes).
-            SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
+            SchedulerClosed: it was shut down, or crashed (a scheduler runs once;
+                a dispatcher that fails as it boots crashes it too).
             SchedulerForked: it was started in the process this one was forked from.
         """
         self._check_process()  # before the gate, which a parent's thread may have held
@@ -352,6 +353,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._ask_timeout)
             except NoReply as exc:
                 raise SchedulerUnresponsive(str(exc)) from None
+            except ActorDead:
+                # Failed as it booted; its failure report (waiting for the
+                # gate) crashes the scheduler.
+                msg = "the scheduler crashed as it started: its dispatcher failed (see the log)"
+                raise SchedulerClosed(msg) from None
             self._timer = timer
             self._state = RUNNING
         shut_down_at_exit(self)

@@ -9,6 +9,7 @@ on the same thread is harmed.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 from pykka.messages import ProxyGetAttr
 
 from actors import ManualClock
-from actors._runtime.actor import post
+from actors._runtime.actor import PostroomActor, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._timer.timer import Timer
 from actors.messages import After, CancelTimer, Fire
@@ -187,3 +188,89 @@ def test_the_timer_stopped_with_mail_behind_the_stop_answers_asks_and_ends() -> 
         assert fires.get(timeout=WAIT) == Fire(1, "tick", "r")
         barrier(target)
         assert fires.empty()  # the entry posted after the stop never fired
+
+
+# --- an actor that fails in on_start: reported to its supervisor, logged on postroom -----
+
+
+def _reports() -> tuple[queue.Queue[BaseException | None], Any]:
+    """A failure callback that keeps each reported exception, and its queue."""
+    reported: queue.Queue[BaseException | None] = queue.Queue()
+
+    def report(_actor: object, _kind: Any, exc: BaseException | None, _tb: Any) -> None:
+        reported.put(exc)
+
+    return reported, report
+
+
+class _LoopStartBug(LoopActor):
+    def on_start(self) -> None:
+        raise RuntimeError("loop actor start bug")
+
+
+class _ThreadStartBug(PostroomActor):
+    def on_start(self) -> None:
+        raise RuntimeError("threaded actor start bug")
+
+
+def _start_failure_logs(caplog: pytest.LogCaptureFixture, text: str) -> set[str]:
+    return {r.name for r in caplog.records if r.exc_info and text in str(r.exc_info[1])}
+
+
+def test_a_loop_actor_that_fails_to_start_is_reported_and_logged_on_postroom(
+    loop: ActorLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pykka's own setup only logs such a failure: the supervisor never heard
+    # that its child had died, and its messages went unanswered.
+    reported, report = _reports()
+    with caplog.at_level(logging.DEBUG):
+        spawned = _LoopStartBug.spawn(loop, report)
+        post(spawned.ref, "first mail runs on_start")
+        exc = reported.get(timeout=WAIT)
+    assert isinstance(exc, RuntimeError)
+    assert str(exc) == "loop actor start bug"
+    assert not spawned.ref.is_alive()
+    assert _start_failure_logs(caplog, "loop actor start bug") == {"postroom"}
+
+
+def test_a_threaded_actor_that_fails_to_start_is_reported_and_logged_on_postroom(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reported, report = _reports()
+    with caplog.at_level(logging.DEBUG):
+        spawned = _ThreadStartBug.spawn(report)
+        exc = reported.get(timeout=WAIT)
+        spawned.thread.join(WAIT)
+    assert isinstance(exc, RuntimeError)
+    assert str(exc) == "threaded actor start bug"
+    assert not spawned.thread.is_alive()
+    assert _start_failure_logs(caplog, "threaded actor start bug") == {"postroom"}
+
+
+class _Die(BaseException):
+    """A bug that is no `Exception`."""
+
+
+class _DiesOfBaseException(PostroomActor):
+    def on_receive(self, message: Any) -> Any:
+        raise _Die(message)
+
+
+def test_a_threaded_actor_dying_of_a_base_exception_is_reported_and_stops_no_other_actor() -> (
+    None
+):
+    # On Pykka's own loop a BaseException stops the actor without on_failure
+    # (its supervisor never knew) and calls ActorRegistry.stop_all(): every
+    # Pykka actor of the host application stopped with it.
+    host = pykka.ThreadingActor.start()  # the application's, in Pykka's registry
+    try:
+        reported, report = _reports()
+        spawned = _DiesOfBaseException.spawn(report)
+        spawned.ref.tell("threaded actor bug")
+        exc = reported.get(timeout=WAIT)
+        spawned.thread.join(WAIT)
+        assert isinstance(exc, _Die)
+        assert not spawned.thread.is_alive()
+        assert host.is_alive()
+    finally:
+        host.stop(block=True, timeout=WAIT)

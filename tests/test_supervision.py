@@ -273,6 +273,60 @@ def test_crash_of_a_scheduler_with_many_waiting_jobs_resolves_them_all(
         sched.shutdown()
 
 
+# --- a crashed actor's traceback: on postroom's logger, never Pykka's -------------------
+
+
+def _tracebacks_of(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info and text in str(r.exc_info[1])]
+
+
+def _pykka_says(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # Pykka logs "Stopped <actor>" at DEBUG for every stop: harmless chatter.
+    # A traceback, or anything at INFO or above, is what must never land there.
+    return [
+        f"{r.levelname} {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith("pykka") and (r.exc_info or r.levelno >= logging.INFO)
+    ]
+
+
+def test_a_crashed_repo_lock_logs_its_traceback_on_postroom_and_nothing_on_pykka(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # docs/supervision.md: an application that listens to ``postroom`` sees
+    # every crashed actor's traceback; Pykka's own handler logs on ``pykka``.
+    sched, _started, _release = _crashing_scheduler()
+    with caplog.at_level(logging.DEBUG):
+        sched.start()
+        try:
+            _crash_via_repo_lock(monkeypatch, sched)
+            victim = sched.submit("work", "v", repo="r")
+            assert victim.wait(10)
+        finally:
+            sched.shutdown()
+    tracebacks = _tracebacks_of(caplog, "repo lock bug")
+    assert tracebacks, "the RepoLock's traceback was logged nowhere"
+    assert {r.name for r in tracebacks} == {"postroom"}
+    assert "RepoLock" in tracebacks[0].getMessage()
+    assert _pykka_says(caplog) == []
+
+
+def test_a_crashed_worker_logs_its_traceback_on_postroom_and_nothing_on_pykka(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _crash_worker_on(monkeypatch, "boom")
+    sched, _calls = _work_scheduler(workers=1)
+    with caplog.at_level(logging.DEBUG), sched:
+        handle = sched.submit("work", "boom")
+        assert handle.wait(10)
+        assert handle.info().error.type == "postroom.WorkerCrashed"  # type: ignore[union-attr]
+    tracebacks = _tracebacks_of(caplog, "worker bug on boom")
+    assert tracebacks, "the Worker's traceback was logged nowhere"
+    assert {r.name for r in tracebacks} == {"postroom"}
+    assert "Worker" in tracebacks[0].getMessage()
+    assert _pykka_says(caplog) == []
+
+
 # --- handler errors are the job's, never the actor's ------------------------------------
 
 
@@ -401,3 +455,94 @@ def test_a_call_the_dispatcher_does_not_answer_raises_scheduler_unresponsive(
     finally:
         stuck.set()
         sched.shutdown(graceful=False)
+
+
+class _Die(BaseException):
+    """A bug that is no `Exception`: the Dispatcher dies of it even while answering an ask."""
+
+
+def _dispatcher_dies_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> tuple[Any, Any]:
+    """Make the Dispatcher fail on a job whose payload is ``marker``, and hold
+    the report of its failure until released: the window in which the
+    Dispatcher is dead but the scheduler has not crashed yet.
+
+    Returns the events (dead, release).
+    """
+    from actors._dispatcher.dispatcher import Dispatcher
+
+    on_submit = Dispatcher._on_submit
+
+    def failing_submit(self: Dispatcher, job: Any) -> None:
+        if job.payload == marker:
+            raise RuntimeError(f"dispatcher bug on {marker}")
+        on_submit(self, job)
+
+    dead, release = threading.Event(), threading.Event()
+    failed = Scheduler._dispatcher_failed
+
+    def held_report(self: Scheduler, *args: Any) -> None:
+        dead.set()
+        release.wait(10)
+        failed(self, *args)
+
+    monkeypatch.setattr(Dispatcher, "_on_submit", failing_submit)
+    monkeypatch.setattr(Scheduler, "_dispatcher_failed", held_report)
+    return dead, release
+
+
+def test_a_submit_as_the_dispatcher_dies_returns_a_handle_the_crash_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # submit told the Dispatcher with Pykka's tell, whose ActorDeadError
+    # reached the caller: neither a SchedulerError nor anything documented.
+    dead, release = _dispatcher_dies_on(monkeypatch, "bug")
+    sched, _calls = _work_scheduler(workers=1)
+    sched.start()
+    try:
+        sched.submit("work", "bug", repo="r")
+        assert dead.wait(10)
+        late = sched.submit("work", "late", repo="other")
+        release.set()
+        assert late.wait(10)
+        assert late.info().error.type == "postroom.SchedulerCrashed"  # type: ignore[union-attr]
+        assert not sched.running
+    finally:
+        release.set()
+        sched.shutdown()
+
+
+def test_a_shutdown_as_the_dispatcher_dies_raises_nothing_and_resolves_every_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead, release = _dispatcher_dies_on(monkeypatch, "bug")
+    sched, _calls = _work_scheduler(workers=1)
+    sched.start()
+    try:
+        victim = sched.submit("work", "bug", repo="r")
+        assert dead.wait(10)
+        # The Dispatcher is gone and its failure not yet reported: shutdown can
+        # neither tell it to close nor wait for it (the limits keep this short).
+        sched.shutdown(timeout=0.2, cancel_grace=0.2)
+        assert victim.done
+        assert not sched.running
+    finally:
+        release.set()
+        sched.shutdown()
+
+
+def test_a_dispatcher_that_dies_as_it_boots_makes_start_raise_scheduler_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actors._dispatcher.dispatcher import Dispatcher
+
+    def boot(self: Dispatcher) -> None:
+        raise _Die("boot bug")
+
+    monkeypatch.setattr(Dispatcher, "_boot", boot)
+    sched, _calls = _work_scheduler(workers=1)
+    try:
+        with pytest.raises(SchedulerClosed) as caught:
+            sched.start()
+        assert "boot" in str(caught.value) or "dispatcher" in str(caught.value)
+    finally:
+        sched.shutdown()

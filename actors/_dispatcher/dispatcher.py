@@ -44,7 +44,7 @@ from actors._repo_lock import RepoLock, RepoMode
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
-from actors._runtime.refs import ActorRef
+from actors._runtime.refs import ActorRef, stop
 from actors._timer.clock import Clock
 from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
@@ -531,7 +531,7 @@ class Dispatcher(LoopActor):
             # Stopped and gone before the dispatcher itself stops, so no late
             # Fire can be told to a stopped dispatcher.
             self._timer.tell(Forget())
-            self._timer.stop(block=True, timeout=_HALT_TIMEOUT)
+            stop(self._timer, timeout=_HALT_TIMEOUT)  # NoReply: the facade's shutdown logs it
             self._timer = None
         for ref in refs:
             ref.stop(block=False)

@@ -180,8 +180,12 @@ class ShutdownAPI:
     ) -> None:
         drained = self._drained
         if graceful:
-            dispatcher.tell(Close(cancel=False))
-            drained.wait(wait_seconds(timeout))
+            try:
+                dispatcher.tell(Close(cancel=False))
+            except ActorDead:
+                pass  # crashed meanwhile: nothing will drain; cancel what is left
+            else:
+                drained.wait(wait_seconds(timeout))
         if not drained.is_set():
             # The grace is for running handlers to return: it starts once the
             # Dispatcher has cancelled every waiting job and signalled the

@@ -228,7 +228,12 @@ class SubmitAPI:
                     # Its repo may well be free: it competes with every job
                     # submitted after it (rule 3; see ReadyQueue.expect).
                     self._readies[job.queue].expect(job)
-                self._dispatcher.tell(Submit(job))
+                try:
+                    self._dispatcher.tell(Submit(job))
+                except ActorDead:
+                    # Dead, its failure not yet reported (the report waits for
+                    # this gate): the crash that follows resolves the job.
+                    self._readies[job.queue].settled(job)
             elif state.timer is None:
                 self._readies[job.queue].put(job)
             else:

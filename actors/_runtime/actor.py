@@ -8,7 +8,7 @@ contract, several times cheaper per message). `ReportingMixin` routes an
 actor's unexpected failure to its supervisor instead of only logging it; the
 actors that share a thread are in ``actors/_runtime/loop.py``.
 
-Two of postroom's inboxes (a `LoopActor`'s and the Timer's) also take *bare*
+Two of postroom's inboxes (a `LoopActor`'s and a `TimedActor`'s, the Timer's) also take *bare*
 messages, put there by `post`: no envelope, no reply, no liveness check.
 Pykka's ``tell`` checks the actor is alive (a call on a `threading.Event`)
 and wraps the message in an envelope; on paths that send a message per job
@@ -92,6 +92,18 @@ class ReportingMixin:
         assert isinstance(self, pykka.Actor)
         self.actor_stopped.set()
 
+    def _actor_loop_setup(self) -> None:
+        """Run ``on_start``; a failure there is the actor's failure, reported.
+
+        Pykka's own setup only logs it (no ``on_failure``): the supervisor
+        would never hear that its child died before its first message.
+        """
+        assert isinstance(self, pykka.Actor)
+        try:
+            self.on_start()
+        except BaseException:  # noqa: BLE001 - every error is reported, none escapes the loop
+            fail(self)
+
     def on_failure(
         self,
         exception_type: type[BaseException] | None,
@@ -138,6 +150,21 @@ class PostroomActor(ReportingMixin, pykka.ThreadingActor):
     def _create_actor_inbox() -> ActorInbox:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         return inbox
+
+    def _actor_loop_running(self) -> None:
+        """Pykka's loop, through `handle_item`.
+
+        Pykka's own stops the actor without ``on_failure`` on a BaseException
+        and then stops every actor in Pykka's registry, the host
+        application's included; here any failure is this actor's, reported.
+        """
+        stopped = self.actor_stopped
+        get = self.actor_inbox.get
+        while not stopped.is_set():
+            handle_item(self, get())
+
+    def _actor_loop_teardown(self) -> None:
+        drain_inbox(self)
 
 
 def post(ref: pykka.ActorRef[Any], message: Any) -> None:

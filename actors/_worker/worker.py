@@ -18,8 +18,6 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import pykka
-
 from actors._errors import Fatal, NotSerializable, PayloadTooLarge
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
@@ -37,6 +35,7 @@ from actors._policy.payloads import (
     json_copy,
 )
 from actors._runtime.actor import FailureReport, PostroomActor, post
+from actors._runtime.refs import ActorDead, ActorRef
 from actors._timer.clock import Clock
 from actors._worker.cancel import CancelScope
 from actors._worker.context import JobContext
@@ -75,8 +74,8 @@ class Worker(PostroomActor):
     def __init__(
         self,
         worker_id: int,
-        dispatcher: pykka.ActorRef[Any],
-        timer: pykka.ActorRef[Any],
+        dispatcher: ActorRef[Any],
+        timer: ActorRef[Any],
         ready: ReadyQueue,
         handlers: Mapping[str, HandlerSpec],
         table: JobTable,
@@ -165,7 +164,7 @@ class Worker(PostroomActor):
             return
         try:
             self._dispatcher.tell(Finished(job, outcome, self.worker_id))
-        except pykka.ActorDeadError:
+        except ActorDead:
             # A shutdown that stopped waiting for this handler (its handle is
             # resolved already), or a crash: nobody is left to tell.
             logger.debug("job %s ended after the dispatcher stopped", job.id, extra=job_extra(job))
