@@ -230,7 +230,7 @@ def test_a_loop_actor_that_fails_to_start_is_reported_and_logged_on_postroom(
     assert isinstance(exc, RuntimeError)
     assert str(exc) == "loop actor start bug"
     assert not spawned.ref.is_alive()
-    assert _start_failure_logs(caplog, "loop actor start bug") == {"postroom"}
+    assert _start_failure_logs(caplog, "loop actor start bug") == {"postroom.runtime"}
 
 
 def test_a_threaded_actor_that_fails_to_start_is_reported_and_logged_on_postroom(
@@ -244,7 +244,7 @@ def test_a_threaded_actor_that_fails_to_start_is_reported_and_logged_on_postroom
     assert isinstance(exc, RuntimeError)
     assert str(exc) == "threaded actor start bug"
     assert not spawned.thread.is_alive()
-    assert _start_failure_logs(caplog, "threaded actor start bug") == {"postroom"}
+    assert _start_failure_logs(caplog, "threaded actor start bug") == {"postroom.runtime"}
 
 
 class _Die(BaseException):

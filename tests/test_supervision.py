@@ -306,7 +306,7 @@ def test_a_crashed_repo_lock_logs_its_traceback_on_postroom_and_nothing_on_pykka
             sched.shutdown()
     tracebacks = _tracebacks_of(caplog, "repo lock bug")
     assert tracebacks, "the RepoLock's traceback was logged nowhere"
-    assert {r.name for r in tracebacks} == {"postroom"}
+    assert {r.name for r in tracebacks} == {"postroom.runtime"}
     assert "RepoLock" in tracebacks[0].getMessage()
     assert _pykka_says(caplog) == []
 
@@ -322,7 +322,7 @@ def test_a_crashed_worker_logs_its_traceback_on_postroom_and_nothing_on_pykka(
         assert handle.info().error.type == "postroom.WorkerCrashed"  # type: ignore[union-attr]
     tracebacks = _tracebacks_of(caplog, "worker bug on boom")
     assert tracebacks, "the Worker's traceback was logged nowhere"
-    assert {r.name for r in tracebacks} == {"postroom"}
+    assert {r.name for r in tracebacks} == {"postroom.runtime"}
     assert "Worker" in tracebacks[0].getMessage()
     assert _pykka_says(caplog) == []
 
