@@ -11,7 +11,6 @@ and manual retry (``actors/_facade/query.py``), and shutdown and the crash path
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +27,8 @@ from actors._errors import (
     SchedulerClosed,
     SchedulerUnresponsive,
 )
-from actors._facade.lifecycle import CLOSING, NEW, RUNNING, ShutdownAPI
+from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
+from actors._facade.lifecycle import ShutdownAPI
 from actors._facade.metrics import MetricsAPI
 from actors._facade.query import JobQueryAPI
 from actors._facade.schedules import ScheduleAPI
@@ -56,7 +56,7 @@ from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
 from actors._runtime.callbacks import CallbackRunner
 from actors._runtime.exit import shut_down_at_exit
-from actors._runtime.fork import FORKED, track
+from actors._runtime.fork import track
 from actors._runtime.loop import ActorLoop
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask
@@ -102,6 +102,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             print(handle.result(timeout=10))
         ```
     """
+
+    _ask_timeout = 10.0
+    """Seconds any question to the Dispatcher may take before it is a visible
+    error (a class attribute: one place for the facade, and for tests to shorten;
+    a scheduler reads it once, when it is made)."""
 
     def __init__(
         self,
@@ -184,39 +189,33 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._full_timeout = full_timeout
         self._clock: Clock = MonotonicClock() if clock is None else check_clock(clock)
         self._handlers: dict[str, HandlerSpec] = {}
-        # The gate guards the scheduler's state; the table and the capacities share it.
-        self._gate = threading.Lock()
-        # Per named queue: its bound and the ready queue its workers take from.
+        self._life = Life(name or f"postroom-{next(_scheduler_numbers)}", self._ask_timeout)
+        # Per named queue: its bound and the ready queue its workers take from. The
+        # life's gate guards the scheduler's state; the table and the capacities share it.
+        gate = self._life.gate
         self._capacities = {
-            name: Capacity(queue.max_pending, self._gate) for name, queue in self._queues.items()
+            name: Capacity(queue.max_pending, gate) for name, queue in self._queues.items()
         }
         self._readies = {name: ReadyQueue() for name in self._queues}
         self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
-        self._table = JobTable(self._capacities, history, self._gate)
+        self._table = JobTable(self._capacities, history, gate)
         self._retries = RetryLinks()
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
         self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
         self._table.links = self._links
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
-        self._state = NEW
         self._seq = iter(range(1, 2**SEQ_BITS))
         # Job ids: a random prefix per scheduler and a counter. As unique as a
         # uuid4 per job, without a system call per submit.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._drained = threading.Event()
         self._closed = threading.Event()
-        self._dispatcher: ActorRef[Any] | None = None
-        self._timer: ActorRef[Any] | None = None
         # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
         self._tokens = itertools.count(1)
         self._final_stats: Stats | None = None
         self._dropped = 0
         self._rejected = 0
-        self._crash_reason = ""
-        self._forked_from = 0  # the process that started it, in a child forked from it
-        self.name = name or f"postroom-{next(_scheduler_numbers)}"
-        """The ``scheduler`` label of this scheduler's metrics."""
         self._metrics = metrics
         self._registry = registry
         self._unregister_metrics: Callable[[], None] | None = None
@@ -292,7 +291,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 ``func`` cannot be called as ``func(ctx, payload)``.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
-        self._check_process()
+        self._life.check_process()
         spec = make_spec(
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
@@ -314,13 +313,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
             SchedulerForked: it was started in the process this one was forked from.
         """
-        self._check_process()  # before the gate, which a parent's thread may have held
-        with self._gate:
-            if self._state == RUNNING:
+        self._life.check_process()  # before the gate, which a parent's thread may have held
+        with self._life.gate:
+            if self._life.state == RUNNING:
                 msg = "the scheduler is already running: a scheduler starts once"
                 raise SchedulerAlreadyStarted(msg)
-            if self._state != NEW:
-                msg = f"a scheduler starts once; this one is {self._state}"
+            if self._life.state != NEW:
+                msg = f"a scheduler starts once; this one is {self._life.state}"
                 raise SchedulerClosed(msg)
             if self._metrics:
                 # First: a name already taken on the registry stops nothing started.
@@ -345,19 +344,19 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 self._dispatcher_failed,
                 self._submit_scheduled,
             )
-            self._dispatcher = spawned.ref
+            self._life.dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
             try:
-                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._ask_timeout)
+                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._life.ask_timeout)
             except NoReply as exc:
                 raise SchedulerUnresponsive(str(exc)) from None
-            self._timer = timer
-            self._state = RUNNING
+            self._life.timer = timer
+            self._life.state = RUNNING
         shut_down_at_exit(self)
         return self
 
     def __enter__(self) -> Self:
-        if self._state in (NEW, FORKED):
+        if self._life.state in (NEW, FORKED):
             self.start()  # a forked one raises
         return self
 
@@ -373,48 +372,21 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
     @property
     def running(self) -> bool:
         """Whether the scheduler accepts jobs (never in a process forked from its own)."""
-        return self._state == RUNNING
+        return self._life.running
 
-    def _check_process(self) -> None:
-        """Raise `SchedulerForked` if this is a forked copy of a started scheduler.
-
-        Calls that would otherwise answer from the copy's stale state, or wait
-        on threads that are not in this process, check this first.
-        """
-        if self._state == FORKED:
-            raise self._closed_error()
+    @property
+    def name(self) -> str:
+        """The ``scheduler`` label of this scheduler's metrics."""
+        return self._life.name
 
     def _after_fork_in_child(self) -> None:
         """In a child just forked, on its only thread (see ``actors/_runtime/fork.py``)."""
-        if self._state == NEW and self._gate.acquire(blocking=False):
-            # Never started, and no thread was starting it: the child's to start.
-            self._gate.release()
-            return
-        # Not the gate: a thread of the parent may have held it, and none will
-        # release it here. Every call checks the state before taking it.
-        if self._state != FORKED:  # else forked before: it is a grandparent's
-            self._forked_from = os.getppid()
-            self._state = FORKED
+        if not self._life.after_fork():
+            return  # never started: the child's to start
         for server in self._metric_servers:
             server._close_in_child()  # noqa: SLF001 - the server's own fork hook
 
     # --- jobs -----------------------------------------------------------------------
-
-    def _ask(self, message: Any) -> Any:
-        """Ask the Dispatcher; `SchedulerClosed` unless the scheduler is running.
-
-        An error the Dispatcher raises for the message (a `ScheduleNotFound`,
-        say) is raised here, in the caller.
-        """
-        dispatcher = self._dispatcher
-        if self._state != RUNNING or dispatcher is None:
-            raise self._closed_error()
-        try:
-            return ask(dispatcher, message, timeout=self._ask_timeout)
-        except ActorDead:
-            raise self._closed_error() from None
-        except NoReply as exc:
-            raise SchedulerUnresponsive(str(exc)) from None
 
     def _handle_of(self, job_id: str) -> JobHandle:
         return JobHandle(self._table.get(job_id), self.cancel, self._callbacks, self._links)
@@ -427,7 +399,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         return self._table.get(job_id).snapshot()
 
     def cancel(self, job_id: str) -> CancelResult:
@@ -441,7 +413,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         return self._cancel(job_id)
 
     def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
@@ -449,11 +421,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         state = self._table.get(job_id)
         if state.finished:
             return CancelResult.ALREADY_FINISHED
-        if self._state not in (RUNNING, CLOSING) or self._dispatcher is None:
+        if self._life.state not in (RUNNING, CLOSING) or self._life.dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
             result: CancelResult = ask(
-                self._dispatcher, Cancel(job_id, parent), timeout=self._ask_timeout
+                self._life.dispatcher, Cancel(job_id, parent), timeout=self._life.ask_timeout
             )
         except ActorDead:
             return CancelResult.ALREADY_FINISHED
@@ -470,13 +442,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         if self._final_stats is not None:
             return self._final_stats
-        if self._dispatcher is None:
+        if self._life.dispatcher is None:
             return self._empty_stats()
         try:
-            stats: Stats = ask(self._dispatcher, GET_STATS, timeout=self._ask_timeout)
+            stats: Stats = ask(self._life.dispatcher, GET_STATS, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
             return self._final_stats or self._empty_stats()
         return stats
@@ -491,12 +463,12 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """
         check_int("workers", workers, 1)
         self._queue_named(queue)
-        if self._state != RUNNING or self._dispatcher is None:
-            raise self._closed_error()
+        if self._life.state != RUNNING or self._life.dispatcher is None:
+            raise self._life.closed_error()
         try:
-            ask(self._dispatcher, Resize(workers, queue), timeout=self._ask_timeout)
+            ask(self._life.dispatcher, Resize(workers, queue), timeout=self._life.ask_timeout)
         except ActorDead:
-            raise self._closed_error() from None
+            raise self._life.closed_error() from None
         except NoReply as exc:
             raise SchedulerUnresponsive(str(exc)) from None
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from actors._dispatcher.dispatcher import GET_STATS, HALT
-from actors._errors import SchedulerClosed, SchedulerCrashed
+from actors._facade.life import CLOSED, CLOSING, CRASHED, NEW, RUNNING, Life
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import QueueStats, Stats
 from actors._jobs.state import JobState
@@ -26,22 +26,13 @@ from actors._log import logger
 from actors._metrics.server import MetricsServer
 from actors._policy.checks import check_seconds
 from actors._policy.queue import Queue
-from actors._runtime.fork import FORKED, forked_error
+from actors._runtime.fork import FORKED
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask, stop
 from actors._timer.clock import wait_seconds
 from actors.messages import Close, ErrorInfo
 
-__all__ = [
-    "CLOSED",
-    "CLOSING",
-    "CRASHED",
-    "NEW",
-    "RUNNING",
-    "ShutdownAPI",
-]
-
-NEW, RUNNING, CLOSING, CLOSED, CRASHED = "new", "running", "closing", "closed", "crashed"
+__all__ = ["ShutdownAPI"]
 
 JOIN_FLOOR = 0.1
 """Seconds shutdown gives threads already told to stop to end, even when the
@@ -55,11 +46,7 @@ up on the Dispatcher (measured: about 10 us per job)."""
 class ShutdownAPI:
     """The shutdown and crash half of `Scheduler` (a mixin: it uses the facade's state)."""
 
-    _gate: threading.Lock
-    _state: str
-    _crash_reason: str
-    _forked_from: int
-    name: str
+    _life: Life
     _capacities: dict[str, Capacity]
     _queues: dict[str, Queue]
     _dispatcher: ActorRef[Any] | None
@@ -75,10 +62,6 @@ class ShutdownAPI:
     _unregister_metrics: Callable[[], None] | None
     _dropped: int
     _rejected: int
-
-    _ask_timeout = 10.0
-    """Seconds any question to the Dispatcher may take before it is a visible
-    error (a class attribute: one place for the facade, and for tests to shorten)."""
 
     def shutdown(
         self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
@@ -114,13 +97,13 @@ class ShutdownAPI:
         """
         check_seconds("timeout", timeout, allow_zero=True)
         check_seconds("cancel_grace", cancel_grace, allow_zero=True)
-        if self._state == FORKED:
+        if self._life.state == FORKED:
             return  # the parent's scheduler: nothing of it runs in this process
         owned = self._reaper.owns(threading.current_thread())
-        with self._gate:
-            previous = self._state
+        with self._life.gate:
+            previous = self._life.state
             if previous not in (CLOSING, CLOSED):
-                self._state = CLOSED if previous == NEW else CLOSING
+                self._life.state = CLOSED if previous == NEW else CLOSING
                 if owned:
                     self._closer = threading.Thread(
                         target=self._close,
@@ -148,7 +131,7 @@ class ShutdownAPI:
             deadline = time.monotonic() + (timeout if graceful else 0.0) + cancel_grace
             for capacity in self._capacities.values():
                 capacity.close()
-            dispatcher = self._dispatcher
+            dispatcher = self._life.dispatcher
             if previous == RUNNING and dispatcher is not None:
                 self._drain(dispatcher, graceful, timeout, cancel_grace)
             # Whatever is still alive (the actor loop, a crashed scheduler's actors)
@@ -170,9 +153,9 @@ class ShutdownAPI:
                 self._unregister_metrics()
                 self._unregister_metrics = None
         finally:
-            with self._gate:
-                if self._state == CLOSING:
-                    self._state = CLOSED
+            with self._life.gate:
+                if self._life.state == CLOSING:
+                    self._life.state = CLOSED
             self._closed.set()
 
     def _drain(
@@ -186,7 +169,7 @@ class ShutdownAPI:
             # The grace is for running handlers to return: it starts once the
             # Dispatcher has cancelled every waiting job and signalled the
             # running ones, which takes a while with a million jobs waiting.
-            bound = self._ask_timeout + CANCEL_BOUND * len(self._table.active)
+            bound = self._life.ask_timeout + CANCEL_BOUND * len(self._table.active)
             try:
                 ask(dispatcher, Close(cancel=True), timeout=bound)
             except NoReply:
@@ -212,10 +195,10 @@ class ShutdownAPI:
                     ),
                 )
         try:
-            final: Stats = ask(dispatcher, GET_STATS, timeout=self._ask_timeout)
+            final: Stats = ask(dispatcher, GET_STATS, timeout=self._life.ask_timeout)
             self._final_stats = _at_rest(final)
-            ask(dispatcher, HALT, timeout=self._ask_timeout)
-            stop(dispatcher, timeout=self._ask_timeout)
+            ask(dispatcher, HALT, timeout=self._life.ask_timeout)
+            stop(dispatcher, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
             logger.exception("shutdown: the dispatcher did not answer")
             self._reaper.stop_all()
@@ -238,11 +221,11 @@ class ShutdownAPI:
         ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
         with the jobs failed here counted as failed.
         """
-        with self._gate:
-            if self._state in (CRASHED, CLOSED):
+        with self._life.gate:
+            if self._life.state in (CRASHED, CLOSED):
                 return
-            self._state = CRASHED
-            self._crash_reason = reason
+            self._life.state = CRASHED
+            self._life.crash_reason = reason
         logger.error("postroom scheduler crashed: %s", reason)
         for capacity in self._capacities.values():
             capacity.close()
@@ -261,17 +244,6 @@ class ShutdownAPI:
         )
         self._drained.set()
         self._reaper.stop_all()
-
-    def _closed_error(self) -> SchedulerClosed:
-        if self._state == FORKED:
-            return forked_error(f"the scheduler {self.name!r}", self._forked_from)
-        if self._state == CRASHED:
-            err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
-            err.__cause__ = SchedulerCrashed(self._crash_reason)
-            return err
-        if self._state == NEW:
-            return SchedulerClosed("the scheduler is not started: call start() or use `with`")
-        return SchedulerClosed("the scheduler is shut down")
 
     def _empty_stats(self) -> Stats:
         queues = tuple(

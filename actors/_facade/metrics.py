@@ -8,14 +8,12 @@ last ones it gave, once it has stopped).
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from actors._dispatcher.dispatcher import GET_METRICS
 from actors._errors import InvalidArgument, SchedulerClosed, SchedulerUnresponsive
+from actors._facade.life import Life
 from actors._metrics.collector import MetricsSnapshot
 from actors._metrics.server import MetricsServer
 
@@ -27,11 +25,9 @@ class MetricsAPI:
 
     _metrics: bool
     _registry: CollectorRegistry | None
-    _gate: threading.Lock
+    _life: Life
     _metric_servers: list[MetricsServer]
     _last_metrics: MetricsSnapshot | None
-    _ask: Callable[[Any], Any]
-    _closed_error: Callable[[], SchedulerClosed]
 
     @property
     def running(self) -> bool:  # the facade's
@@ -53,11 +49,11 @@ class MetricsAPI:
             raise InvalidArgument(msg)
         if not self.running:
             # Also before the gate, which a forked child's copy must not take.
-            raise self._closed_error()
+            raise self._life.closed_error()
         server = MetricsServer(port, addr=addr, registry=self._registry)
-        with self._gate:
+        with self._life.gate:
             if not self.running:
-                raise self._closed_error()
+                raise self._life.closed_error()
             server.start()
             self._metric_servers.append(server)
         return server
@@ -66,7 +62,7 @@ class MetricsAPI:
         """The dispatcher's figures; its last ones once it has stopped."""
         if self.running:
             with contextlib.suppress(SchedulerClosed, SchedulerUnresponsive):
-                self._last_metrics = self._ask(GET_METRICS)
+                self._last_metrics = self._life.ask(GET_METRICS)
         return self._last_metrics or _EMPTY_METRICS
 
 

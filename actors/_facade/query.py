@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from actors._facade.life import Life
 from actors._jobs.info import JobInfo
 from actors._jobs.query import JobQuery
 from actors._jobs.resubmit import RetryLinks
@@ -14,7 +15,6 @@ from actors._policy.handlers import HandlerSpec
 from actors._policy.queue import Queue
 
 if TYPE_CHECKING:
-    from actors._errors import SchedulerClosed
     from actors._jobs.handle import JobHandle
 
 __all__ = ["JobQueryAPI"]
@@ -27,8 +27,7 @@ class JobQueryAPI:
     _queues: dict[str, Queue]
     _handlers: dict[str, HandlerSpec]
     _retries: RetryLinks
-    _closed_error: Callable[[], SchedulerClosed]
-    _check_process: Callable[[], None]
+    _life: Life
     submit: Callable[..., JobHandle]
 
     @property
@@ -71,7 +70,7 @@ class JobQueryAPI:
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         query = JobQuery.checked(
             status=status,
             queue=queue,
@@ -107,7 +106,7 @@ class JobQueryAPI:
                 none in time under ``"wait"``.
         """
         if not self.running:
-            raise self._closed_error()
+            raise self._life.closed_error()
         original = self._table.get(job_id)
         self._retries.claim(original)
         retried_as = None

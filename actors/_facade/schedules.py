@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import QueueFull
+from actors._facade.life import Life
 from actors._policy.checks import (
     check_job_options,
     check_name,
@@ -83,8 +84,7 @@ class ScheduleAPI:
     """The schedule half of `Scheduler` (a mixin: it uses the facade's state)."""
 
     _handlers: dict[str, HandlerSpec]
-    _ask: Callable[[Any], Any]
-    """Ask the Dispatcher (the facade's: raises SchedulerClosed when not running)."""
+    _life: Life
     _config: DispatcherConfig
     _handle_of: Callable[[str], JobHandle]
     _queue_named: Callable[[object], Queue]
@@ -211,7 +211,7 @@ class ScheduleAPI:
         """Every schedule, oldest first, with its next fire time and counts."""
         from actors._dispatcher.dispatcher import LIST_SCHEDULES
 
-        infos: list[ScheduleInfo] = self._ask(LIST_SCHEDULES)
+        infos: list[ScheduleInfo] = self._life.ask(LIST_SCHEDULES)
         return infos
 
     def schedule(self, schedule_id: str) -> ScheduleInfo:
@@ -264,7 +264,7 @@ class ScheduleAPI:
         from actors._dispatcher.dispatcher import ScheduleCall
 
         check_name("schedule_id", schedule_id)
-        result: ScheduleInfo | str | None = self._ask(ScheduleCall(op, schedule_id))  # type: ignore[arg-type]
+        result: ScheduleInfo | str | None = self._life.ask(ScheduleCall(op, schedule_id))  # type: ignore[arg-type]
         return result
 
     def _add(
@@ -298,7 +298,7 @@ class ScheduleAPI:
             json_copy(payload, max_bytes=self._config.max_payload_bytes), repo, int(priority),
             queue, max_retries, timeout, retry, overlap, misfire, float(misfire_grace),
         )  # fmt: skip
-        info: ScheduleInfo = self._ask(AddSchedule(spec))
+        info: ScheduleInfo = self._life.ask(AddSchedule(spec))
         return ScheduleHandle(self, info.id)
 
     def _submit_scheduled(

@@ -11,7 +11,6 @@ if delayed; a child or follow-up is held until its links hand it off
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors._dispatcher.dispatcher import DispatcherConfig
-from actors._errors import QueueFull, SchedulerClosed
-from actors._facade.lifecycle import RUNNING
+from actors._errors import QueueFull
+from actors._facade.life import RUNNING, Life
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
@@ -37,7 +36,7 @@ from actors._policy.queue import DEFAULT_QUEUE, Queue
 from actors._policy.retry import NO_BACKOFF, RetryPolicy
 from actors._runtime.actor import post
 from actors._runtime.callbacks import CallbackRunner
-from actors._runtime.refs import ActorDead, ActorRef
+from actors._runtime.refs import ActorDead
 from actors._timer.clock import Clock
 from actors.messages import After, ErrorInfo, Job, JSONValue, Submit
 
@@ -50,8 +49,7 @@ __all__ = ["SubmitAPI", "SubmitDefaults"]
 class SubmitAPI:
     """The submit half of `Scheduler` (a mixin: it uses the facade's state)."""
 
-    _state: str
-    _gate: threading.Lock
+    _life: Life
     _handlers: dict[str, HandlerSpec]
     _queues: dict[str, Queue]
     _defaults: dict[tuple[str, str], SubmitDefaults]
@@ -62,8 +60,6 @@ class SubmitAPI:
     _table: JobTable
     _capacities: dict[str, Capacity]
     _readies: Mapping[str, ReadyQueue]
-    _dispatcher: ActorRef[Any] | None
-    _timer: ActorRef[Any] | None
     _on_full: str
     _full_timeout: float | None
     _config: DispatcherConfig
@@ -71,7 +67,6 @@ class SubmitAPI:
     _rejected: int
     _callbacks: CallbackRunner
     _links: Links
-    _closed_error: Callable[[], SchedulerClosed]
     cancel: Callable[[str], CancelResult]
 
     def submit(
@@ -121,8 +116,8 @@ class SubmitAPI:
                 or "wait" timed out).
             SchedulerClosed: the scheduler is not running.
         """
-        if self._state != RUNNING:
-            raise self._closed_error()
+        if self._life.state != RUNNING:
+            raise self._life.closed_error()
         spec = self._handlers.get(handler) if isinstance(handler, str) else None
         if spec is None:
             raise unknown_handler(handler, self._handlers)
@@ -207,9 +202,9 @@ class SubmitAPI:
         table entry and the hand-off.
         """
         job = state.job
-        with self._gate:
-            if self._state != RUNNING:
-                raise self._closed_error()
+        with self._life.gate:
+            if self._life.state != RUNNING:
+                raise self._life.closed_error()
             if job.idempotency_key is not None:
                 # A resubmission needs no room: it returns the job already accepted.
                 held = self._table.holder(job.idempotency_key)
@@ -225,12 +220,12 @@ class SubmitAPI:
             if state.where == PARKED:
                 pass  # held: `Links` hands it off (actors/_jobs/links.py)
             elif not direct:
-                assert self._dispatcher is not None
+                assert self._life.dispatcher is not None
                 if job.not_before is None and (first_of_repo or self._mutex(job)):
                     # Its repo may well be free: it competes with every job
                     # submitted after it (rule 3; see ReadyQueue.expect).
                     self._readies[job.queue].expect(job)
-                self._dispatcher.tell(Submit(job))
+                self._life.dispatcher.tell(Submit(job))
             elif state.timer is None:
                 self._readies[job.queue].put(job)
             else:
@@ -245,8 +240,8 @@ class SubmitAPI:
 
     def _to_timer(self, token: int, job: Job) -> None:
         # Posted: if the Timer is gone, the scheduler crashed, which resolves every job.
-        assert self._timer is not None and job.not_before is not None
-        post(self._timer, After(token, job.not_before, "start", job.id, job.attempt, job))
+        assert self._life.timer is not None and job.not_before is not None
+        post(self._life.timer, After(token, job.not_before, "start", job.id, job.attempt, job))
 
     def _hand_off(self, state: JobState) -> None:
         """Send a held job (a child or a follow-up, see `Links`) on its way, as
@@ -254,11 +249,11 @@ class SubmitAPI:
         gate: a put or a tell, never a wait."""
         job = state.job
         if job.repo is not None:
-            assert self._dispatcher is not None  # set before the first submit
+            assert self._life.dispatcher is not None  # set before the first submit
             if job.not_before is None:
                 self._readies[job.queue].expect(job)
             try:
-                self._dispatcher.tell(Submit(job))
+                self._life.dispatcher.tell(Submit(job))
             except ActorDead:
                 self._readies[job.queue].settled(job)
                 # Shut down or crashed: that path resolves every job; this makes sure.
@@ -277,8 +272,8 @@ class SubmitAPI:
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
                 return
-            if self._state != RUNNING:
-                raise self._closed_error()
+            if self._life.state != RUNNING:
+                raise self._life.closed_error()
             self._rejected += 1
             msg = (
                 f"no room within {self._full_timeout}s: {where} holds "
