@@ -29,7 +29,7 @@ from actors._errors import (
 )
 from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import ShutdownAPI
-from actors._facade.metrics import MetricsAPI
+from actors._facade.metrics import Metrics
 from actors._facade.query import JobQueryAPI
 from actors._facade.schedules import ScheduleAPI
 from actors._facade.submit import SubmitAPI, SubmitDefaults
@@ -41,7 +41,6 @@ from actors._jobs.links import Links
 from actors._jobs.ready import SEQ_BITS, ReadyQueue
 from actors._jobs.resubmit import RetryLinks
 from actors._jobs.table import JobTable
-from actors._metrics.collector import MetricsSnapshot, register_metrics
 from actors._metrics.server import MetricsServer
 from actors._policy.checks import (
     check_clock,
@@ -86,7 +85,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
+class Scheduler(SubmitAPI, ScheduleAPI, JobQueryAPI, ShutdownAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -216,11 +215,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         self._final_stats: Stats | None = None
         self._dropped = 0
         self._rejected = 0
-        self._metrics = metrics
-        self._registry = registry
-        self._unregister_metrics: Callable[[], None] | None = None
-        self._last_metrics: MetricsSnapshot | None = None
-        self._metric_servers: list[MetricsServer] = []
+        self._metrics = Metrics(self._life, enabled=metrics, registry=registry)
         track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
@@ -321,11 +316,8 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             if self._life.state != NEW:
                 msg = f"a scheduler starts once; this one is {self._life.state}"
                 raise SchedulerClosed(msg)
-            if self._metrics:
-                # First: a name already taken on the registry stops nothing started.
-                self._unregister_metrics = register_metrics(
-                    self._metrics_snapshot, name=self.name, registry=self._registry
-                )
+            # First: a name already taken on the registry stops nothing started.
+            self._metrics.register()
             loop = ActorLoop(f"postroom-ActorLoop-{next(_loop_numbers)}")
             self._reaper.add(loop.thread, loop.close)
             spawned = Dispatcher.spawn(
@@ -383,8 +375,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         """In a child just forked, on its only thread (see ``actors/_runtime/fork.py``)."""
         if not self._life.after_fork():
             return  # never started: the child's to start
-        for server in self._metric_servers:
-            server._close_in_child()  # noqa: SLF001 - the server's own fork hook
+        self._metrics.close_in_child()
 
     # --- jobs -----------------------------------------------------------------------
 
@@ -474,3 +465,18 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
+
+    # --- metrics --------------------------------------------------------------------
+
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
+        """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.
+
+        The server runs on a thread of its own until `shutdown`. Port 0 picks a
+        free port: read it from the returned server's ``port``.
+
+        Raises:
+            InvalidArgument: a bad port or address, or one that cannot be bound;
+                or the scheduler was made with ``metrics=False``.
+            SchedulerClosed: the scheduler is not running.
+        """
+        return self._metrics.serve(port, addr)

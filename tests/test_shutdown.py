@@ -510,7 +510,7 @@ def test_shutdown_from_a_handler_returns_and_its_own_job_completes() -> None:
     assert not sched.running
     assert sched._life.state == "closed"
     # The metrics were unregistered: a new scheduler can take the same name.
-    Scheduler(name=sched.name, registry=sched._registry).start().shutdown()
+    Scheduler(name=sched.name, registry=sched._metrics.registry).start().shutdown()
 
 
 def test_shutdown_from_a_done_callback_ends_the_scheduler() -> None:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from actors._dispatcher.dispatcher import GET_STATS, HALT
 from actors._facade.life import CLOSED, CLOSING, CRASHED, NEW, RUNNING, Life
+from actors._facade.metrics import Metrics
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import QueueStats, Stats
 from actors._jobs.state import JobState
 from actors._jobs.status import CANCELLED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import logger
-from actors._metrics.server import MetricsServer
 from actors._policy.checks import check_seconds
 from actors._policy.queue import Queue
 from actors._runtime.fork import FORKED
@@ -58,8 +57,7 @@ class ShutdownAPI:
     _closer: threading.Thread | None = None
     """The thread a shutdown called from the scheduler's own thread runs on."""
     _final_stats: Stats | None
-    _metric_servers: list[MetricsServer]
-    _unregister_metrics: Callable[[], None] | None
+    _metrics: Metrics
     _dropped: int
     _rejected: int
 
@@ -147,11 +145,7 @@ class ShutdownAPI:
                     len(left),
                     ", ".join(t.name for t in left),
                 )
-            for server in self._metric_servers:
-                server.stop()
-            if self._unregister_metrics is not None:
-                self._unregister_metrics()
-                self._unregister_metrics = None
+            self._metrics.close()
         finally:
             with self._life.gate:
                 if self._life.state == CLOSING:
