@@ -30,7 +30,7 @@ from actors._errors import (
 from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import ShutdownAPI
 from actors._facade.metrics import Metrics
-from actors._facade.query import JobQueryAPI
+from actors._facade.retry import ManualRetry
 from actors._facade.schedules import ScheduleAPI
 from actors._facade.submit import SubmitAPI, SubmitDefaults
 from actors._jobs.cancel_result import CancelResult
@@ -38,8 +38,9 @@ from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Stats
 from actors._jobs.links import Links
+from actors._jobs.query import JobQuery
 from actors._jobs.ready import SEQ_BITS, ReadyQueue
-from actors._jobs.resubmit import RetryLinks
+from actors._jobs.status import JobStatus
 from actors._jobs.table import JobTable
 from actors._metrics.server import MetricsServer
 from actors._policy.checks import (
@@ -85,7 +86,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI, ScheduleAPI, JobQueryAPI, ShutdownAPI):
+class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -198,10 +199,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, JobQueryAPI, ShutdownAPI):
         self._readies = {name: ReadyQueue() for name in self._queues}
         self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
         self._table = JobTable(self._capacities, history, gate)
-        self._retries = RetryLinks()
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
         self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
         self._table.links = self._links
+        self._retry = ManualRetry(self._life, self._table, self.submit)
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._seq = iter(range(1, 2**SEQ_BITS))
@@ -392,6 +393,79 @@ class Scheduler(SubmitAPI, ScheduleAPI, JobQueryAPI, ShutdownAPI):
         """
         self._life.check_process()
         return self._table.get(job_id).snapshot()
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        queue: str | None = None,
+        repo: str | None = None,
+        handler: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobInfo]:
+        """Snapshots of the jobs `job` can find, newest (by submission) first.
+
+        Those are the unfinished jobs and the last ``history`` finished ones.
+        A job is listed if it matches every filter given. Each call costs
+        O(jobs known), a few milliseconds with the default history of 10,000:
+        made for dashboards and operators, not for hot loops. Each snapshot is
+        taken as the page is built, so a page is not one atomic picture, and
+        pages shift as new jobs are submitted (see ``actors/_jobs/query.py``).
+
+        Args:
+            status: a `JobStatus`, or its value (``"failed"``).
+            queue: a queue's name.
+            repo: a repo.
+            handler: a handler's name.
+            limit: the most jobs to return (an int >= 0).
+            offset: how many matching jobs to skip first (an int >= 0): the
+                next page starts at ``offset + limit``.
+
+        Raises:
+            InvalidArgument: a filter of the wrong type, an unknown status, or
+                a bad ``limit`` or ``offset``; the message names the value.
+            UnknownQueue: ``queue`` is not one of the scheduler's queues.
+            UnknownHandler: ``handler`` is not a registered handler.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
+        """
+        self._life.check_process()
+        query = JobQuery.checked(
+            status=status,
+            queue=queue,
+            repo=repo,
+            handler=handler,
+            limit=limit,
+            offset=offset,
+            queues=self._queues,
+            handlers=self._handlers,
+        )
+        return query.select(self._table.states())
+
+    def retry(self, job_id: str) -> JobHandle:
+        """Run a failed or cancelled job again, as a new job with a new id.
+
+        The new job has the original's handler, payload, repo, priority, queue,
+        ``max_retries``, ``timeout`` and backoff, no idempotency key, and starts
+        at attempt 1. It goes through `submit`, so back-pressure applies. The
+        two are linked: the new job's `JobInfo.retry_of` is the original's id,
+        and the original's ``retried_as`` the new job's. A job is retried at
+        most once; to try again, retry the retry.
+
+        Returns:
+            The new job's handle. Under ``on_full="drop"`` it may be a dropped
+            one, already cancelled; the original then stays retryable.
+
+        Raises:
+            SchedulerClosed: the scheduler is not running.
+            JobNotFound: no such job (or it aged out of the history).
+            InvalidArgument: the job is not failed or cancelled (the message
+                says its status), or it was retried already.
+            QueueFull: as from `submit`: no room under ``on_full="reject"``, or
+                none in time under ``"wait"``.
+        """
+        return self._retry.retry(job_id)
 
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job: a waiting one is removed at once, a running one is told to
