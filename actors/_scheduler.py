@@ -11,7 +11,6 @@ and manual retry (``actors/_facade/query.py``), and shutdown and the crash path
 from __future__ import annotations
 
 import itertools
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -28,7 +27,7 @@ from actors._errors import (
     SchedulerUnresponsive,
 )
 from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
-from actors._facade.lifecycle import ShutdownAPI
+from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
 from actors._facade.retry import ManualRetry
 from actors._facade.schedules import ScheduleAPI
@@ -86,7 +85,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
+class Scheduler(SubmitAPI, ScheduleAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -209,14 +208,20 @@ class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
         # Job ids: a random prefix per scheduler and a counter. As unique as a
         # uuid4 per job, without a system call per submit.
         self._id_prefix = uuid.uuid4().hex[:16]
-        self._drained = threading.Event()
-        self._closed = threading.Event()
         # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
         self._tokens = itertools.count(1)
-        self._final_stats: Stats | None = None
         self._dropped = 0
         self._rejected = 0
         self._metrics = Metrics(self._life, enabled=metrics, registry=registry)
+        self._shutdown = Shutdown(
+            self._life,
+            self._table,
+            self._capacities,
+            self._queues,
+            self._reaper,
+            self._metrics,
+            self._rejections,
+        )
         track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
@@ -331,10 +336,10 @@ class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
                 self._handlers,
                 self._table,
                 self._reaper,
-                self._drained.set,
-                self._crash,
+                self._shutdown.drained.set,
+                self._shutdown.crash,
                 self._rejections,
-                self._dispatcher_failed,
+                self._shutdown.dispatcher_failed,
                 self._submit_scheduled,
             )
             self._life.dispatcher = spawned.ref
@@ -508,14 +513,15 @@ class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
                 was forked from.
         """
         self._life.check_process()
-        if self._final_stats is not None:
-            return self._final_stats
+        final = self._shutdown.final_stats
+        if final is not None:
+            return final
         if self._life.dispatcher is None:
-            return self._empty_stats()
+            return self._shutdown.empty_stats()
         try:
             stats: Stats = ask(self._life.dispatcher, GET_STATS, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
-            return self._final_stats or self._empty_stats()
+            return self._shutdown.final_stats or self._shutdown.empty_stats()
         return stats
 
     def resize(self, workers: int, *, queue: str = DEFAULT_QUEUE) -> None:
@@ -536,6 +542,40 @@ class Scheduler(SubmitAPI, ScheduleAPI, ShutdownAPI):
             raise self._life.closed_error() from None
         except NoReply as exc:
             raise SchedulerUnresponsive(str(exc)) from None
+
+    def shutdown(
+        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
+    ) -> None:
+        """Stop the scheduler; every handle resolves and every thread is joined.
+
+        Args:
+            graceful: True lets queued and running jobs finish for up to ``timeout``
+                seconds, then cancels what is left; False cancels everything at once.
+            timeout: see ``graceful``.
+            cancel_grace: seconds running handlers get to return once told to stop.
+                A sync handler that ignores ``ctx.cancelled`` longer than that is
+                reported in the log and its handle resolved as cancelled, and its
+                thread may outlive the call.
+
+        It returns within ``timeout`` (if graceful) plus ``cancel_grace``, plus
+        the time the Dispatcher takes to cancel what waits (about 10 us a job)
+        and at most `JOIN_FLOOR` to join threads already told to stop.
+
+        Called from a thread of the scheduler's own (a handler, a done
+        callback), it cannot wait for that thread: it starts the shutdown on a
+        thread of its own and returns at once. The calling handler's job
+        finishes as its handler returns; a later `shutdown` from any other
+        thread waits for the shutdown under way to end, and joins its thread.
+
+        Safe to call more than once, from any thread, and on a scheduler that
+        never started. In a process forked from the one that started it, it
+        does nothing.
+
+        Raises:
+            InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
+                number of seconds >= 0.
+        """
+        self._shutdown.shutdown(graceful, timeout, cancel_grace)
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
