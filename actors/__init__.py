@@ -34,6 +34,7 @@ from actors._jobs.cancel_result import CancelResult
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Progress, QueueStats, Stats
 from actors._jobs.status import JobStatus
+from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.priority import Priority
 from actors._policy.queue import Queue
 from actors._policy.retry import RetryPolicy
@@ -56,6 +57,7 @@ __all__ = [
     "JobHandle",
     "JobInfo",
     "JobNotFound",
+    "JobOptions",
     "JobStatus",
     "JobTimedOut",
     "ManualClock",
@@ -81,6 +83,7 @@ __all__ = [
     "SchedulerError",
     "SchedulerForked",
     "Stats",
+    "SubmitOptions",
     "UnknownHandler",
     "UnknownQueue",
     "messages",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from actors._facade.life import Life
 from actors._jobs.resubmit import RetryLinks
 from actors._jobs.table import JobTable
+from actors._policy.options import options_of
 
 if TYPE_CHECKING:
     from actors._jobs.handle import JobHandle
@@ -45,17 +46,7 @@ class ManualRetry:
         retried_as = None
         try:
             job = original.job
-            handle = self._submit(
-                job.handler,
-                job.payload,
-                repo=job.repo,
-                priority=job.priority,
-                max_retries=job.max_retries,
-                timeout=job.timeout,
-                retry=job.retry,
-                queue=job.queue,
-                _retry_of=job.id,
-            )
+            handle = self._submit(job.handler, job.payload, _retry_of=job.id, **options_of(job))
             # A dropped submission (on_full="drop") is not in the table: no link.
             if handle.info().retry_of == job.id:
                 retried_as = handle.id

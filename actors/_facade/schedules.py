@@ -11,21 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from actors._errors import QueueFull
 from actors._facade.life import Life
-from actors._policy.checks import (
-    check_job_options,
-    check_name,
-    check_priority,
-    unknown_handler,
-)
+from actors._policy.checks import check_name, unknown_handler
 from actors._policy.handlers import HandlerSpec
+from actors._policy.options import JOB_OPTIONS, JobOptions, check_options
 from actors._policy.payloads import json_copy
-from actors._policy.priority import Priority
 from actors._policy.queue import Queue
-from actors._policy.retry import RetryPolicy
 from actors._schedules.book import (
     OverlapPolicy,
     ScheduleInfo,
@@ -87,7 +81,7 @@ class ScheduleAPI:
     _life: Life
     _config: DispatcherConfig
     _handle_of: Callable[[str], JobHandle]
-    _queue_named: Callable[[object], Queue]
+    _queues: dict[str, Queue]
 
     def cron(
         self,
@@ -96,15 +90,10 @@ class ScheduleAPI:
         payload: Any = None,
         *,
         tz: str | None = None,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
         overlap: OverlapPolicy = "skip",
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
     ) -> ScheduleHandle:
         """Run ``handler`` at the times a cron expression names.
 
@@ -114,8 +103,8 @@ class ScheduleAPI:
                 seconds; see `actors._schedules.triggers` for the dialect and DST rules.
             payload: each job's payload (JSON-able; a private copy is taken).
             tz: an IANA time zone the expression is read in (default: UTC).
-            repo, priority, queue, max_retries, timeout, retry: as for `submit`,
-                for every job the schedule creates.
+            **options: the `JobOptions` of every job the schedule creates, as
+                for `submit` (all but ``delay`` and ``idempotency_key``).
             overlap: ``"skip"`` (no fire while the last one's job is unfinished),
                 ``"queue"`` (one after the other) or ``"allow"``.
             misfire: ``"coalesce"`` (one run for fires missed by more than
@@ -131,8 +120,8 @@ class ScheduleAPI:
         trigger = CronTrigger(expr, tz)
         description = expr if tz is None else f"{expr} ({tz})"
         return self._add(
-            "cron", description, trigger, handler, payload, repo, priority, queue,
-            max_retries, timeout, retry, overlap, misfire, misfire_grace,
+            "cron", description, trigger, handler, payload, options, overlap, misfire,
+            misfire_grace,
         )  # fmt: skip
 
     def every(
@@ -143,15 +132,10 @@ class ScheduleAPI:
         *,
         start: datetime | float | None = None,
         end: datetime | float | None = None,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
         overlap: OverlapPolicy = "skip",
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
     ) -> ScheduleHandle:
         """Run ``handler`` every ``interval`` (seconds, or a `timedelta`).
 
@@ -168,8 +152,8 @@ class ScheduleAPI:
         trigger = IntervalTrigger(interval, start, end)
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
         return self._add(
-            "every", f"every {seconds:g}s", trigger, handler, payload, repo, priority, queue,
-            max_retries, timeout, retry, overlap, misfire, misfire_grace,
+            "every", f"every {seconds:g}s", trigger, handler, payload, options, overlap,
+            misfire, misfire_grace,
         )  # fmt: skip
 
     def at(
@@ -178,14 +162,9 @@ class ScheduleAPI:
         when: datetime | float,
         payload: Any = None,
         *,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
     ) -> ScheduleHandle:
         """Run ``handler`` once, at ``when`` (a datetime, naive read as UTC, or epoch seconds).
 
@@ -203,8 +182,8 @@ class ScheduleAPI:
         trigger = AtTrigger(when)
         moment = datetime.fromtimestamp(trigger.when).astimezone().isoformat()
         return self._add(
-            "at", f"at {moment}", trigger, handler, payload, repo, priority, queue,
-            max_retries, timeout, retry, "allow", misfire, misfire_grace,
+            "at", f"at {moment}", trigger, handler, payload, options, "allow", misfire,
+            misfire_grace,
         )  # fmt: skip
 
     def schedules(self) -> list[ScheduleInfo]:
@@ -274,12 +253,7 @@ class ScheduleAPI:
         trigger: Trigger,
         handler: str,
         payload: Any,
-        repo: str | None,
-        priority: int,
-        queue: str | None,
-        max_retries: int | None,
-        timeout: float | None,
-        retry: RetryPolicy | None,
+        options: JobOptions,
         overlap: OverlapPolicy,
         misfire: MisfirePolicy,
         misfire_grace: float,
@@ -288,15 +262,12 @@ class ScheduleAPI:
 
         if not isinstance(handler, str) or handler not in self._handlers:
             raise unknown_handler(handler, self._handlers)
-        if queue is not None:
-            self._queue_named(queue)
-        check_priority(priority)
-        check_job_options(repo, 0.0, None, max_retries, timeout, retry)
+        check_options(options, self._queues, JOB_OPTIONS, kind)
         check_policies(overlap, misfire, misfire_grace)
         spec = ScheduleSpec(
             kind, description, trigger, handler,
-            json_copy(payload, max_bytes=self._config.max_payload_bytes), repo, int(priority),
-            queue, max_retries, timeout, retry, overlap, misfire, float(misfire_grace),
+            json_copy(payload, max_bytes=self._config.max_payload_bytes), JobOptions(**options),
+            overlap, misfire, float(misfire_grace),
         )  # fmt: skip
         info: ScheduleInfo = self._life.ask(AddSchedule(spec))
         return ScheduleHandle(self, info.id)
@@ -311,16 +282,9 @@ class ScheduleAPI:
         submit: Callable[..., JobHandle] = self.submit  # type: ignore[attr-defined]
         try:
             handle = submit(
-                spec.handler,
-                spec.payload,
-                repo=repo,
-                priority=spec.priority,
-                queue=spec.queue,
-                max_retries=spec.max_retries,
-                timeout=spec.timeout,
-                retry=spec.retry,
-                _schedule=(schedule_id, fire_time),
-            )
+                spec.handler, spec.payload, _schedule=(schedule_id, fire_time),
+                **{**spec.options, "repo": repo},
+            )  # fmt: skip
         except QueueFull:
             return None
         info = handle.info()

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from actors._dispatcher.dispatcher import DispatcherConfig
 from actors._errors import QueueFull
@@ -28,10 +28,10 @@ from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import PARKED, READY, TIMER, JobState, LabelCounts
 from actors._jobs.status import CANCELLED, PENDING, SCHEDULED
 from actors._jobs.table import JobTable
-from actors._policy.checks import check_job_options, check_priority, unknown_handler, unknown_queue
+from actors._policy.checks import unknown_handler, unknown_queue
 from actors._policy.handlers import HandlerSpec
+from actors._policy.options import DEFAULT_PRIORITY, SubmitOptions, check_options
 from actors._policy.payloads import INT_MAX, INT_MIN, SHORT_STR, json_copy
-from actors._policy.priority import Priority
 from actors._policy.queue import DEFAULT_QUEUE, Queue
 from actors._policy.retry import NO_BACKOFF, RetryPolicy
 from actors._runtime.actor import post
@@ -74,17 +74,10 @@ class SubmitAPI:
         handler: str,
         payload: Any = None,
         *,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        delay: float = 0.0,
-        idempotency_key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        queue: str | None = None,
         _retry_of: str | None = None,
         _schedule: tuple[str, float] | None = None,
         _parent: str | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobHandle:
         """Submit a job to the handler called ``handler``.
 
@@ -92,17 +85,10 @@ class SubmitAPI:
             handler: a registered handler's name.
             payload: the handler's input; must be JSON-able (a private copy is
                 taken) and encode to at most the scheduler's ``max_payload_bytes``.
-            repo: a concurrency key: jobs of one repo never overlap and start in
-                (priority, submission) order.
-            priority: 1 (most urgent) to 10; see `Priority`.
-            delay: seconds to wait before the job may start.
-            idempotency_key: if an unfinished or completed job holds this key,
-                its handle is returned and nothing new runs.
-            max_retries: overrides the handler's (which overrides the queue's).
-            timeout: seconds per attempt; overrides the handler's (and the queue's).
-            retry: backoff; overrides the handler's (and the queue's).
-            queue: the named queue to run it on; overrides the handler's
-                (default: ``default``).
+            **options: the job's `SubmitOptions`, each optional: ``repo``,
+                ``priority``, ``queue``, ``max_retries``, ``timeout``, ``retry``,
+                ``delay``, ``idempotency_key``. One that is given goes over the
+                handler's default, which goes over the queue's.
 
         Returns:
             The job's handle.
@@ -121,16 +107,17 @@ class SubmitAPI:
         spec = self._handlers.get(handler) if isinstance(handler, str) else None
         if spec is None:
             raise unknown_handler(handler, self._handlers)
-        check_priority(priority)
-        if (
-            repo is not None
-            or delay
-            or idempotency_key is not None
-            or max_retries is not None
-            or timeout is not None
-            or retry is not None
-        ):
-            check_job_options(repo, delay, idempotency_key, max_retries, timeout, retry)
+        if options:
+            check_options(options, self._queues)
+            repo, queue = options.get("repo"), options.get("queue")
+            priority = int(options.get("priority", DEFAULT_PRIORITY))
+            delay = options.get("delay", 0.0)
+            idempotency_key = options.get("idempotency_key")
+            max_retries, timeout = options.get("max_retries"), options.get("timeout")
+            retry = options.get("retry")
+        else:  # the hot path: nothing to check, nothing to look up
+            repo = queue = idempotency_key = max_retries = timeout = retry = None
+            priority, delay = DEFAULT_PRIORITY, 0.0
         # What is JSON as it is and within every limit needs no copy and no
         # measure: None, a bool, an int of 64 bits, a short ASCII str (the hot path).
         kind = type(payload)
@@ -143,8 +130,6 @@ class SubmitAPI:
             else json_copy(payload, max_bytes=self._config.max_payload_bytes)
         )
         name = queue or spec.queue or DEFAULT_QUEUE
-        if queue is not None:
-            self._queue_named(queue)
         defaults = self._defaults.get((handler, name)) or self._resolve_defaults(spec, name)
         seq = next(self._seq)
         # Positional (the hot path): id, handler, payload, seq, priority, repo,
@@ -155,7 +140,7 @@ class SubmitAPI:
             handler,
             body,
             seq,
-            int(priority),
+            priority,
             repo,
             1,
             defaults.max_retries if max_retries is None else max_retries,

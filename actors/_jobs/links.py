@@ -71,7 +71,7 @@ from actors.messages import ErrorInfo
 if TYPE_CHECKING:
     from actors._jobs.cancel_result import CancelResult
     from actors._jobs.handle import JobHandle
-    from actors._policy.retry import RetryPolicy
+    from actors._policy.options import JobOptions, SubmitOptions
 
 __all__ = ["JobLinks", "Links"]
 
@@ -126,31 +126,9 @@ class Links:
 
     # --- follow-ups -----------------------------------------------------------------
 
-    def then(
-        self,
-        parent: JobState,
-        handler: str,
-        *,
-        repo: str | None,
-        priority: int,
-        queue: str | None,
-        max_retries: int | None,
-        timeout: float | None,
-        retry: RetryPolicy | None,
-    ) -> JobHandle:
+    def then(self, parent: JobState, handler: str, options: JobOptions) -> JobHandle:
         """Submit a follow-up of ``parent`` (`JobHandle.then` documents it)."""
-        parent_id = parent.job.id
-        handle = self._submit(
-            handler,
-            None,
-            repo=repo,
-            priority=priority,
-            queue=queue,
-            max_retries=max_retries,
-            timeout=timeout,
-            retry=retry,
-            _parent=parent_id,
-        )
+        handle = self._submit(handler, None, _parent=parent.job.id, **options)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         if state.where != PARKED:
             return handle  # dropped under on_full="drop": already cancelled, in no table
@@ -182,11 +160,10 @@ class Links:
 
     # --- children -------------------------------------------------------------------
 
-    def submit_child(self, parent_id: str, handler: str, payload: Any, **options: Any) -> JobHandle:
-        """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it).
-
-        ``options`` are `Scheduler.submit`'s keyword arguments.
-        """
+    def submit_child(
+        self, parent_id: str, handler: str, payload: Any, options: SubmitOptions
+    ) -> JobHandle:
+        """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it)."""
         handle = self._submit(handler, payload, _parent=parent_id, **options)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         links = state.links
