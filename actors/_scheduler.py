@@ -14,8 +14,9 @@ import itertools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
 
@@ -30,7 +31,7 @@ from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
 from actors._facade.retry import ManualRetry
-from actors._facade.schedules import ScheduleAPI
+from actors._facade.schedules import DEFAULT_MISFIRE_GRACE, ScheduleHandle, Schedules
 from actors._facade.submit import SubmitAPI, SubmitDefaults
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
@@ -49,6 +50,7 @@ from actors._policy.checks import (
     check_seconds,
 )
 from actors._policy.handlers import HandlerFunc, HandlerSpec, make_spec
+from actors._policy.options import JobOptions
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._policy.retry import RetryPolicy
@@ -59,6 +61,9 @@ from actors._runtime.fork import track
 from actors._runtime.loop import ActorLoop
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask
+from actors._schedules.book import OverlapPolicy, ScheduleInfo
+from actors._schedules.misfire import MisfirePolicy
+from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger
 from actors._timer.clock import Clock, MonotonicClock
 from actors.messages import Cancel, Resize
 
@@ -85,7 +90,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI, ScheduleAPI):
+class Scheduler(SubmitAPI):
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -202,6 +207,14 @@ class Scheduler(SubmitAPI, ScheduleAPI):
         self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
         self._table.links = self._links
         self._retry = ManualRetry(self._life, self._table, self.submit)
+        self._schedules = Schedules(
+            self._life,
+            self._handlers,
+            self._queues,
+            self._config.max_payload_bytes,
+            self.submit,
+            self._handle_of,
+        )
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
         self._seq = iter(range(1, 2**SEQ_BITS))
@@ -340,7 +353,7 @@ class Scheduler(SubmitAPI, ScheduleAPI):
                 self._shutdown.crash,
                 self._rejections,
                 self._shutdown.dispatcher_failed,
-                self._submit_scheduled,
+                self._schedules.submit_fire,
             )
             self._life.dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
@@ -579,6 +592,158 @@ class Scheduler(SubmitAPI, ScheduleAPI):
 
     def _rejections(self) -> tuple[int, int]:
         return self._dropped, self._rejected
+
+    # --- schedules ------------------------------------------------------------------
+
+    def cron(
+        self,
+        handler: str,
+        expr: str,
+        payload: Any = None,
+        *,
+        tz: str | None = None,
+        overlap: OverlapPolicy = "skip",
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` at the times a cron expression names.
+
+        Args:
+            handler: a registered handler's name.
+            expr: 5 fields (minute hour day month weekday) or 6 with leading
+                seconds; see `actors._schedules.triggers` for the dialect and DST rules.
+            payload: each job's payload (JSON-able; a private copy is taken).
+            tz: an IANA time zone the expression is read in (default: UTC).
+            **options: the `JobOptions` of every job the schedule creates, as
+                for `submit` (all but ``delay`` and ``idempotency_key``).
+            overlap: ``"skip"`` (no fire while the last one's job is unfinished),
+                ``"queue"`` (one after the other) or ``"allow"``.
+            misfire: ``"coalesce"`` (one run for fires missed by more than
+                ``misfire_grace``) or ``"skip"`` (drop them).
+            misfire_grace: seconds a fire may be late and still count as on time.
+
+        Raises:
+            InvalidArgument: a bad expression (the message names it and says
+                why), unknown time zone, or bad option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = CronTrigger(expr, tz)
+        description = expr if tz is None else f"{expr} ({tz})"
+        return self._schedules.add(
+            "cron", description, trigger, handler, payload, options, overlap, misfire,
+            misfire_grace,
+        )  # fmt: skip
+
+    def every(
+        self,
+        handler: str,
+        interval: float | timedelta,
+        payload: Any = None,
+        *,
+        start: datetime | float | None = None,
+        end: datetime | float | None = None,
+        overlap: OverlapPolicy = "skip",
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` every ``interval`` (seconds, or a `timedelta`).
+
+        Fires at ``start`` (default: when it is added), then every ``interval``
+        after it, without drift, until ``end`` (default: never). Naive datetimes
+        are read as UTC. The other arguments are `cron`'s.
+
+        Raises:
+            InvalidArgument: ``interval`` <= 0 or not a number or timedelta (the
+                message names it), or a bad ``start``, ``end`` or option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = IntervalTrigger(interval, start, end)
+        seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+        return self._schedules.add(
+            "every", f"every {seconds:g}s", trigger, handler, payload, options, overlap,
+            misfire, misfire_grace,
+        )  # fmt: skip
+
+    def at(
+        self,
+        handler: str,
+        when: datetime | float,
+        payload: Any = None,
+        *,
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` once, at ``when`` (a datetime, naive read as UTC, or epoch seconds).
+
+        A ``when`` in the past is not an error: it is a fire that is late. Under
+        ``misfire="coalesce"`` (the default) it runs at once; under ``"skip"`` it
+        runs only if it is no more than ``misfire_grace`` seconds late, and is
+        counted as a misfire otherwise.
+
+        Raises:
+            InvalidArgument: ``when`` is not a datetime or finite epoch seconds,
+                or a bad option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = AtTrigger(when)
+        moment = datetime.fromtimestamp(trigger.when).astimezone().isoformat()
+        return self._schedules.add(
+            "at", f"at {moment}", trigger, handler, payload, options, "allow", misfire,
+            misfire_grace,
+        )  # fmt: skip
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, oldest first, with its next fire time and counts."""
+        return self._schedules.all()
+
+    def schedule(self, schedule_id: str) -> ScheduleInfo:
+        """One schedule. Raises `ScheduleNotFound`."""
+        return self._schedules.info(schedule_id)
+
+    def pause(self, schedule_id: str) -> ScheduleInfo:
+        """Stop a schedule firing until `resume`; its jobs already made go on.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.pause(schedule_id)
+
+    def resume(self, schedule_id: str) -> ScheduleInfo:
+        """Let a paused schedule fire again, from its next fire time after now.
+
+        Fire times that passed while it was paused are not run and not
+        misfires (they were not wanted); a one-shot `at` that came due while
+        paused runs at once.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.resume(schedule_id)
+
+    def trigger(self, schedule_id: str) -> JobHandle | None:
+        """Run a schedule once now, without moving its fire times (even if paused).
+
+        Returns:
+            The job's handle, or None if the queue was full (counted as a skip).
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.trigger(schedule_id)
+
+    def remove(self, schedule_id: str) -> ScheduleInfo:
+        """Remove a schedule; the jobs it made go on. Returns its last figures.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.remove(schedule_id)
 
     # --- metrics --------------------------------------------------------------------
 
