@@ -1,17 +1,24 @@
 """`Scheduler`: the facade services use. It validates at the boundary, then talks
 to the Dispatcher in messages; nothing here decides what happens to a job.
 
-This module builds and starts a scheduler and holds the handlers; the rest of
-the facade is in mixins, one concern each: submitting (``actors/_facade/submit.py``),
-schedules (``actors/_facade/schedules.py``), metrics (``actors/_facade/metrics.py``), the job query
-and manual retry (``actors/_facade/query.py``), and shutdown and the crash path
-(``actors/_facade/lifecycle.py``).
+`Scheduler` is one class. It builds and starts a scheduler, holds the handlers,
+and answers the calls that need no part of their own (`job`, `jobs`, `cancel`,
+`stats`, `resize`). The rest it delegates to the components it owns, one module
+each in ``actors/_facade/``, each given exactly the collaborators it needs:
+
+- `Life` (``life.py``): the life state and the gate; the one owner of them,
+  which every other part is given;
+- `Submitter` (``submit.py``): how a job comes in, for `submit` and for the jobs
+  the facade makes itself (a retry, a schedule's fire, a child, a follow-up);
+- `Schedules` (``schedules.py``): `cron`, `every`, `at` and the schedule calls;
+- `ManualRetry` (``retry.py``): `retry`;
+- `Metrics` (``metrics.py``): the metrics registration and `serve_metrics`;
+- `Shutdown` (``lifecycle.py``): `shutdown` and the crash path.
 """
 
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -32,25 +39,20 @@ from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
 from actors._facade.retry import ManualRetry
 from actors._facade.schedules import DEFAULT_MISFIRE_GRACE, ScheduleHandle, Schedules
-from actors._facade.submit import SubmitAPI, SubmitDefaults
+from actors._facade.submit import Submitter
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Stats
 from actors._jobs.links import Links
 from actors._jobs.query import JobQuery
-from actors._jobs.ready import SEQ_BITS, ReadyQueue
+from actors._jobs.ready import ReadyQueue
 from actors._jobs.status import JobStatus
 from actors._jobs.table import JobTable
 from actors._metrics.server import MetricsServer
-from actors._policy.checks import (
-    check_clock,
-    check_int,
-    check_name,
-    check_seconds,
-)
+from actors._policy.checks import check_clock, check_int, check_name, check_queue, check_seconds
 from actors._policy.handlers import HandlerFunc, HandlerSpec, make_spec
-from actors._policy.options import JobOptions
+from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._policy.retry import RetryPolicy
@@ -90,7 +92,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI):
+class Scheduler:
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -189,8 +191,6 @@ class Scheduler(SubmitAPI):
             restart_window,
             check_max_payload_bytes(max_payload_bytes),
         )
-        self._on_full = on_full
-        self._full_timeout = full_timeout
         self._clock: Clock = MonotonicClock() if clock is None else check_clock(clock)
         self._handlers: dict[str, HandlerSpec] = {}
         self._life = Life(name or f"postroom-{next(_scheduler_numbers)}", self._ask_timeout)
@@ -201,30 +201,37 @@ class Scheduler(SubmitAPI):
             name: Capacity(queue.max_pending, gate) for name, queue in self._queues.items()
         }
         self._readies = {name: ReadyQueue() for name in self._queues}
-        self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
         self._table = JobTable(self._capacities, history, gate)
+        # Timer tokens, drawn by the submit path for delayed jobs and by the actors for theirs.
+        self._tokens = itertools.count(1)
+        self._reaper = Reaper()
+        self._callbacks = CallbackRunner(self._reaper)
+        submitter = self._submitter = Submitter(
+            self._life,
+            self._handlers,
+            self._queues,
+            self._config,
+            self._table,
+            self._capacities,
+            self._readies,
+            self._clock,
+            self._tokens,
+            self._callbacks,
+            self.cancel,
+            on_full,
+            full_timeout,
+        )
         # Children and follow-ups; workers reach them (ctx.submit) through the table.
-        self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
-        self._table.links = self._links
-        self._retry = ManualRetry(self._life, self._table, self.submit)
+        self._links = Links(self._table, submitter.submit, self._cancel, submitter.hand_off)
+        submitter.links = self._table.links = self._links
+        self._retry = ManualRetry(self._life, self._table, submitter)
         self._schedules = Schedules(
             self._life,
             self._handlers,
             self._queues,
             self._config.max_payload_bytes,
-            self.submit,
-            self._handle_of,
+            submitter,
         )
-        self._reaper = Reaper()
-        self._callbacks = CallbackRunner(self._reaper)
-        self._seq = iter(range(1, 2**SEQ_BITS))
-        # Job ids: a random prefix per scheduler and a counter. As unique as a
-        # uuid4 per job, without a system call per submit.
-        self._id_prefix = uuid.uuid4().hex[:16]
-        # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
-        self._tokens = itertools.count(1)
-        self._dropped = 0
-        self._rejected = 0
         self._metrics = Metrics(self._life, enabled=metrics, registry=registry)
         self._shutdown = Shutdown(
             self._life,
@@ -233,7 +240,7 @@ class Scheduler(SubmitAPI):
             self._queues,
             self._reaper,
             self._metrics,
-            self._rejections,
+            submitter.rejections,
         )
         track(self)  # a forked child must know this scheduler is its parent's
 
@@ -310,7 +317,7 @@ class Scheduler(SubmitAPI):
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
         if queue is not None:
-            self._queue_named(queue)
+            check_queue(queue, self._queues)
             spec = replace(spec, queue=queue)
         if name in self._handlers:
             msg = f"a handler named {name!r} is already registered"
@@ -327,13 +334,14 @@ class Scheduler(SubmitAPI):
             SchedulerClosed: it was shut down, or crashed (a scheduler runs once).
             SchedulerForked: it was started in the process this one was forked from.
         """
-        self._life.check_process()  # before the gate, which a parent's thread may have held
-        with self._life.gate:
-            if self._life.state == RUNNING:
+        life = self._life
+        life.check_process()  # before the gate, which a parent's thread may have held
+        with life.gate:
+            if life.state == RUNNING:
                 msg = "the scheduler is already running: a scheduler starts once"
                 raise SchedulerAlreadyStarted(msg)
-            if self._life.state != NEW:
-                msg = f"a scheduler starts once; this one is {self._life.state}"
+            if life.state != NEW:
+                msg = f"a scheduler starts once; this one is {life.state}"
                 raise SchedulerClosed(msg)
             # First: a name already taken on the registry stops nothing started.
             self._metrics.register()
@@ -351,18 +359,18 @@ class Scheduler(SubmitAPI):
                 self._reaper,
                 self._shutdown.drained.set,
                 self._shutdown.crash,
-                self._rejections,
+                self._submitter.rejections,
                 self._shutdown.dispatcher_failed,
                 self._schedules.submit_fire,
             )
-            self._life.dispatcher = spawned.ref
+            life.dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
             try:
-                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._life.ask_timeout)
+                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=life.ask_timeout)
             except NoReply as exc:
                 raise SchedulerUnresponsive(str(exc)) from None
-            self._life.timer = timer
-            self._life.state = RUNNING
+            self._submitter.connect(spawned.ref, timer)
+            life.started(timer)
         shut_down_at_exit(self)
         return self
 
@@ -398,8 +406,33 @@ class Scheduler(SubmitAPI):
 
     # --- jobs -----------------------------------------------------------------------
 
-    def _handle_of(self, job_id: str) -> JobHandle:
-        return JobHandle(self._table.get(job_id), self.cancel, self._callbacks, self._links)
+    def submit(
+        self, handler: str, payload: Any = None, **options: Unpack[SubmitOptions]
+    ) -> JobHandle:
+        """Submit a job to the handler called ``handler``.
+
+        Args:
+            handler: a registered handler's name.
+            payload: the handler's input; must be JSON-able (a private copy is
+                taken) and encode to at most the scheduler's ``max_payload_bytes``.
+            **options: the job's `SubmitOptions`, each optional: ``repo``,
+                ``priority``, ``queue``, ``max_retries``, ``timeout``, ``retry``,
+                ``delay``, ``idempotency_key``. One that is given goes over the
+                handler's default, which goes over the queue's.
+
+        Returns:
+            The job's handle.
+
+        Raises:
+            UnknownHandler: no handler has that name.
+            UnknownQueue: the scheduler has no queue of that name.
+            InvalidArgument: an argument is invalid (`NotSerializable` for a payload
+                that is not JSON-able, `PayloadTooLarge` for one over the limit).
+            QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
+                or "wait" timed out).
+            SchedulerClosed: the scheduler is not running.
+        """
+        return self._submitter.submit(handler, payload, options)
 
     def job(self, job_id: str) -> JobInfo:
         """A snapshot of the job with this id (unfinished, or finished and still in history).
@@ -504,12 +537,12 @@ class Scheduler(SubmitAPI):
         state = self._table.get(job_id)
         if state.finished:
             return CancelResult.ALREADY_FINISHED
-        if self._life.state not in (RUNNING, CLOSING) or self._life.dispatcher is None:
+        life = self._life
+        dispatcher = life.dispatcher
+        if life.state not in (RUNNING, CLOSING) or dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
-            result: CancelResult = ask(
-                self._life.dispatcher, Cancel(job_id, parent), timeout=self._life.ask_timeout
-            )
+            result: CancelResult = ask(dispatcher, Cancel(job_id, parent), timeout=life.ask_timeout)
         except ActorDead:
             return CancelResult.ALREADY_FINISHED
         except NoReply as exc:
@@ -529,10 +562,11 @@ class Scheduler(SubmitAPI):
         final = self._shutdown.final_stats
         if final is not None:
             return final
-        if self._life.dispatcher is None:
+        dispatcher = self._life.dispatcher
+        if dispatcher is None:
             return self._shutdown.empty_stats()
         try:
-            stats: Stats = ask(self._life.dispatcher, GET_STATS, timeout=self._life.ask_timeout)
+            stats: Stats = ask(dispatcher, GET_STATS, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
             return self._shutdown.final_stats or self._shutdown.empty_stats()
         return stats
@@ -546,15 +580,8 @@ class Scheduler(SubmitAPI):
             SchedulerClosed: the scheduler is not running.
         """
         check_int("workers", workers, 1)
-        self._queue_named(queue)
-        if self._life.state != RUNNING or self._life.dispatcher is None:
-            raise self._life.closed_error()
-        try:
-            ask(self._life.dispatcher, Resize(workers, queue), timeout=self._life.ask_timeout)
-        except ActorDead:
-            raise self._life.closed_error() from None
-        except NoReply as exc:
-            raise SchedulerUnresponsive(str(exc)) from None
+        check_queue(queue, self._queues)
+        self._life.ask(Resize(workers, queue))
 
     def shutdown(
         self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
@@ -589,9 +616,6 @@ class Scheduler(SubmitAPI):
                 number of seconds >= 0.
         """
         self._shutdown.shutdown(graceful, timeout, cancel_grace)
-
-    def _rejections(self) -> tuple[int, int]:
-        return self._dropped, self._rejected
 
     # --- schedules ------------------------------------------------------------------
 

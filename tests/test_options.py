@@ -166,6 +166,13 @@ def test_an_option_a_call_does_not_take_is_refused_naming_it(
     assert sched.schedules() == []
 
 
+@pytest.mark.parametrize("hidden", ["_retry_of", "_schedule", "_parent"])
+def test_submit_has_no_hidden_keyword_arguments(sched: Scheduler, hidden: str) -> None:
+    with pytest.raises(InvalidArgument, match=f"unexpected option '{hidden}'"):
+        sched.submit("echo", 1, **{hidden: "x"})
+    assert sched.stats().submitted == 0
+
+
 def test_a_schedule_s_jobs_carry_its_options(sched: Scheduler) -> None:
     retry = RetryPolicy.fixed(2.0)
     handle = sched.every(

@@ -4,7 +4,8 @@
 drains and ``CLOSED`` when it has; or ``CRASHED`` when an actor it cannot do
 without fails; or ``FORKED`` in a child process forked from the one that
 started it. `Life` is the one owner of that state: every part of the facade
-is given the same `Life` and reads it there.
+is given the same `Life` and reads it there, and it changes only through the
+transitions below (`started`, `closing`, `closed`, `crashed`, `after_fork`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Life:
         self.ask_timeout = ask_timeout
         """Seconds any question to the Dispatcher may take before it is a visible error."""
         self.state = NEW
-        """One of the states above; written under ``gate`` (`after_fork` excepted)."""
+        """One of the states above; written only by the transitions, under ``gate``
+        (`after_fork` excepted: it runs on a child's only thread)."""
         self.gate = threading.Lock()
         """Guards ``state``; the job table and the capacities share it."""
         self.crash_reason = ""
@@ -50,9 +52,9 @@ class Life:
         self.forked_from = 0
         """The process that started it, in a child forked from it (``FORKED`` only)."""
         self.dispatcher: ActorRef[Any] | None = None
-        """The Dispatcher, from `Scheduler.start` on."""
+        """The Dispatcher, set once by `Scheduler.start` (the gate held)."""
         self.timer: ActorRef[Any] | None = None
-        """The Timer, from `Scheduler.start` on (the Dispatcher boots it)."""
+        """The Timer, set once by `started` (the Dispatcher boots it)."""
 
     @property
     def running(self) -> bool:
@@ -96,6 +98,38 @@ class Life:
             raise self.closed_error() from None
         except NoReply as exc:
             raise SchedulerUnresponsive(str(exc)) from None
+
+    # --- transitions ----------------------------------------------------------------
+
+    def started(self, timer: ActorRef[Any]) -> None:
+        """``NEW`` -> ``RUNNING``, its Dispatcher having booted ``timer``. The gate is held."""
+        self.timer = timer
+        self.state = RUNNING
+
+    def closing(self) -> str:
+        """A shutdown begins, the gate held: ``NEW`` -> ``CLOSED`` (nothing ran),
+        ``RUNNING`` or ``CRASHED`` -> ``CLOSING``. Returns the state before; if
+        that is ``CLOSING`` or ``CLOSED``, another shutdown has it and nothing changes."""
+        previous = self.state
+        if previous not in (CLOSING, CLOSED):
+            self.state = CLOSED if previous == NEW else CLOSING
+        return previous
+
+    def closed(self) -> None:
+        """``CLOSING`` -> ``CLOSED``: the shutdown has ended. Takes the gate."""
+        with self.gate:
+            if self.state == CLOSING:
+                self.state = CLOSED
+
+    def crashed(self, reason: str) -> bool:
+        """-> ``CRASHED``, unless it has ended already (crashed or closed): True
+        if it changed. Takes the gate."""
+        with self.gate:
+            if self.state in (CRASHED, CLOSED):
+                return False
+            self.state = CRASHED
+            self.crash_reason = reason
+            return True
 
     def after_fork(self) -> bool:
         """In a child just forked, on its only thread: True if the copy is the

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from actors._dispatcher.dispatcher import GET_STATS, HALT
-from actors._facade.life import CLOSED, CLOSING, CRASHED, NEW, RUNNING, Life
+from actors._facade.life import CLOSED, CLOSING, RUNNING, Life
 from actors._facade.metrics import Metrics
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import QueueStats, Stats
@@ -91,18 +91,16 @@ class Shutdown:
             return  # the parent's scheduler: nothing of it runs in this process
         owned = self._reaper.owns(threading.current_thread())
         with self._life.gate:
-            previous = self._life.state
-            if previous not in (CLOSING, CLOSED):
-                self._life.state = CLOSED if previous == NEW else CLOSING
-                if owned:
-                    self._closer = threading.Thread(
-                        target=self._close,
-                        args=(previous, graceful, timeout, cancel_grace),
-                        name=f"postroom-Shutdown-{id(self):x}",
-                        daemon=False,
-                    )
-                    self._closer.start()
-                    return
+            previous = self._life.closing()
+            if previous not in (CLOSING, CLOSED) and owned:
+                self._closer = threading.Thread(
+                    target=self._close,
+                    args=(previous, graceful, timeout, cancel_grace),
+                    name=f"postroom-Shutdown-{id(self):x}",
+                    daemon=False,
+                )
+                self._closer.start()
+                return
         if previous in (CLOSING, CLOSED):
             if not owned:
                 self._wait_closed()
@@ -139,9 +137,7 @@ class Shutdown:
                 )
             self._metrics.close()
         finally:
-            with self._life.gate:
-                if self._life.state == CLOSING:
-                    self._life.state = CLOSED
+            self._life.closed()
             self._closed.set()
 
     def _drain(
@@ -207,11 +203,8 @@ class Shutdown:
         ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
         with the jobs failed here counted as failed.
         """
-        with self._life.gate:
-            if self._life.state in (CRASHED, CLOSED):
-                return
-            self._life.state = CRASHED
-            self._life.crash_reason = reason
+        if not self._life.crashed(reason):
+            return
         logger.error("postroom scheduler crashed: %s", reason)
         for capacity in self._capacities.values():
             capacity.close()

@@ -7,10 +7,10 @@ the two once it has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from actors._facade.life import Life
+from actors._facade.submit import Submitter
 from actors._jobs.resubmit import RetryLinks
 from actors._jobs.table import JobTable
 from actors._policy.options import options_of
@@ -24,17 +24,17 @@ __all__ = ["ManualRetry"]
 class ManualRetry:
     """Runs jobs again on request, each at most once."""
 
-    def __init__(self, life: Life, table: JobTable, submit: Callable[..., JobHandle]) -> None:
+    def __init__(self, life: Life, table: JobTable, submitter: Submitter) -> None:
         """Retry the jobs of one scheduler.
 
         Args:
             life: the scheduler's life (a retry needs it running).
             table: where the original is found.
-            submit: submits the new job, linked to the original.
+            submitter: submits the new job, linked to the original.
         """
         self._life = life
         self._table = table
-        self._submit = submit
+        self._submitter = submitter
         self._links = RetryLinks()
 
     def retry(self, job_id: str) -> JobHandle:
@@ -46,7 +46,8 @@ class ManualRetry:
         retried_as = None
         try:
             job = original.job
-            handle = self._submit(job.handler, job.payload, _retry_of=job.id, **options_of(job))
+            options = options_of(job)
+            handle = self._submitter.submit(job.handler, job.payload, options, retry_of=job.id)
             # A dropped submission (on_full="drop") is not in the table: no link.
             if handle.info().retry_of == job.id:
                 retried_as = handle.id

@@ -10,14 +10,15 @@ path (`Schedules.submit_fire`), so back-pressure, queues and repos apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from actors._errors import QueueFull
 from actors._facade.life import Life
+from actors._facade.submit import Submitter
 from actors._policy.checks import check_name, unknown_handler
 from actors._policy.handlers import HandlerSpec
-from actors._policy.options import JOB_OPTIONS, JobOptions, check_options
+from actors._policy.options import JOB_OPTIONS, JobOptions, check_options, widen
 from actors._policy.payloads import json_copy
 from actors._schedules.book import (
     OverlapPolicy,
@@ -82,8 +83,7 @@ class Schedules:
         handlers: Mapping[str, HandlerSpec],
         queues: Collection[str],
         max_payload_bytes: int,
-        submit: Callable[..., JobHandle],
-        handle_of: Callable[[str], JobHandle],
+        submitter: Submitter,
     ) -> None:
         """Manage the schedules of one scheduler.
 
@@ -92,15 +92,14 @@ class Schedules:
             handlers: the registered handlers (a schedule names one).
             queues: the names of the scheduler's queues.
             max_payload_bytes: the most bytes a schedule's payload may take.
-            submit: submits one fire's job.
-            handle_of: the handle of a job, by id (`trigger` returns one).
+            submitter: submits each fire's job, and makes the handle `trigger`
+                returns.
         """
         self._life = life
         self._handlers = handlers
         self._queues = queues
         self._max_payload_bytes = max_payload_bytes
-        self._submit = submit
-        self._handle_of = handle_of
+        self._submitter = submitter
 
     def add(
         self,
@@ -151,7 +150,7 @@ class Schedules:
     def trigger(self, schedule_id: str) -> JobHandle | None:
         """`Scheduler.trigger`."""
         job_id = self._call("trigger", schedule_id)
-        return None if job_id is None else self._handle_of(str(job_id))
+        return None if job_id is None else self._submitter.handle_of(str(job_id))
 
     def remove(self, schedule_id: str) -> ScheduleInfo:
         """`Scheduler.remove`."""
@@ -165,10 +164,10 @@ class Schedules:
         Returns the job's id, or None if back-pressure refused it.
         """
         try:
-            handle = self._submit(
-                spec.handler, spec.payload, _schedule=(schedule_id, fire_time),
-                **{**spec.options, "repo": repo},
-            )  # fmt: skip
+            options = widen({**spec.options, "repo": repo})
+            handle = self._submitter.submit(
+                spec.handler, spec.payload, options, schedule=(schedule_id, fire_time)
+            )
         except QueueFull:
             return None
         info = handle.info()

@@ -1,11 +1,11 @@
 """Follow-ups (`JobHandle.then`) and child jobs (`JobContext.submit`): jobs with a parent.
 
-Both are submitted through `Scheduler.submit` with its private ``_parent``
-keyword. Such a job is accepted as any other (validated, a slot taken under its
-queue's ``max_pending``, in the job table, visible to `Scheduler.job`) but is
-*held*: its ``where`` is `PARKED`, its status ``scheduled``, and nothing routes
-it until this module hands it off (`Scheduler._hand_off`, the tail of what
-``_accept`` does for every other job):
+Both are submitted through the facade's submit (`Submitter.submit`) with a
+``parent``. Such a job is accepted as any other (validated, a slot taken under
+its queue's ``max_pending``, in the job table, visible to `Scheduler.job`) but
+is *held*: its ``where`` is `PARKED`, its status ``scheduled``, and nothing
+routes it until this module hands it off (`Submitter.hand_off`, the tail of
+what the submit does for every other job):
 
 - a child is handed off at once, once it is listed among its parent's children
   (or cancelled at once, if a cancel of its parent came first: see below);
@@ -58,13 +58,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors._errors import JobNotFound
 from actors._jobs.state import PARKED, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import logger
+from actors._policy.options import widen
 from actors._policy.payloads import json_copy
 from actors.messages import ErrorInfo
 
@@ -73,7 +74,16 @@ if TYPE_CHECKING:
     from actors._jobs.handle import JobHandle
     from actors._policy.options import JobOptions, SubmitOptions
 
-__all__ = ["JobLinks", "Links"]
+__all__ = ["JobLinks", "Links", "SubmitHeld"]
+
+
+class SubmitHeld(Protocol):
+    """How `Links` submits a child or a follow-up: the facade's submit, which
+    accepts the job with its ``parent`` and holds it until `Links` hands it off."""
+
+    def __call__(
+        self, handler: str, payload: Any, options: SubmitOptions, *, parent: str
+    ) -> JobHandle: ...
 
 
 class JobLinks:
@@ -103,7 +113,7 @@ class Links:
     def __init__(
         self,
         table: JobTable,
-        submit: Callable[..., JobHandle],
+        submit: SubmitHeld,
         cancel: Callable[[str, str], CancelResult],
         hand_off: Callable[[JobState], None],
     ) -> None:
@@ -111,10 +121,11 @@ class Links:
 
         Args:
             table: the scheduler's job table (children are found there by id).
-            submit: `Scheduler.submit`, which holds a job submitted with ``_parent``.
+            submit: the facade's submit (`Submitter.submit`), which holds a job
+                submitted with a ``parent``.
             cancel: `Scheduler._cancel` (job id, parent id), which cancels one job
                 and calls `cancelled`.
-            hand_off: sends a held job on its way, as ``_accept`` does the others.
+            hand_off: sends a held job on its way, as the submit does the others.
         """
         self._table = table
         self._submit = submit
@@ -128,7 +139,7 @@ class Links:
 
     def then(self, parent: JobState, handler: str, options: JobOptions) -> JobHandle:
         """Submit a follow-up of ``parent`` (`JobHandle.then` documents it)."""
-        handle = self._submit(handler, None, _parent=parent.job.id, **options)
+        handle = self._submit(handler, None, widen(options), parent=parent.job.id)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         if state.where != PARKED:
             return handle  # dropped under on_full="drop": already cancelled, in no table
@@ -164,7 +175,7 @@ class Links:
         self, parent_id: str, handler: str, payload: Any, options: SubmitOptions
     ) -> JobHandle:
         """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it)."""
-        handle = self._submit(handler, payload, _parent=parent_id, **options)
+        handle = self._submit(handler, payload, options, parent=parent_id)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         links = state.links
         if links is None or links.parent != parent_id:
@@ -237,7 +248,7 @@ class Links:
     def _claim_locked(state: JobState) -> bool:
         """Take a held job for its handoff (or its end): True once, for one caller.
 
-        ``where`` goes from `PARKED` to "in transit"; `Scheduler._hand_off`
+        ``where`` goes from `PARKED` to "in transit"; `Submitter.hand_off`
         sets where it really goes.
         """
         if state.where != PARKED or state.finished:

@@ -15,7 +15,7 @@ handler and queue.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Final, TypedDict, cast
 
 from actors._errors import InvalidArgument
@@ -23,9 +23,9 @@ from actors._policy.checks import (
     check_int,
     check_name,
     check_priority,
+    check_queue,
     check_retry,
     check_seconds,
-    unknown_queue,
 )
 from actors._policy.priority import Priority
 from actors._policy.retry import RetryPolicy
@@ -42,6 +42,7 @@ __all__ = [
     "check_options",
     "options_of",
     "reject_unknown",
+    "widen",
 ]
 
 DEFAULT_PRIORITY: Final = int(Priority.USER_VISIBLE)
@@ -111,8 +112,11 @@ def check_options(
 ) -> None:
     """Check every option ``call`` was given: one it takes, with a valid value.
 
+    Only the options given are looked at (a submit with one option pays for one
+    check).
+
     Args:
-        options: the options as given (a key left out is not checked).
+        options: the options as given.
         queues: the names of the scheduler's queues.
         accepted: the options ``call`` takes.
         call: the public call, for the message.
@@ -122,24 +126,58 @@ def check_options(
             message names it.
         UnknownQueue: ``queue`` is not one of ``queues``.
     """
-    reject_unknown(options, accepted, call)
-    get = options.get
-    check_name("repo", get("repo"))
-    check_priority(get("priority", DEFAULT_PRIORITY))
-    queue = get("queue")
-    if queue is not None and not (isinstance(queue, str) and queue in queues):
-        raise unknown_queue(queue, queues)
-    max_retries = get("max_retries")
-    if max_retries is not None:
-        check_int("max_retries", max_retries, 0)
-    timeout = get("timeout")
-    if timeout is not None:
-        check_seconds("timeout", timeout)
-    check_retry(get("retry"))
-    delay = get("delay")
-    if delay:
-        check_seconds("delay", delay, allow_zero=True)
-    check_name("idempotency_key", get("idempotency_key"))
+    for name, value in options.items():
+        if name not in accepted:
+            reject_unknown(options, accepted, call)
+        if name == "queue":
+            if value is not None:
+                check_queue(value, queues)
+        else:
+            _CHECKS[name](value)
+
+
+def _check_repo(value: object) -> None:
+    check_name("repo", value)
+
+
+def _check_max_retries(value: object) -> None:
+    if value is not None:
+        check_int("max_retries", value, 0)
+
+
+def _check_timeout(value: object) -> None:
+    if value is not None:
+        check_seconds("timeout", value)
+
+
+def _check_delay(value: object) -> None:
+    if value:  # 0 (or None) is no delay
+        check_seconds("delay", value, allow_zero=True)
+
+
+def _check_idempotency_key(value: object) -> None:
+    check_name("idempotency_key", value)
+
+
+_CHECKS: Final[Mapping[str, Callable[[object], None]]] = {
+    "repo": _check_repo,
+    "priority": check_priority,
+    "max_retries": _check_max_retries,
+    "timeout": _check_timeout,
+    "retry": check_retry,
+    "delay": _check_delay,
+    "idempotency_key": _check_idempotency_key,
+}
+"""The check of each option's value, by name (``queue`` is checked against the
+scheduler's queues); tests/test_options.py checks that every option has one."""
+
+
+def widen(options: JobOptions) -> SubmitOptions:
+    """``options`` as a submit takes them: the same dict. Every `JobOptions` is
+    a valid `SubmitOptions` (the two it lacks are optional), which a type checker
+    cannot tell: it types a TypedDict by its shape, and another dict of that shape
+    could hold a ``delay`` of any type."""
+    return cast("SubmitOptions", options)
 
 
 def options_of(job: Job) -> SubmitOptions:
