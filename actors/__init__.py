@@ -35,6 +35,7 @@ from actors._jobs.cancel_result import CancelResult
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Progress, QueueStats, Stats
 from actors._jobs.status import JobStatus
+from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.priority import Priority
 from actors._policy.queue import Queue
 from actors._policy.retry import RetryPolicy
@@ -58,6 +59,7 @@ __all__ = [
     "JobHandle",
     "JobInfo",
     "JobNotFound",
+    "JobOptions",
     "JobStatus",
     "JobTimedOut",
     "ManualClock",
@@ -83,6 +85,7 @@ __all__ = [
     "SchedulerError",
     "SchedulerForked",
     "Stats",
+    "SubmitOptions",
     "UnknownHandler",
     "UnknownQueue",
     "messages",

@@ -1,23 +1,29 @@
 """`Scheduler`: the facade services use. It validates at the boundary, then talks
 to the Dispatcher in messages; nothing here decides what happens to a job.
 
-This module builds and starts a scheduler and holds the handlers; the rest of
-the facade is in mixins, one concern each: submitting (``actors/_facade/submit.py``),
-schedules (``actors/_facade/schedules.py``), metrics (``actors/_facade/metrics.py``), the job query
-and manual retry (``actors/_facade/query.py``), and shutdown and the crash path
-(``actors/_facade/lifecycle.py``).
+`Scheduler` is one class. It builds and starts a scheduler, holds the handlers,
+and answers the calls that need no part of their own (`job`, `jobs`, `cancel`,
+`stats`, `resize`). The rest it delegates to the components it owns, one module
+each in ``actors/_facade/``, each given exactly the collaborators it needs:
+
+- `Life` (``life.py``): the life state and the gate; the one owner of them,
+  which every other part is given;
+- `Submitter` (``submit.py``): how a job comes in, for `submit` and for the jobs
+  the facade makes itself (a retry, a schedule's fire, a child, a follow-up);
+- `Schedules` (``schedules.py``): `cron`, `every`, `at` and the schedule calls;
+- `ManualRetry` (``retry.py``): `retry`;
+- `Metrics` (``metrics.py``): the metrics registration and `serve_metrics`;
+- `Shutdown` (``lifecycle.py``): `shutdown` and the crash path.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
 
@@ -28,38 +34,38 @@ from actors._errors import (
     SchedulerClosed,
     SchedulerUnresponsive,
 )
-from actors._facade.lifecycle import CLOSING, NEW, RUNNING, ShutdownAPI
-from actors._facade.metrics import MetricsAPI
-from actors._facade.query import JobQueryAPI
-from actors._facade.schedules import ScheduleAPI
-from actors._facade.submit import SubmitAPI, SubmitDefaults
+from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
+from actors._facade.lifecycle import Shutdown
+from actors._facade.metrics import Metrics
+from actors._facade.retry import ManualRetry
+from actors._facade.schedules import DEFAULT_MISFIRE_GRACE, ScheduleHandle, Schedules
+from actors._facade.submit import Submitter
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Stats
 from actors._jobs.links import Links
-from actors._jobs.ready import SEQ_BITS, ReadyQueue
-from actors._jobs.resubmit import RetryLinks
+from actors._jobs.query import JobQuery
+from actors._jobs.ready import ReadyQueue
+from actors._jobs.status import JobStatus
 from actors._jobs.table import JobTable
-from actors._metrics.collector import MetricsSnapshot, register_metrics
 from actors._metrics.server import MetricsServer
-from actors._policy.checks import (
-    check_clock,
-    check_int,
-    check_name,
-    check_seconds,
-)
+from actors._policy.checks import check_clock, check_int, check_name, check_queue, check_seconds
 from actors._policy.handlers import HandlerFunc, HandlerSpec, make_spec
+from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
 from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
 from actors._runtime.callbacks import CallbackRunner
 from actors._runtime.exit import shut_down_at_exit
-from actors._runtime.fork import FORKED, track
+from actors._runtime.fork import track
 from actors._runtime.loop import ActorLoop
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask
+from actors._schedules.book import OverlapPolicy, ScheduleInfo
+from actors._schedules.misfire import MisfirePolicy
+from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger
 from actors._timer.clock import Clock, MonotonicClock
 from actors.messages import Cancel, Resize
 
@@ -86,7 +92,7 @@ def _checked_modes(
     return modes
 
 
-class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
+class Scheduler:
     """An embeddable job scheduler: handlers, a worker pool, repos, retries, timeouts.
 
     Example:
@@ -102,6 +108,11 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             print(handle.result(timeout=10))
         ```
     """
+
+    _ask_timeout = 10.0
+    """Seconds any question to the Dispatcher may take before it is a visible
+    error (a class attribute: one place for the facade, and for tests to shorten;
+    a scheduler reads it once, when it is made)."""
 
     def __init__(
         self,
@@ -181,48 +192,58 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             restart_window,
             check_max_payload_bytes(max_payload_bytes),
         )
-        self._on_full = on_full
-        self._full_timeout = full_timeout
         self._clock: Clock = MonotonicClock() if clock is None else check_clock(clock)
         self._handlers: dict[str, HandlerSpec] = {}
-        # The gate guards the scheduler's state; the table and the capacities share it.
-        self._gate = threading.Lock()
-        # Per named queue: its bound and the ready queue its workers take from.
+        self._life = Life(name or f"postroom-{next(_scheduler_numbers)}", self._ask_timeout)
+        # Per named queue: its bound and the ready queue its workers take from. The
+        # life's gate guards the scheduler's state; the table and the capacities share it.
+        gate = self._life.gate
         self._capacities = {
-            name: Capacity(queue.max_pending, self._gate) for name, queue in self._queues.items()
+            name: Capacity(queue.max_pending, gate) for name, queue in self._queues.items()
         }
         self._readies = {name: ReadyQueue() for name in self._queues}
-        self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
-        self._table = JobTable(self._capacities, history, self._gate)
-        self._retries = RetryLinks()
-        # Children and follow-ups; workers reach them (ctx.submit) through the table.
-        self._links = Links(self._table, self.submit, self._cancel, self._hand_off)
-        self._table.attach_links(self._links)
+        self._table = JobTable(self._capacities, history, gate)
+        # Timer tokens, drawn by the submit path for delayed jobs and by the actors for theirs.
+        self._tokens = itertools.count(1)
         self._reaper = Reaper()
         self._callbacks = CallbackRunner(self._reaper)
-        self._state = NEW
-        self._seq = iter(range(1, 2**SEQ_BITS))
-        # Job ids: a random prefix per scheduler and a counter. As unique as a
-        # uuid4 per job, without a system call per submit.
-        self._id_prefix = uuid.uuid4().hex[:16]
-        self._drained = threading.Event()
-        self._closed = threading.Event()
-        self._dispatcher: ActorRef[Any] | None = None
-        self._timer: ActorRef[Any] | None = None
-        # Timer tokens, drawn here for delayed jobs and by the actors for theirs.
-        self._tokens = itertools.count(1)
-        self._final_stats: Stats | None = None
-        self._dropped = 0
-        self._rejected = 0
-        self._crash_reason = ""
-        self._forked_from = 0  # the process that started it, in a child forked from it
-        self.name = name or f"postroom-{next(_scheduler_numbers)}"
-        """The ``scheduler`` label of this scheduler's metrics."""
-        self._metrics = metrics
-        self._registry = registry
-        self._unregister_metrics: Callable[[], None] | None = None
-        self._last_metrics: MetricsSnapshot | None = None
-        self._metric_servers: list[MetricsServer] = []
+        submitter = self._submitter = Submitter(
+            self._life,
+            self._handlers,
+            self._queues,
+            self._config,
+            self._table,
+            self._capacities,
+            self._readies,
+            self._clock,
+            self._tokens,
+            self._callbacks,
+            self.cancel,
+            on_full,
+            full_timeout,
+        )
+        # Children and follow-ups; workers reach them (ctx.submit) through the table.
+        self._links = Links(self._table, submitter.submit, self._cancel, submitter.hand_off)
+        submitter.attach_links(self._links)
+        self._table.attach_links(self._links)
+        self._retry = ManualRetry(self._life, self._table, submitter)
+        self._schedules = Schedules(
+            self._life,
+            self._handlers,
+            self._queues,
+            self._config.max_payload_bytes,
+            submitter,
+        )
+        self._metrics = Metrics(self._life, enabled=metrics, registry=registry)
+        self._shutdown = Shutdown(
+            self._life,
+            self._table,
+            self._capacities,
+            self._queues,
+            self._reaper,
+            self._metrics,
+            submitter.rejections,
+        )
         track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
@@ -293,12 +314,12 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 ``func`` cannot be called as ``func(ctx, payload)``.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
         """
-        self._check_process()
+        self._life.check_process()
         spec = make_spec(
             name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
         )
         if queue is not None:
-            self._queue_named(queue)
+            check_queue(queue, self._queues)
             spec = replace(spec, queue=queue)
         if name in self._handlers:
             msg = f"a handler named {name!r} is already registered"
@@ -316,19 +337,17 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 a dispatcher that fails as it boots crashes it too).
             SchedulerForked: it was started in the process this one was forked from.
         """
-        self._check_process()  # before the gate, which a parent's thread may have held
-        with self._gate:
-            if self._state == RUNNING:
+        life = self._life
+        life.check_process()  # before the gate, which a parent's thread may have held
+        with life.gate:
+            if life.state == RUNNING:
                 msg = "the scheduler is already running: a scheduler starts once"
                 raise SchedulerAlreadyStarted(msg)
-            if self._state != NEW:
-                msg = f"a scheduler starts once; this one is {self._state}"
+            if life.state != NEW:
+                msg = f"a scheduler starts once; this one is {life.state}"
                 raise SchedulerClosed(msg)
-            if self._metrics:
-                # First: a name already taken on the registry stops nothing started.
-                self._unregister_metrics = register_metrics(
-                    self._metrics_snapshot, name=self.name, registry=self._registry
-                )
+            # First: a name already taken on the registry stops nothing started.
+            self._metrics.register()
             loop = ActorLoop(f"postroom-ActorLoop-{next(_loop_numbers)}")
             self._reaper.add(loop.thread, loop.close)
             spawned = Dispatcher.spawn(
@@ -341,16 +360,16 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 self._handlers,
                 self._table,
                 self._reaper,
-                self._drained.set,
-                self._crash,
-                self._rejections,
-                self._dispatcher_failed,
-                self._submit_scheduled,
+                self._shutdown.drained.set,
+                self._shutdown.crash,
+                self._submitter.rejections,
+                self._shutdown.dispatcher_failed,
+                self._schedules.submit_fire,
             )
-            self._dispatcher = spawned.ref
+            life.dispatcher = spawned.ref
             # Booted before anyone can submit: submit needs the Timer's ref.
             try:
-                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=self._ask_timeout)
+                timer: ActorRef[Any] = ask(spawned.ref, BOOT, timeout=life.ask_timeout)
             except NoReply as exc:
                 raise SchedulerUnresponsive(str(exc)) from None
             except ActorDead:
@@ -358,13 +377,13 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
                 # gate) crashes the scheduler.
                 msg = "the scheduler crashed as it started: its dispatcher failed (see the log)"
                 raise SchedulerClosed(msg) from None
-            self._timer = timer
-            self._state = RUNNING
+            self._submitter.connect(spawned.ref, timer)
+            life.started(timer)
         shut_down_at_exit(self)
         return self
 
     def __enter__(self) -> Self:
-        if self._state in (NEW, FORKED):
+        if self._life.state in (NEW, FORKED):
             self.start()  # a forked one raises
         return self
 
@@ -380,51 +399,48 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
     @property
     def running(self) -> bool:
         """Whether the scheduler accepts jobs (never in a process forked from its own)."""
-        return self._state == RUNNING
+        return self._life.running
 
-    def _check_process(self) -> None:
-        """Raise `SchedulerForked` if this is a forked copy of a started scheduler.
-
-        Calls that would otherwise answer from the copy's stale state, or wait
-        on threads that are not in this process, check this first.
-        """
-        if self._state == FORKED:
-            raise self._closed_error()
+    @property
+    def name(self) -> str:
+        """The ``scheduler`` label of this scheduler's metrics."""
+        return self._life.name
 
     def _after_fork_in_child(self) -> None:
         """In a child just forked, on its only thread (see ``actors/_runtime/fork.py``)."""
-        if self._state == NEW and self._gate.acquire(blocking=False):
-            # Never started, and no thread was starting it: the child's to start.
-            self._gate.release()
-            return
-        # Not the gate: a thread of the parent may have held it, and none will
-        # release it here. Every call checks the state before taking it.
-        if self._state != FORKED:  # else forked before: it is a grandparent's
-            self._forked_from = os.getppid()
-            self._state = FORKED
-        for server in self._metric_servers:
-            server._close_in_child()  # noqa: SLF001 - the server's own fork hook
+        if not self._life.after_fork():
+            return  # never started: the child's to start
+        self._metrics.close_in_child()
 
     # --- jobs -----------------------------------------------------------------------
 
-    def _ask(self, message: Any) -> Any:
-        """Ask the Dispatcher; `SchedulerClosed` unless the scheduler is running.
+    def submit(
+        self, handler: str, payload: Any = None, **options: Unpack[SubmitOptions]
+    ) -> JobHandle:
+        """Submit a job to the handler called ``handler``.
 
-        An error the Dispatcher raises for the message (a `ScheduleNotFound`,
-        say) is raised here, in the caller.
+        Args:
+            handler: a registered handler's name.
+            payload: the handler's input; must be JSON-able (a private copy is
+                taken) and encode to at most the scheduler's ``max_payload_bytes``.
+            **options: the job's `SubmitOptions`, each optional: ``repo``,
+                ``priority``, ``queue``, ``max_retries``, ``timeout``, ``retry``,
+                ``delay``, ``idempotency_key``. One that is given goes over the
+                handler's default, which goes over the queue's.
+
+        Returns:
+            The job's handle.
+
+        Raises:
+            UnknownHandler: no handler has that name.
+            UnknownQueue: the scheduler has no queue of that name.
+            InvalidArgument: an argument is invalid (`NotSerializable` for a payload
+                that is not JSON-able, `PayloadTooLarge` for one over the limit).
+            QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
+                or "wait" timed out).
+            SchedulerClosed: the scheduler is not running.
         """
-        dispatcher = self._dispatcher
-        if self._state != RUNNING or dispatcher is None:
-            raise self._closed_error()
-        try:
-            return ask(dispatcher, message, timeout=self._ask_timeout)
-        except ActorDead:
-            raise self._closed_error() from None
-        except NoReply as exc:
-            raise SchedulerUnresponsive(str(exc)) from None
-
-    def _handle_of(self, job_id: str) -> JobHandle:
-        return JobHandle(self._table.get(job_id), self.cancel, self._callbacks, self._links)
+        return self._submitter.submit(handler, payload, options)
 
     def job(self, job_id: str) -> JobInfo:
         """A snapshot of the job with this id (unfinished, or finished and still in history).
@@ -434,8 +450,81 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         return self._table.get(job_id).snapshot()
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        queue: str | None = None,
+        repo: str | None = None,
+        handler: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobInfo]:
+        """Snapshots of the jobs `job` can find, newest (by submission) first.
+
+        Those are the unfinished jobs and the last ``history`` finished ones.
+        A job is listed if it matches every filter given. Each call costs
+        O(jobs known), a few milliseconds with the default history of 10,000:
+        made for dashboards and operators, not for hot loops. Each snapshot is
+        taken as the page is built, so a page is not one atomic picture, and
+        pages shift as new jobs are submitted (see ``actors/_jobs/query.py``).
+
+        Args:
+            status: a `JobStatus`, or its value (``"failed"``).
+            queue: a queue's name.
+            repo: a repo.
+            handler: a handler's name.
+            limit: the most jobs to return (an int >= 0).
+            offset: how many matching jobs to skip first (an int >= 0): the
+                next page starts at ``offset + limit``.
+
+        Raises:
+            InvalidArgument: a filter of the wrong type, an unknown status, or
+                a bad ``limit`` or ``offset``; the message names the value.
+            UnknownQueue: ``queue`` is not one of the scheduler's queues.
+            UnknownHandler: ``handler`` is not a registered handler.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
+        """
+        self._life.check_process()
+        query = JobQuery.checked(
+            status=status,
+            queue=queue,
+            repo=repo,
+            handler=handler,
+            limit=limit,
+            offset=offset,
+            queues=self._queues,
+            handlers=self._handlers,
+        )
+        return query.select(self._table.states())
+
+    def retry(self, job_id: str) -> JobHandle:
+        """Run a failed or cancelled job again, as a new job with a new id.
+
+        The new job has the original's handler, payload, repo, priority, queue,
+        ``max_retries``, ``timeout`` and backoff, no idempotency key, and starts
+        at attempt 1. It goes through `submit`, so back-pressure applies. The
+        two are linked: the new job's `JobInfo.retry_of` is the original's id,
+        and the original's ``retried_as`` the new job's. A job is retried at
+        most once; to try again, retry the retry.
+
+        Returns:
+            The new job's handle. Under ``on_full="drop"`` it may be a dropped
+            one, already cancelled; the original then stays retryable.
+
+        Raises:
+            SchedulerClosed: the scheduler is not running.
+            JobNotFound: no such job (or it aged out of the history).
+            InvalidArgument: the job is not failed or cancelled (the message
+                says its status), or it was retried already.
+            QueueFull: as from `submit`: no room under ``on_full="reject"``, or
+                none in time under ``"wait"``.
+        """
+        return self._retry.retry(job_id)
 
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job: a waiting one is removed at once, a running one is told to
@@ -448,7 +537,7 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
+        self._life.check_process()
         return self._cancel(job_id)
 
     def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
@@ -456,12 +545,12 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
         state = self._table.get(job_id)
         if state.finished:
             return CancelResult.ALREADY_FINISHED
-        if self._state not in (RUNNING, CLOSING) or self._dispatcher is None:
+        life = self._life
+        dispatcher = life.dispatcher
+        if life.state not in (RUNNING, CLOSING) or dispatcher is None:
             return CancelResult.ALREADY_FINISHED
         try:
-            result: CancelResult = ask(
-                self._dispatcher, Cancel(job_id, parent), timeout=self._ask_timeout
-            )
+            result: CancelResult = ask(dispatcher, Cancel(job_id, parent), timeout=life.ask_timeout)
         except ActorDead:
             return CancelResult.ALREADY_FINISHED
         except NoReply as exc:
@@ -477,15 +566,17 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
-        self._check_process()
-        if self._final_stats is not None:
-            return self._final_stats
-        if self._dispatcher is None:
-            return self._empty_stats()
+        self._life.check_process()
+        final = self._shutdown.final_stats
+        if final is not None:
+            return final
+        dispatcher = self._life.dispatcher
+        if dispatcher is None:
+            return self._shutdown.empty_stats()
         try:
-            stats: Stats = ask(self._dispatcher, GET_STATS, timeout=self._ask_timeout)
+            stats: Stats = ask(dispatcher, GET_STATS, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
-            return self._final_stats or self._empty_stats()
+            return self._shutdown.final_stats or self._shutdown.empty_stats()
         return stats
 
     def resize(self, workers: int, *, queue: str = DEFAULT_QUEUE) -> None:
@@ -497,15 +588,206 @@ class Scheduler(SubmitAPI, ScheduleAPI, MetricsAPI, JobQueryAPI, ShutdownAPI):
             SchedulerClosed: the scheduler is not running.
         """
         check_int("workers", workers, 1)
-        self._queue_named(queue)
-        if self._state != RUNNING or self._dispatcher is None:
-            raise self._closed_error()
-        try:
-            ask(self._dispatcher, Resize(workers, queue), timeout=self._ask_timeout)
-        except ActorDead:
-            raise self._closed_error() from None
-        except NoReply as exc:
-            raise SchedulerUnresponsive(str(exc)) from None
+        check_queue(queue, self._queues)
+        self._life.ask(Resize(workers, queue))
 
-    def _rejections(self) -> tuple[int, int]:
-        return self._dropped, self._rejected
+    def shutdown(
+        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
+    ) -> None:
+        """Stop the scheduler; every handle resolves and every thread is joined.
+
+        Args:
+            graceful: True lets queued and running jobs finish for up to ``timeout``
+                seconds, then cancels what is left; False cancels everything at once.
+            timeout: see ``graceful``.
+            cancel_grace: seconds running handlers get to return once told to stop.
+                A sync handler that ignores ``ctx.cancelled`` longer than that is
+                reported in the log and its handle resolved as cancelled, and its
+                thread may outlive the call.
+
+        It returns within ``timeout`` (if graceful) plus ``cancel_grace``, plus
+        the time the Dispatcher takes to cancel what waits (about 10 us a job)
+        and at most `JOIN_FLOOR` to join threads already told to stop.
+
+        Called from a thread of the scheduler's own (a handler, a done
+        callback), it cannot wait for that thread: it starts the shutdown on a
+        thread of its own and returns at once. The calling handler's job
+        finishes as its handler returns; a later `shutdown` from any other
+        thread waits for the shutdown under way to end, and joins its thread.
+
+        Safe to call more than once, from any thread, and on a scheduler that
+        never started. In a process forked from the one that started it, it
+        does nothing.
+
+        Raises:
+            InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
+                number of seconds >= 0.
+        """
+        self._shutdown.shutdown(graceful, timeout, cancel_grace)
+
+    # --- schedules ------------------------------------------------------------------
+
+    def cron(
+        self,
+        handler: str,
+        expr: str,
+        payload: Any = None,
+        *,
+        tz: str | None = None,
+        overlap: OverlapPolicy = "skip",
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` at the times a cron expression names.
+
+        Args:
+            handler: a registered handler's name.
+            expr: 5 fields (minute hour day month weekday) or 6 with leading
+                seconds; see `actors._schedules.triggers` for the dialect and DST rules.
+            payload: each job's payload (JSON-able; a private copy is taken).
+            tz: an IANA time zone the expression is read in (default: UTC).
+            **options: the `JobOptions` of every job the schedule creates, as
+                for `submit` (all but ``delay`` and ``idempotency_key``).
+            overlap: ``"skip"`` (no fire while the last one's job is unfinished),
+                ``"queue"`` (one after the other) or ``"allow"``.
+            misfire: ``"coalesce"`` (one run for fires missed by more than
+                ``misfire_grace``) or ``"skip"`` (drop them).
+            misfire_grace: seconds a fire may be late and still count as on time.
+
+        Raises:
+            InvalidArgument: a bad expression (the message names it and says
+                why), unknown time zone, or bad option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = CronTrigger(expr, tz)
+        description = expr if tz is None else f"{expr} ({tz})"
+        return self._schedules.add(
+            "cron", description, trigger, handler, payload, options, overlap, misfire,
+            misfire_grace,
+        )  # fmt: skip
+
+    def every(
+        self,
+        handler: str,
+        interval: float | timedelta,
+        payload: Any = None,
+        *,
+        start: datetime | float | None = None,
+        end: datetime | float | None = None,
+        overlap: OverlapPolicy = "skip",
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` every ``interval`` (seconds, or a `timedelta`).
+
+        Fires at ``start`` (default: when it is added), then every ``interval``
+        after it, without drift, until ``end`` (default: never). Naive datetimes
+        are read as UTC. The other arguments are `cron`'s.
+
+        Raises:
+            InvalidArgument: ``interval`` <= 0 or not a number or timedelta (the
+                message names it), or a bad ``start``, ``end`` or option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = IntervalTrigger(interval, start, end)
+        seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+        return self._schedules.add(
+            "every", f"every {seconds:g}s", trigger, handler, payload, options, overlap,
+            misfire, misfire_grace,
+        )  # fmt: skip
+
+    def at(
+        self,
+        handler: str,
+        when: datetime | float,
+        payload: Any = None,
+        *,
+        misfire: MisfirePolicy = "coalesce",
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        **options: Unpack[JobOptions],
+    ) -> ScheduleHandle:
+        """Run ``handler`` once, at ``when`` (a datetime, naive read as UTC, or epoch seconds).
+
+        A ``when`` in the past is not an error: it is a fire that is late. Under
+        ``misfire="coalesce"`` (the default) it runs at once; under ``"skip"`` it
+        runs only if it is no more than ``misfire_grace`` seconds late, and is
+        counted as a misfire otherwise.
+
+        Raises:
+            InvalidArgument: ``when`` is not a datetime or finite epoch seconds,
+                or a bad option.
+            UnknownHandler / UnknownQueue: no handler or queue of that name.
+            SchedulerClosed: the scheduler is not running.
+        """
+        trigger = AtTrigger(when)
+        moment = datetime.fromtimestamp(trigger.when).astimezone().isoformat()
+        return self._schedules.add(
+            "at", f"at {moment}", trigger, handler, payload, options, "allow", misfire,
+            misfire_grace,
+        )  # fmt: skip
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, oldest first, with its next fire time and counts."""
+        return self._schedules.all()
+
+    def schedule(self, schedule_id: str) -> ScheduleInfo:
+        """One schedule. Raises `ScheduleNotFound`."""
+        return self._schedules.info(schedule_id)
+
+    def pause(self, schedule_id: str) -> ScheduleInfo:
+        """Stop a schedule firing until `resume`; its jobs already made go on.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.pause(schedule_id)
+
+    def resume(self, schedule_id: str) -> ScheduleInfo:
+        """Let a paused schedule fire again, from its next fire time after now.
+
+        Fire times that passed while it was paused are not run and not
+        misfires (they were not wanted); a one-shot `at` that came due while
+        paused runs at once.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.resume(schedule_id)
+
+    def trigger(self, schedule_id: str) -> JobHandle | None:
+        """Run a schedule once now, without moving its fire times (even if paused).
+
+        Returns:
+            The job's handle, or None if the queue was full (counted as a skip).
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.trigger(schedule_id)
+
+    def remove(self, schedule_id: str) -> ScheduleInfo:
+        """Remove a schedule; the jobs it made go on. Returns its last figures.
+
+        Raises:
+            ScheduleNotFound: no schedule has that id.
+        """
+        return self._schedules.remove(schedule_id)
+
+    # --- metrics --------------------------------------------------------------------
+
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
+        """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.
+
+        The server runs on a thread of its own until `shutdown`. Port 0 picks a
+        free port: read it from the returned server's ``port``.
+
+        Raises:
+            InvalidArgument: a bad port or address, or one that cannot be bound;
+                or the scheduler was made with ``metrics=False``.
+            SchedulerClosed: the scheduler is not running.
+        """
+        return self._metrics.serve(port, addr)

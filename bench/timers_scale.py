@@ -189,7 +189,7 @@ def side_postroom(n: int, jobs: int, workers: int, seed: int) -> dict[str, Any]:
     sched.register("far", far)
     sched.register("record", record)
     sched.start()
-    timer = sched._timer  # noqa: SLF001 - the bench needs the Timer's ref for the barrier
+    timer = sched._life.timer  # noqa: SLF001 - the bench needs the Timer's ref for the barrier
     (tid,) = [t.native_id for t in threading.enumerate() if t.name.startswith("postroom-Timer")]
     submit = sched.submit
     with Load(n, tid) as load:
@@ -298,7 +298,7 @@ def traced_load(side: str, n: int, seed: int) -> dict[str, Any]:
         tracemalloc.start()
         for i, d in enumerate(far_ds):
             sched.submit("far", i, delay=d)
-        if pending_of(sched._timer) != n:  # noqa: SLF001
+        if pending_of(sched._life.timer) != n:  # noqa: SLF001
             raise RuntimeError("postroom: not all entries reached the Timer")
         stop: Callable[[], None] = lambda: sched.shutdown(graceful=False)  # noqa: E731
     elif side == "heap":

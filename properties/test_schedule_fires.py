@@ -65,7 +65,7 @@ def _expected(expr: str, zone: str, start: datetime) -> list[float]:
 
 def _timer_barrier(sched: Scheduler) -> None:
     """Every entry the Timer found due by now has become a Fire to the Dispatcher."""
-    timer = sched._timer  # the test drives the Timer's clock by hand
+    timer = sched._life.timer  # the test drives the Timer's clock by hand
     assert timer is not None
     timer.ask(ProxyGetAttr(attr_path=("actor_urn",)), timeout=WAIT)
 

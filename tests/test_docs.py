@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -324,9 +325,9 @@ def _documented(params: str) -> dict[str, tuple[str, str | None]]:
         elif part == "/":
             continue
         elif part.startswith("**"):
-            found[part[2:]] = ("**", None)
+            found[part[2:].partition(":")[0].strip()] = ("**", None)
         elif part.startswith("*"):
-            found[part[1:]] = ("*", None)
+            found[part[1:].partition(":")[0].strip()] = ("*", None)
             keyword_only = True
         else:
             name, eq, default = part.partition("=")
@@ -533,6 +534,7 @@ def _class_problems(cls: type, section: str, made_by_postroom: bool) -> list[str
         issubclass(cls, enum.Enum)
         or getattr(cls, "_is_protocol", False)
         or dataclasses.is_dataclass(cls)  # its fields are named, as members
+        or typing.is_typeddict(cls)  # its keys are named, as members
         or made_by_postroom
     ):
         problems.append(f"`{title}(...)`: the constructor is not shown")
@@ -593,8 +595,9 @@ CHANGES = [
     ("metrics=True, registry=None,", "metrics=True,", "`Scheduler()`: parameter `registry`"),
     ("| `handler(name, *, max_retries=None,", "| `handler(name, *, max_retries=0,",
      "`Scheduler.handler`: `max_retries` defaults to None, documented 0"),
-    ("retry=None, queue=None) -> JobHandle` | submit a job;", "retry=None) -> JobHandle` | submit",
-     "`Scheduler.submit`: parameter `queue` is not documented"),
+    ("**options: SubmitOptions) -> JobHandle` | submit a job;",
+     "**opts: SubmitOptions) -> JobHandle` | submit a job;",
+     "`Scheduler.submit`: parameter `options` is not documented"),
     ("| `cron(handler,", "| `crontab(handler,", "`Scheduler.cron` has no signature"),
     ("| `wall() -> float`", "| `walls() -> float`", "`Clock.wall` has no signature"),
     ("`resize(workers, *, queue=\"default\")`", "`resize(workers, queue=\"default\")`",

@@ -300,7 +300,7 @@ def test_a_scheduler_starting_at_the_fork_is_the_parents(registry: CollectorRegi
     def child() -> dict[str, Any]:
         return {"start": _outcome(sched.start)[:2], "running": sched.running}
 
-    with sched._gate:  # what a thread inside start() holds
+    with sched._life.gate:  # what a thread inside start() holds
         report = _fork(child)
     assert report["start"][0] == "SchedulerForked"
     assert report["running"] is False

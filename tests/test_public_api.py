@@ -142,3 +142,35 @@ def test_package_is_typed() -> None:
 def test_version() -> None:
     assert isinstance(actors.__version__, str)
     assert actors.__version__.count(".") >= 1
+
+
+@pytest.mark.parametrize("name", sorted(actors.__all__))
+def test_public_calls_take_no_private_arguments(name: str) -> None:
+    """What the facade passes internally (a retry's original, a schedule's fire,
+    a parent) goes through its own components, never a hidden keyword."""
+    obj = getattr(actors, name)
+    if not inspect.isclass(obj) or issubclass(obj, enum.Enum | BaseException):
+        return
+    # Inherited members too: a class assembled from parts gets its calls from them.
+    for member in ["__init__", *(m for m in dir(obj) if not m.startswith("_"))]:
+        value = inspect.getattr_static(obj, member)
+        value = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+        func = value.fget if isinstance(value, property) else value
+        if not inspect.isfunction(func):
+            continue
+        private = [p for p in inspect.signature(func).parameters if p.startswith("_")]
+        assert not private, f"actors.{name}.{member} takes {private}"
+
+
+def test_the_scheduler_is_one_class_that_holds_its_parts() -> None:
+    """No part of the facade is a mixin sharing the Scheduler's attributes: each
+    is a class of its own in actors/_facade/, which the Scheduler holds."""
+    from actors import _facade
+
+    assert actors.Scheduler.__bases__ == (object,)
+    for info in pkgutil.iter_modules(_facade.__path__, prefix="actors._facade."):
+        module = importlib.import_module(info.name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and not getattr(obj, "_is_protocol", False):
+                assert obj.__bases__ == (object,), f"{info.name}.{name}"

@@ -50,7 +50,8 @@ def _fires(sched: Scheduler, schedule_id: str, count: int) -> None:
     wait_until(lambda: sched.schedule(schedule_id).fires >= count, f"{count} fire(s)")
     for info in sched.jobs(handler="tick", limit=1000):
         if info.schedule_id == schedule_id:
-            assert sched.job(info.id).status.finished or sched._handle_of(info.id).wait(WAIT)
+            handle = sched._submitter.handle_of(info.id)
+            assert sched.job(info.id).status.finished or handle.wait(WAIT)
 
 
 def _fire_times(sched: Scheduler, schedule_id: str) -> list[float]:

@@ -508,9 +508,9 @@ def test_shutdown_from_a_handler_returns_and_its_own_job_completes() -> None:
         sched.shutdown()  # waits for the shutdown under way, joins its thread
     assert sched.job(handle.id).status is JobStatus.COMPLETED
     assert not sched.running
-    assert sched._state == "closed"
+    assert sched._life.state == "closed"
     # The metrics were unregistered: a new scheduler can take the same name.
-    Scheduler(name=sched.name, registry=sched._registry).start().shutdown()
+    Scheduler(name=sched.name, registry=sched._metrics.registry).start().shutdown()
 
 
 def test_shutdown_from_a_done_callback_ends_the_scheduler() -> None:
@@ -536,7 +536,7 @@ def test_shutdown_from_a_done_callback_ends_the_scheduler() -> None:
         assert errors == []
     finally:
         sched.shutdown()
-    assert sched._state == "closed"
+    assert sched._life.state == "closed"
     assert not any(t.name.startswith("postroom-Shutdown") for t in threading.enumerate())
 
 
@@ -564,7 +564,7 @@ def test_a_later_shutdown_waits_for_the_one_a_handler_started() -> None:
     sched.shutdown()
     # When the second call returns, the first has ended: the job ran to the end.
     assert blocked.status is JobStatus.COMPLETED
-    assert sched._state == "closed"
+    assert sched._life.state == "closed"
 
 
 # --- shutdown keeps to its limits -------------------------------------------------------

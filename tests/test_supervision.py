@@ -469,6 +469,7 @@ def _dispatcher_dies_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> tuple[A
     Returns the events (dead, release).
     """
     from actors._dispatcher.dispatcher import Dispatcher
+    from actors._facade.lifecycle import Shutdown
 
     on_submit = Dispatcher._on_submit
 
@@ -478,15 +479,15 @@ def _dispatcher_dies_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> tuple[A
         on_submit(self, job)
 
     dead, release = threading.Event(), threading.Event()
-    failed = Scheduler._dispatcher_failed
+    failed = Shutdown.dispatcher_failed
 
-    def held_report(self: Scheduler, *args: Any) -> None:
+    def held_report(self: Shutdown, *args: Any) -> None:
         dead.set()
         release.wait(10)
         failed(self, *args)
 
     monkeypatch.setattr(Dispatcher, "_on_submit", failing_submit)
-    monkeypatch.setattr(Scheduler, "_dispatcher_failed", held_report)
+    monkeypatch.setattr(Shutdown, "dispatcher_failed", held_report)
     return dead, release
 
 

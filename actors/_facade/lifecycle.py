@@ -1,47 +1,37 @@
-"""How a scheduler ends: `Scheduler.shutdown`, and the crash path (a mixin).
+"""How a scheduler ends: `Scheduler.shutdown`, and the crash path.
 
-A scheduler's life, read and changed under the facade's gate: ``NEW`` until
-`start`, ``RUNNING``, then ``CLOSING`` while `shutdown` drains and ``CLOSED``
-when it has; or ``CRASHED`` when an actor it cannot do without fails. Either end
-resolves every handle, stops every actor and keeps the final figures
-answerable (rule 9, docs/guarantees.md).
+`Shutdown` moves the scheduler's `Life` from ``RUNNING`` to ``CLOSING`` and
+``CLOSED`` as it drains, or to ``CRASHED`` when an actor it cannot do without
+fails. Either end resolves every handle, stops every actor and keeps the
+final figures answerable (rule 9, docs/guarantees.md).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from actors._dispatcher.dispatcher import GET_STATS, HALT
-from actors._errors import SchedulerClosed, SchedulerCrashed
+from actors._facade.life import CLOSED, CLOSING, RUNNING, Life
+from actors._facade.metrics import Metrics
 from actors._jobs.capacity import Capacity
 from actors._jobs.info import QueueStats, Stats
 from actors._jobs.state import JobState
 from actors._jobs.status import CANCELLED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import scheduler_logger as logger
-from actors._metrics.server import MetricsServer
 from actors._policy.checks import check_seconds
 from actors._policy.queue import Queue
-from actors._runtime.fork import FORKED, forked_error
+from actors._runtime.fork import FORKED
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask, stop
 from actors._timer.clock import wait_seconds
 from actors.messages import Close, ErrorInfo
 
-__all__ = [
-    "CLOSED",
-    "CLOSING",
-    "CRASHED",
-    "NEW",
-    "RUNNING",
-    "ShutdownAPI",
-]
-
-NEW, RUNNING, CLOSING, CLOSED, CRASHED = "new", "running", "closing", "closed", "crashed"
+__all__ = ["CANCEL_BOUND", "JOIN_FLOOR", "Shutdown"]
 
 JOIN_FLOOR = 0.1
 """Seconds shutdown gives threads already told to stop to end, even when the
@@ -52,84 +42,65 @@ CANCEL_BOUND = 1e-4
 up on the Dispatcher (measured: about 10 us per job)."""
 
 
-class ShutdownAPI:
-    """The shutdown and crash half of `Scheduler` (a mixin: it uses the facade's state)."""
+class Shutdown:
+    """Ends a scheduler, by request or by crash, and keeps its final figures."""
 
-    _gate: threading.Lock
-    _state: str
-    _crash_reason: str
-    _forked_from: int
-    name: str
-    _capacities: dict[str, Capacity]
-    _queues: dict[str, Queue]
-    _dispatcher: ActorRef[Any] | None
-    _reaper: Reaper
-    _table: JobTable
-    _drained: threading.Event
-    _closed: threading.Event
-    """Set when a shutdown has ended (threads joined, metrics unregistered)."""
-    _closer: threading.Thread | None = None
-    """The thread a shutdown called from the scheduler's own thread runs on."""
-    _final_stats: Stats | None
-    _metric_servers: list[MetricsServer]
-    _unregister_metrics: Callable[[], None] | None
-    _dropped: int
-    _rejected: int
-
-    _ask_timeout = 10.0
-    """Seconds any question to the Dispatcher may take before it is a visible
-    error (a class attribute: one place for the facade, and for tests to shorten)."""
-
-    def shutdown(
-        self, graceful: bool = True, timeout: float = 30.0, *, cancel_grace: float = 5.0
+    def __init__(
+        self,
+        life: Life,
+        table: JobTable,
+        capacities: Mapping[str, Capacity],
+        queues: Mapping[str, Queue],
+        reaper: Reaper,
+        metrics: Metrics,
+        rejections: Callable[[], tuple[int, int]],
     ) -> None:
-        """Stop the scheduler; every handle resolves and every thread is joined.
+        """End one scheduler.
 
         Args:
-            graceful: True lets queued and running jobs finish for up to ``timeout``
-                seconds, then cancels what is left; False cancels everything at once.
-            timeout: see ``graceful``.
-            cancel_grace: seconds running handlers get to return once told to stop.
-                A sync handler that ignores ``ctx.cancelled`` longer than that is
-                reported in the log and its handle resolved as cancelled, and its
-                thread may outlive the call.
-
-        It returns within ``timeout`` (if graceful) plus ``cancel_grace``, plus
-        the time the Dispatcher takes to cancel what waits (about 10 us a job)
-        and at most `JOIN_FLOOR` to join threads already told to stop.
-
-        Called from a thread of the scheduler's own (a handler, a done
-        callback), it cannot wait for that thread: it starts the shutdown on a
-        thread of its own and returns at once. The calling handler's job
-        finishes as its handler returns; a later `shutdown` from any other
-        thread waits for the shutdown under way to end, and joins its thread.
-
-        Safe to call more than once, from any thread, and on a scheduler that
-        never started. In a process forked from the one that started it, it
-        does nothing.
-
-        Raises:
-            InvalidArgument: ``timeout`` or ``cancel_grace`` is not a finite
-                number of seconds >= 0.
+            life: the scheduler's life, which a shutdown or a crash ends.
+            table: the job table (what is left unfinished is resolved here).
+            capacities: the queues' bounds, closed so no submit waits on.
+            queues: the queues' configuration (for the figures of a scheduler
+                that never ran).
+            reaper: the scheduler's threads, stopped and joined.
+            metrics: closed once the actors have stopped.
+            rejections: the submits dropped and rejected so far.
         """
+        self._life = life
+        self._table = table
+        self._capacities = capacities
+        self._queues = queues
+        self._reaper = reaper
+        self._metrics = metrics
+        self._rejections = rejections
+        self.drained = threading.Event()
+        """Set by the Dispatcher once no job is left, or by a crash."""
+        self._closed = threading.Event()
+        """Set when a shutdown has ended (threads joined, metrics unregistered)."""
+        self._closer: threading.Thread | None = None
+        """The thread a shutdown called from the scheduler's own thread runs on."""
+        self.final_stats: Stats | None = None
+        """The figures once it has ended, which `Scheduler.stats` then answers with."""
+
+    def shutdown(self, graceful: bool, timeout: float, cancel_grace: float) -> None:
+        """`Scheduler.shutdown`."""
         check_seconds("timeout", timeout, allow_zero=True)
         check_seconds("cancel_grace", cancel_grace, allow_zero=True)
-        if self._state == FORKED:
+        if self._life.state == FORKED:
             return  # the parent's scheduler: nothing of it runs in this process
         owned = self._reaper.owns(threading.current_thread())
-        with self._gate:
-            previous = self._state
-            if previous not in (CLOSING, CLOSED):
-                self._state = CLOSED if previous == NEW else CLOSING
-                if owned:
-                    self._closer = threading.Thread(
-                        target=self._close,
-                        args=(previous, graceful, timeout, cancel_grace),
-                        name=f"postroom-Shutdown-{id(self):x}",
-                        daemon=False,
-                    )
-                    self._closer.start()
-                    return
+        with self._life.gate:
+            previous = self._life.closing()
+            if previous not in (CLOSING, CLOSED) and owned:
+                self._closer = threading.Thread(
+                    target=self._close,
+                    args=(previous, graceful, timeout, cancel_grace),
+                    name=f"postroom-Shutdown-{id(self):x}",
+                    daemon=False,
+                )
+                self._closer.start()
+                return
         if previous in (CLOSING, CLOSED):
             if not owned:
                 self._wait_closed()
@@ -148,7 +119,7 @@ class ShutdownAPI:
             deadline = time.monotonic() + (timeout if graceful else 0.0) + cancel_grace
             for capacity in self._capacities.values():
                 capacity.close()
-            dispatcher = self._dispatcher
+            dispatcher = self._life.dispatcher
             if previous == RUNNING and dispatcher is not None:
                 self._drain(dispatcher, graceful, timeout, cancel_grace)
             # Whatever is still alive (the actor loop, a crashed scheduler's actors)
@@ -164,21 +135,15 @@ class ShutdownAPI:
                     len(left),
                     ", ".join(t.name for t in left),
                 )
-            for server in self._metric_servers:
-                server.stop()
-            if self._unregister_metrics is not None:
-                self._unregister_metrics()
-                self._unregister_metrics = None
+            self._metrics.close()
         finally:
-            with self._gate:
-                if self._state == CLOSING:
-                    self._state = CLOSED
+            self._life.closed()
             self._closed.set()
 
     def _drain(
         self, dispatcher: ActorRef[Any], graceful: bool, timeout: float, grace: float
     ) -> None:
-        drained = self._drained
+        drained = self.drained
         if graceful:
             try:
                 dispatcher.tell(Close(cancel=False))
@@ -190,7 +155,7 @@ class ShutdownAPI:
             # The grace is for running handlers to return: it starts once the
             # Dispatcher has cancelled every waiting job and signalled the
             # running ones, which takes a while with a million jobs waiting.
-            bound = self._ask_timeout + CANCEL_BOUND * len(self._table.active)
+            bound = self._life.ask_timeout + CANCEL_BOUND * len(self._table.active)
             try:
                 ask(dispatcher, Close(cancel=True), timeout=bound)
             except NoReply:
@@ -216,17 +181,17 @@ class ShutdownAPI:
                     ),
                 )
         try:
-            final: Stats = ask(dispatcher, GET_STATS, timeout=self._ask_timeout)
-            self._final_stats = _at_rest(final)
-            ask(dispatcher, HALT, timeout=self._ask_timeout)
-            stop(dispatcher, timeout=self._ask_timeout)
+            final: Stats = ask(dispatcher, GET_STATS, timeout=self._life.ask_timeout)
+            self.final_stats = _at_rest(final)
+            ask(dispatcher, HALT, timeout=self._life.ask_timeout)
+            stop(dispatcher, timeout=self._life.ask_timeout)
         except (ActorDead, NoReply):
             logger.exception("shutdown: the dispatcher did not answer")
             self._reaper.stop_all()
 
     # --- failure --------------------------------------------------------------------
 
-    def _dispatcher_failed(
+    def dispatcher_failed(
         self, actor: Any, _type: Any, exc: BaseException | None, _tb: Any
     ) -> None:
         # On the failed dispatcher's thread: its counters are still readable.
@@ -234,19 +199,16 @@ class ShutdownAPI:
             stats: Stats | None = actor._stats()  # noqa: SLF001
         except Exception:  # noqa: BLE001 - the figures are a courtesy; the crash is not
             stats = None
-        self._crash(f"the dispatcher failed: {exc!r}", stats)
+        self.crash(f"the dispatcher failed: {exc!r}", stats)
 
-    def _crash(self, reason: str, stats: Stats | None) -> None:
+    def crash(self, reason: str, stats: Stats | None) -> None:
         """Fail loudly: resolve every unfinished handle with an error, stop the actors.
 
         ``stats`` are the dispatcher's last figures; they stay answerable (rule 9),
         with the jobs failed here counted as failed.
         """
-        with self._gate:
-            if self._state in (CRASHED, CLOSED):
-                return
-            self._state = CRASHED
-            self._crash_reason = reason
+        if not self._life.crashed(reason):
+            return
         logger.error("postroom scheduler crashed: %s", reason)
         for capacity in self._capacities.values():
             capacity.close()
@@ -256,34 +218,24 @@ class ShutdownAPI:
         # The table counted the jobs failed here; the rest is the dispatcher's
         # last word (or nothing, if it could not give one).
         counts = self._table.counts()
-        self._final_stats = replace(
-            _at_rest(stats or self._empty_stats(), crashed=True),
+        self.final_stats = replace(
+            _at_rest(stats or self.empty_stats(), crashed=True),
             submitted=counts.submitted,
             completed=counts.completed,
             failed=counts.failed,
             cancelled=counts.cancelled,
         )
-        self._drained.set()
+        self.drained.set()
         self._reaper.stop_all()
 
-    def _closed_error(self) -> SchedulerClosed:
-        if self._state == FORKED:
-            return forked_error(f"the scheduler {self.name!r}", self._forked_from)
-        if self._state == CRASHED:
-            err = SchedulerClosed(f"the scheduler crashed: {self._crash_reason}")
-            err.__cause__ = SchedulerCrashed(self._crash_reason)
-            return err
-        if self._state == NEW:
-            return SchedulerClosed("the scheduler is not started: call start() or use `with`")
-        return SchedulerClosed("the scheduler is shut down")
-
-    def _empty_stats(self) -> Stats:
+    def empty_stats(self) -> Stats:
         queues = tuple(
             QueueStats(name, queue.workers, 0, 0, queue.max_pending)
             for name, queue in self._queues.items()
         )
         workers = sum(queue.workers for queue in self._queues.values())
-        return Stats(0, 0, 0, 0, 0, self._dropped, self._rejected, 0, 0, workers, 0, 0.0, queues)
+        dropped, rejected = self._rejections()
+        return Stats(0, 0, 0, 0, 0, dropped, rejected, 0, 0, workers, 0, 0.0, queues)
 
 
 def _at_rest(stats: Stats, *, crashed: bool = False) -> Stats:

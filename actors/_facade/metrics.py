@@ -1,73 +1,91 @@
-"""`Scheduler.serve_metrics` and the snapshot the metrics collector reads.
+"""The scheduler's metrics: `Scheduler.serve_metrics`, and the snapshot a scrape reads.
 
-The scheduler registers `_metrics_snapshot` with `actors._metrics.collector` when it
-starts; a scrape calls it, and it asks the Dispatcher for its figures (the
-last ones it gave, once it has stopped).
+`Metrics.register` registers `Metrics.snapshot` with `actors._metrics.collector`
+when the scheduler starts; a scrape calls it, and it asks the Dispatcher for
+its figures (the last ones it gave, once it has stopped).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from actors._dispatcher.dispatcher import GET_METRICS
 from actors._errors import InvalidArgument, SchedulerClosed, SchedulerUnresponsive
-from actors._metrics.collector import MetricsSnapshot
+from actors._facade.life import Life
+from actors._metrics.collector import MetricsSnapshot, register_metrics
 from actors._metrics.server import MetricsServer
 
-__all__ = ["MetricsAPI"]
+__all__ = ["Metrics"]
 
 
-class MetricsAPI:
-    """The metrics half of `Scheduler` (a mixin: it uses the facade's state)."""
+class Metrics:
+    """A scheduler's metrics: its registration and its servers."""
 
-    _metrics: bool
-    _registry: CollectorRegistry | None
-    _gate: threading.Lock
-    _metric_servers: list[MetricsServer]
-    _last_metrics: MetricsSnapshot | None
-    _ask: Callable[[Any], Any]
-    _closed_error: Callable[[], SchedulerClosed]
+    def __init__(self, life: Life, *, enabled: bool, registry: CollectorRegistry | None) -> None:
+        """Keep the metrics of one scheduler.
 
-    @property
-    def running(self) -> bool:  # the facade's
-        raise NotImplementedError
+        Args:
+            life: the scheduler's life (its name labels the metrics).
+            enabled: whether to register metrics at all (``Scheduler(metrics=)``).
+            registry: where to register (None: ``prometheus_client``'s global one).
+        """
+        self._life = life
+        self.enabled = enabled
+        self.registry = registry
+        self._servers: list[MetricsServer] = []
+        self._unregister: Callable[[], None] | None = None
+        self._last: MetricsSnapshot | None = None
 
-    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
-        """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.
-
-        The server runs on a thread of its own until `shutdown`. Port 0 picks a
-        free port: read it from the returned server's ``port``.
+    def register(self) -> None:
+        """Register the scheduler's metrics (at start, the gate held).
 
         Raises:
-            InvalidArgument: a bad port or address, or one that cannot be bound;
-                or the scheduler was made with ``metrics=False``.
-            SchedulerClosed: the scheduler is not running.
+            InvalidArgument: the registry has a scheduler of that name already.
         """
-        if not self._metrics:
+        if self.enabled:
+            self._unregister = register_metrics(
+                self.snapshot, name=self._life.name, registry=self.registry
+            )
+
+    def serve(self, port: int, addr: str) -> MetricsServer:
+        """`Scheduler.serve_metrics`."""
+        life = self._life
+        if not self.enabled:
             msg = "this scheduler was made with metrics=False: there is nothing to serve"
             raise InvalidArgument(msg)
-        if not self.running:
+        if not life.running:
             # Also before the gate, which a forked child's copy must not take.
-            raise self._closed_error()
-        server = MetricsServer(port, addr=addr, registry=self._registry)
-        with self._gate:
-            if not self.running:
-                raise self._closed_error()
+            raise life.closed_error()
+        server = MetricsServer(port, addr=addr, registry=self.registry)
+        with life.gate:
+            if not life.running:
+                raise life.closed_error()
             server.start()
-            self._metric_servers.append(server)
+            self._servers.append(server)
         return server
 
-    def _metrics_snapshot(self) -> MetricsSnapshot:
+    def snapshot(self) -> MetricsSnapshot:
         """The dispatcher's figures; its last ones once it has stopped."""
-        if self.running:
+        if self._life.running:
             with contextlib.suppress(SchedulerClosed, SchedulerUnresponsive):
-                self._last_metrics = self._ask(GET_METRICS)
-        return self._last_metrics or _EMPTY_METRICS
+                self._last = self._life.ask(GET_METRICS)
+        return self._last or _EMPTY_METRICS
+
+    def close(self) -> None:
+        """Stop the servers and unregister (at shutdown)."""
+        for server in self._servers:
+            server.stop()
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
+
+    def close_in_child(self) -> None:
+        """In a child just forked: close the servers' copies of the parent's sockets."""
+        for server in self._servers:
+            server._close_in_child()  # noqa: SLF001 - the server's own fork hook
 
 
 _EMPTY_METRICS = MetricsSnapshot(

@@ -1,6 +1,6 @@
-"""How a job comes in: `Scheduler.submit`, and the hand-off that follows (a mixin).
+"""How a job comes in: `Scheduler.submit`, and the hand-off that follows.
 
-The facade checks every argument at the boundary, builds the job's record,
+`Submitter` checks every argument at the boundary, builds the job's record,
 and, holding the gate, takes a slot of the job's queue (rule 8, docs/guarantees.md), looks up its
 idempotency key (rule 10) and sends it on its way: a job with a repo to the
 Dispatcher, one without straight into its queue's ready queue, or to the Timer
@@ -10,29 +10,27 @@ if delayed; a child or follow-up is held until its links hand it off
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors._dispatcher.dispatcher import DispatcherConfig
-from actors._errors import QueueFull, SchedulerClosed
-from actors._facade.lifecycle import RUNNING
+from actors._errors import QueueFull
+from actors._facade.life import RUNNING, Life
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
 from actors._jobs.links import JobLinks, Links
-from actors._jobs.ready import ReadyQueue
+from actors._jobs.ready import SEQ_BITS, ReadyQueue
 from actors._jobs.state import PARKED, READY, TIMER, JobState, LabelCounts
 from actors._jobs.status import CANCELLED, PENDING, SCHEDULED
 from actors._jobs.table import JobTable
-from actors._policy.checks import check_job_options, check_priority, unknown_handler, unknown_queue
+from actors._policy.checks import unknown_handler
 from actors._policy.handlers import HandlerSpec
+from actors._policy.options import DEFAULT_PRIORITY, SubmitOptions, check_options
 from actors._policy.payloads import INT_MAX, INT_MIN, SHORT_STR, json_copy
-from actors._policy.priority import Priority
 from actors._policy.queue import DEFAULT_QUEUE, Queue
 from actors._policy.retry import NO_BACKOFF, RetryPolicy
 from actors._runtime.actor import post
@@ -41,101 +39,128 @@ from actors._runtime.refs import ActorDead, ActorRef
 from actors._timer.clock import Clock
 from actors.messages import After, ErrorInfo, Job, JSONValue, Submit
 
-if TYPE_CHECKING:
-    from actors._dispatcher.dispatcher import DispatcherConfig
-
-__all__ = ["SubmitAPI", "SubmitDefaults"]
+__all__ = ["SubmitDefaults", "Submitter"]
 
 
-class SubmitAPI:
-    """The submit half of `Scheduler` (a mixin: it uses the facade's state)."""
+class Submitter:
+    """Takes jobs in: every submit, and the jobs a retry, a schedule or a parent make."""
 
-    _state: str
-    _gate: threading.Lock
-    _handlers: dict[str, HandlerSpec]
-    _queues: dict[str, Queue]
-    _defaults: dict[tuple[str, str], SubmitDefaults]
-    _seq: Iterator[int]
-    _id_prefix: str
-    _clock: Clock
-    _tokens: itertools.count[int]
-    _table: JobTable
-    _capacities: dict[str, Capacity]
-    _readies: Mapping[str, ReadyQueue]
-    _dispatcher: ActorRef[Any] | None
-    _timer: ActorRef[Any] | None
-    _on_full: str
-    _full_timeout: float | None
-    _config: DispatcherConfig
-    _dropped: int
-    _rejected: int
-    _callbacks: CallbackRunner
-    _links: Links
-    _closed_error: Callable[[], SchedulerClosed]
-    cancel: Callable[[str], CancelResult]
+    def __init__(
+        self,
+        life: Life,
+        handlers: Mapping[str, HandlerSpec],
+        queues: Mapping[str, Queue],
+        config: DispatcherConfig,
+        table: JobTable,
+        capacities: Mapping[str, Capacity],
+        readies: Mapping[str, ReadyQueue],
+        clock: Clock,
+        tokens: Iterator[int],
+        callbacks: CallbackRunner,
+        cancel: Callable[[str], CancelResult],
+        on_full: str,
+        full_timeout: float | None,
+    ) -> None:
+        """Take in the jobs of one scheduler.
+
+        Args:
+            life: the scheduler's life (jobs come in only while it runs; its
+                gate covers each job's acceptance).
+            handlers: the registered handlers.
+            queues: the scheduler's queues, with their job defaults.
+            config: the payload limit and the repo modes.
+            table: where accepted jobs are kept.
+            capacities: each queue's bound on unfinished jobs.
+            readies: each queue's ready queue (a job without a repo goes there).
+            clock: the scheduler's clock (a delay is counted on it).
+            tokens: Timer tokens, shared with the actors.
+            callbacks: runs the handles' done callbacks.
+            cancel: `Scheduler.cancel`, for the handles.
+            on_full: what a submit does when its queue is full.
+            full_timeout: how long ``on_full="wait"`` waits.
+        """
+        self._life = life
+        self._gate = life.gate  # the submit path takes it per job: bound here
+        self._handlers = handlers
+        self._queues = queues
+        self._config = config
+        self._table = table
+        self._capacities = capacities
+        self._readies = readies
+        self._clock = clock
+        self._tokens = tokens
+        self._callbacks = callbacks
+        self._cancel = cancel
+        self._on_full = on_full
+        self._full_timeout = full_timeout
+        self.links: Links | None = None
+        """Children and follow-ups (set once made: they submit through this)."""
+        self._dispatcher: ActorRef[Any] | None = None
+        self._timer: ActorRef[Any] | None = None
+        self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
+        self._seq = iter(range(1, 2**SEQ_BITS))
+        # Job ids: a random prefix per scheduler and a counter. As unique as a
+        # uuid4 per job, without a system call per submit.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._dropped = 0
+        self._rejected = 0
+
+
+    def attach_links(self, links: Links) -> None:
+        """The scheduler's job links, once they are built (they need this
+        submitter's `submit` and `hand_off` first)."""
+        self.links = links
+    def connect(self, dispatcher: ActorRef[Any], timer: ActorRef[Any]) -> None:
+        """The actors jobs are sent to, once started (bound here, not read from
+        the `Life`: the submit path needs them per job)."""
+        self._dispatcher = dispatcher
+        self._timer = timer
+
+    def rejections(self) -> tuple[int, int]:
+        """How many submits were dropped and rejected for want of room."""
+        return self._dropped, self._rejected
+
+    def handle_of(self, job_id: str) -> JobHandle:
+        """A handle of the job with this id (`JobNotFound` if there is none)."""
+        return JobHandle(self._table.get(job_id), self._cancel, self._callbacks, self.links)
 
     def submit(
         self,
         handler: str,
-        payload: Any = None,
+        payload: Any,
+        options: SubmitOptions,
         *,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        delay: float = 0.0,
-        idempotency_key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        queue: str | None = None,
-        _retry_of: str | None = None,
-        _schedule: tuple[str, float] | None = None,
-        _parent: str | None = None,
+        retry_of: str | None = None,
+        schedule: tuple[str, float] | None = None,
+        parent: str | None = None,
     ) -> JobHandle:
-        """Submit a job to the handler called ``handler``.
+        """Submit a job: `Scheduler.submit`, or a job the facade makes.
 
         Args:
-            handler: a registered handler's name.
-            payload: the handler's input; must be JSON-able (a private copy is
-                taken) and encode to at most the scheduler's ``max_payload_bytes``.
-            repo: a concurrency key: jobs of one repo never overlap and start in
-                (priority, submission) order.
-            priority: 1 (most urgent) to 10; see `Priority`.
-            delay: seconds to wait before the job may start.
-            idempotency_key: if an unfinished or completed job holds this key,
-                its handle is returned and nothing new runs.
-            max_retries: overrides the handler's (which overrides the queue's).
-            timeout: seconds per attempt; overrides the handler's (and the queue's).
-            retry: backoff; overrides the handler's (and the queue's).
-            queue: the named queue to run it on; overrides the handler's
-                (default: ``default``).
-
-        Returns:
-            The job's handle.
-
-        Raises:
-            UnknownHandler: no handler has that name.
-            UnknownQueue: the scheduler has no queue of that name.
-            InvalidArgument: an argument is invalid (`NotSerializable` for a payload
-                that is not JSON-able, `PayloadTooLarge` for one over the limit).
-            QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
-                or "wait" timed out).
-            SchedulerClosed: the scheduler is not running.
+            handler, payload, options: as `Scheduler.submit` takes them.
+            retry_of: the job this one retries (`Scheduler.retry`).
+            schedule: the schedule and the fire time it is the job of; a
+                fire never waits for room.
+            parent: the job this one follows or is a child of: accepted, then
+                held until its `Links` hand it off.
         """
-        if self._state != RUNNING:
-            raise self._closed_error()
+        life = self._life
+        if life.state != RUNNING:
+            raise life.closed_error()
         spec = self._handlers.get(handler) if isinstance(handler, str) else None
         if spec is None:
             raise unknown_handler(handler, self._handlers)
-        check_priority(priority)
-        if (
-            repo is not None
-            or delay
-            or idempotency_key is not None
-            or max_retries is not None
-            or timeout is not None
-            or retry is not None
-        ):
-            check_job_options(repo, delay, idempotency_key, max_retries, timeout, retry)
+        if options:
+            check_options(options, self._queues)
+            repo, queue = options.get("repo"), options.get("queue")
+            priority = int(options.get("priority", DEFAULT_PRIORITY))
+            delay = options.get("delay", 0.0)
+            idempotency_key = options.get("idempotency_key")
+            max_retries, timeout = options.get("max_retries"), options.get("timeout")
+            retry = options.get("retry")
+        else:  # the hot path: nothing to check, nothing to look up
+            repo = queue = idempotency_key = max_retries = timeout = retry = None
+            priority, delay = DEFAULT_PRIORITY, 0.0
         # What is JSON as it is and within every limit needs no copy and no
         # measure: None, a bool, an int of 64 bits, a short ASCII str (the hot path).
         kind = type(payload)
@@ -148,8 +173,6 @@ class SubmitAPI:
             else json_copy(payload, max_bytes=self._config.max_payload_bytes)
         )
         name = queue or spec.queue or DEFAULT_QUEUE
-        if queue is not None:
-            self._queue_named(queue)
         defaults = self._defaults.get((handler, name)) or self._resolve_defaults(spec, name)
         seq = next(self._seq)
         # Positional (the hot path): id, handler, payload, seq, priority, repo,
@@ -160,7 +183,7 @@ class SubmitAPI:
             handler,
             body,
             seq,
-            int(priority),
+            priority,
             repo,
             1,
             defaults.max_retries if max_retries is None else max_retries,
@@ -182,19 +205,19 @@ class SubmitAPI:
             state = JobState(job, SCHEDULED, defaults.counts, TIMER, next(self._tokens))
         else:
             state = JobState(job, PENDING, defaults.counts, READY)
-        if _retry_of is not None:
-            state.as_retry_of(_retry_of)  # `retry`: linked before anyone can see it
-        if _schedule is not None:
-            state.from_schedule(*_schedule)
-        if _parent is not None:
+        if retry_of is not None:
+            state.as_retry_of(retry_of)  # `retry`: linked before anyone can see it
+        if schedule is not None:
+            state.from_schedule(*schedule)
+        if parent is not None:
             # A child or a follow-up: accepted, then held until its links hand it off.
-            state.park(JobLinks(_parent))
+            state.park(JobLinks(parent))
         try:
             # A schedule's fire (on the actor loop) must never wait for room.
-            holder = self._accept(state, direct=direct, wait=_schedule is None)
+            holder = self._accept(state, direct=direct, wait=schedule is None)
         except _Dropped as dropped:
             return self._dropped_handle(handler, body, str(dropped))
-        return JobHandle(holder, self.cancel, self._callbacks, self._links)
+        return JobHandle(holder, self._cancel, self._callbacks, self.links)
 
     def _accept(self, state: JobState, *, direct: bool, wait: bool = True) -> JobState:
         """Take the job in and send it on its way; or return the job that holds
@@ -206,8 +229,9 @@ class SubmitAPI:
         """
         job = state.job
         with self._gate:
-            if self._state != RUNNING:
-                raise self._closed_error()
+            life = self._life
+            if life.state != RUNNING:
+                raise life.closed_error()
             if job.idempotency_key is not None:
                 # A resubmission needs no room: it returns the job already accepted.
                 held = self._table.holder(job.idempotency_key)
@@ -251,7 +275,7 @@ class SubmitAPI:
         assert self._timer is not None and job.not_before is not None
         post(self._timer, After(token, job.not_before, "start", job.id, job.attempt, job))
 
-    def _hand_off(self, state: JobState) -> None:
+    def hand_off(self, state: JobState) -> None:
         """Send a held job (a child or a follow-up, see `Links`) on its way, as
         `_accept` sends the others. On the thread that releases it, without the
         gate: a put or a tell, never a wait."""
@@ -280,8 +304,8 @@ class SubmitAPI:
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
                 return
-            if self._state != RUNNING:
-                raise self._closed_error()
+            if self._life.state != RUNNING:
+                raise self._life.closed_error()
             self._rejected += 1
             msg = (
                 f"no room within {self._full_timeout}s: {where} holds "
@@ -308,19 +332,13 @@ class SubmitAPI:
         self._defaults[(spec.name, queue)] = defaults
         return defaults
 
-    def _queue_named(self, name: object) -> Queue:
-        queue = self._queues.get(name) if isinstance(name, str) else None
-        if queue is None:
-            raise unknown_queue(name, self._queues)
-        return queue
-
     def _dropped_handle(self, handler: str, payload: JSONValue, why: str) -> JobHandle:
         # Dropped jobs are counted, never silent: the caller gets a handle that is
         # already cancelled and says why. It is not kept in the job table.
         job = Job(uuid.uuid4().hex, handler, payload, seq=0, submitted_at=time.time())
         state = JobState(job, CANCELLED)
         state.resolve(CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
-        return JobHandle(state, _already_finished, links=self._links)
+        return JobHandle(state, _already_finished, links=self.links)
 
 
 def _already_finished(_job_id: str) -> CancelResult:

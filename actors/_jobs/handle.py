@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from actors._errors import JobCancelled, JobFailed, JobTimedOut, SchedulerClosed
 from actors._jobs.status import CANCELLED, COMPLETED, JobStatus
-from actors._policy.priority import Priority
+from actors._policy.options import JOB_OPTIONS, JobOptions, reject_unknown
 from actors._runtime import fork as _fork
 from actors.messages import JSONValue
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from actors._jobs.info import JobInfo
     from actors._jobs.links import Links
     from actors._jobs.state import JobState
-    from actors._policy.retry import RetryPolicy
     from actors._runtime.callbacks import CallbackRunner
 
 __all__ = ["JobHandle"]
@@ -105,19 +104,14 @@ class JobHandle:
     def then(
         self,
         handler: str,
-        *,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
+        **options: Unpack[JobOptions],
     ) -> JobHandle:
         """Submit a follow-up: a job for ``handler`` that runs when, and only if,
         this job completes, with this job's result as its payload.
 
         The follow-up is a real job from this call on: validated as
-        `Scheduler.submit` validates (the options mean what they mean there),
+        `Scheduler.submit` validates (its `JobOptions` mean what they mean
+        there; ``delay`` and ``idempotency_key`` it does not take),
         counted against its queue's ``max_pending`` at once (``on_full``
         applies here), and visible in `Scheduler.job` as ``scheduled`` until
         this job ends. Then:
@@ -140,20 +134,12 @@ class JobHandle:
             SchedulerClosed: the scheduler is not running.
         """
         self._here()
+        reject_unknown(options, JOB_OPTIONS, "then")
         links = self._links
         if links is None:
             msg = f"job {self.id}'s handle belongs to no scheduler: it cannot have follow-ups"
             raise SchedulerClosed(msg)
-        return links.then(
-            self._state,
-            handler,
-            repo=repo,
-            priority=priority,
-            queue=queue,
-            max_retries=max_retries,
-            timeout=timeout,
-            retry=retry,
-        )
+        return links.then(self._state, handler, options)
 
     def add_done_callback(self, callback: Callable[[JobHandle], None]) -> None:
         """Call ``callback(handle)`` once the job has finished.

@@ -1,11 +1,11 @@
 """Follow-ups (`JobHandle.then`) and child jobs (`JobContext.submit`): jobs with a parent.
 
-Both are submitted through `Scheduler.submit` with its private ``_parent``
-keyword. Such a job is accepted as any other (validated, a slot taken under its
-queue's ``max_pending``, in the job table, visible to `Scheduler.job`) but is
-*held*: its ``where`` is `PARKED`, its status ``scheduled``, and nothing routes
-it until this module hands it off (`Scheduler._hand_off`, the tail of what
-``_accept`` does for every other job):
+Both are submitted through the facade's submit (`Submitter.submit`) with a
+``parent``. Such a job is accepted as any other (validated, a slot taken under
+its queue's ``max_pending``, in the job table, visible to `Scheduler.job`) but
+is *held*: its ``where`` is `PARKED`, its status ``scheduled``, and nothing
+routes it until this module hands it off (`Submitter.hand_off`, the tail of
+what the submit does for every other job):
 
 - a child is handed off at once, once it is listed among its parent's children
   (or cancelled at once, if a cancel of its parent came first: see below);
@@ -58,22 +58,32 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors._errors import JobNotFound
 from actors._jobs.state import PARKED, JobState
 from actors._jobs.status import CANCELLED, COMPLETED, FAILED
 from actors._jobs.table import JobTable
 from actors._log import jobs_logger as logger
+from actors._policy.options import widen
 from actors._policy.payloads import json_copy
 from actors.messages import ErrorInfo
 
 if TYPE_CHECKING:
     from actors._jobs.cancel_result import CancelResult
     from actors._jobs.handle import JobHandle
-    from actors._policy.retry import RetryPolicy
+    from actors._policy.options import JobOptions, SubmitOptions
 
-__all__ = ["JobLinks", "Links"]
+__all__ = ["JobLinks", "Links", "SubmitHeld"]
+
+
+class SubmitHeld(Protocol):
+    """How `Links` submits a child or a follow-up: the facade's submit, which
+    accepts the job with its ``parent`` and holds it until `Links` hands it off."""
+
+    def __call__(
+        self, handler: str, payload: Any, options: SubmitOptions, *, parent: str
+    ) -> JobHandle: ...
 
 
 class JobLinks:
@@ -103,7 +113,7 @@ class Links:
     def __init__(
         self,
         table: JobTable,
-        submit: Callable[..., JobHandle],
+        submit: SubmitHeld,
         cancel: Callable[[str, str], CancelResult],
         hand_off: Callable[[JobState], None],
     ) -> None:
@@ -111,10 +121,11 @@ class Links:
 
         Args:
             table: the scheduler's job table (children are found there by id).
-            submit: `Scheduler.submit`, which holds a job submitted with ``_parent``.
+            submit: the facade's submit (`Submitter.submit`), which holds a job
+                submitted with a ``parent``.
             cancel: `Scheduler._cancel` (job id, parent id), which cancels one job
                 and calls `cancelled`.
-            hand_off: sends a held job on its way, as ``_accept`` does the others.
+            hand_off: sends a held job on its way, as the submit does the others.
         """
         self._table = table
         self._submit = submit
@@ -126,31 +137,9 @@ class Links:
 
     # --- follow-ups -----------------------------------------------------------------
 
-    def then(
-        self,
-        parent: JobState,
-        handler: str,
-        *,
-        repo: str | None,
-        priority: int,
-        queue: str | None,
-        max_retries: int | None,
-        timeout: float | None,
-        retry: RetryPolicy | None,
-    ) -> JobHandle:
+    def then(self, parent: JobState, handler: str, options: JobOptions) -> JobHandle:
         """Submit a follow-up of ``parent`` (`JobHandle.then` documents it)."""
-        parent_id = parent.job.id
-        handle = self._submit(
-            handler,
-            None,
-            repo=repo,
-            priority=priority,
-            queue=queue,
-            max_retries=max_retries,
-            timeout=timeout,
-            retry=retry,
-            _parent=parent_id,
-        )
+        handle = self._submit(handler, None, widen(options), parent=parent.job.id)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         if state.where != PARKED:
             return handle  # dropped under on_full="drop": already cancelled, in no table
@@ -181,12 +170,11 @@ class Links:
 
     # --- children -------------------------------------------------------------------
 
-    def submit_child(self, parent_id: str, handler: str, payload: Any, **options: Any) -> JobHandle:
-        """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it).
-
-        ``options`` are `Scheduler.submit`'s keyword arguments.
-        """
-        handle = self._submit(handler, payload, _parent=parent_id, **options)
+    def submit_child(
+        self, parent_id: str, handler: str, payload: Any, options: SubmitOptions
+    ) -> JobHandle:
+        """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it)."""
+        handle = self._submit(handler, payload, options, parent=parent_id)
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         links = state.links
         if links is None or links.parent != parent_id:

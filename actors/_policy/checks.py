@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import cast
 
 from actors._errors import InvalidArgument, UnknownHandler, UnknownQueue
@@ -14,9 +14,9 @@ from actors._timer.clock import CLOCK_METHODS, Clock
 __all__ = [
     "check_clock",
     "check_int",
-    "check_job_options",
     "check_name",
     "check_priority",
+    "check_queue",
     "check_retry",
     "check_seconds",
     "unknown_handler",
@@ -83,25 +83,14 @@ def check_retry(value: object) -> None:
         raise InvalidArgument(msg)
 
 
-def check_job_options(
-    repo: object,
-    delay: object,
-    idempotency_key: object,
-    max_retries: object,
-    timeout: object,
-    retry: object,
-) -> None:
-    """The optional job arguments `Scheduler.submit` and the schedules share:
-    `InvalidArgument` for the first bad one."""
-    check_name("repo", repo)
-    if delay:
-        check_seconds("delay", delay, allow_zero=True)
-    check_name("idempotency_key", idempotency_key)
-    if max_retries is not None:
-        check_int("max_retries", max_retries, 0)
-    if timeout is not None:
-        check_seconds("timeout", timeout)
-    check_retry(retry)
+def check_queue(name: object, queues: Collection[str]) -> None:
+    """One of the scheduler's ``queues``, by name.
+
+    Raises:
+        UnknownQueue: naming it, and the queues there are.
+    """
+    if not isinstance(name, str) or name not in queues:
+        raise unknown_queue(name, queues)
 
 
 def unknown_handler(name: object, registered: Iterable[str]) -> UnknownHandler:

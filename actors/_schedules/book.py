@@ -33,7 +33,7 @@ from typing import Literal
 
 from actors._errors import InvalidArgument, ScheduleNotFound
 from actors._log import schedules_logger as logger
-from actors._policy.retry import RetryPolicy
+from actors._policy.options import JobOptions
 from actors._schedules.misfire import FireDecision, MisfirePolicy, check_misfire, decide_fire
 from actors._schedules.triggers import Trigger
 from actors.messages import JSONValue
@@ -64,15 +64,21 @@ class ScheduleSpec:
     trigger: Trigger
     handler: str
     payload: JSONValue
-    repo: str | None
-    priority: int
-    queue: str | None
-    max_retries: int | None
-    timeout: float | None
-    retry: RetryPolicy | None
+    options: JobOptions
+    """The options of every job it creates (checked; nobody changes them)."""
     overlap: OverlapPolicy
     misfire: MisfirePolicy
     misfire_grace: float
+
+    @property
+    def repo(self) -> str | None:
+        """The repo of its jobs (None: each its own, unless ``overlap="queue"``)."""
+        return self.options.get("repo")
+
+    @property
+    def queue(self) -> str | None:
+        """The queue its jobs name (None: the handler's)."""
+        return self.options.get("queue")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from actors._errors import InvalidArgument, JobCancelled, SchedulerClosed
 from actors._log import job_logger
-from actors._policy.priority import Priority
+from actors._policy.options import SubmitOptions
 from actors._timer.clock import wait_seconds
 from actors._worker.cancel import CancelScope
 from actors.messages import Job
@@ -17,7 +17,6 @@ from actors.messages import Job
 if TYPE_CHECKING:
     from actors._jobs.handle import JobHandle
     from actors._jobs.links import Links
-    from actors._policy.retry import RetryPolicy
 
 __all__ = ["JobContext", "ProgressSink"]
 
@@ -129,15 +128,7 @@ class JobContext:
         self,
         handler: str,
         payload: Any = None,
-        *,
-        repo: str | None = None,
-        priority: int = Priority.USER_VISIBLE,
-        delay: float = 0.0,
-        idempotency_key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        queue: str | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobHandle:
         """Submit a child job: a normal job, linked to this one.
 
@@ -162,16 +153,4 @@ class JobContext:
         if links is None:
             msg = f"job {self.job_id}'s context has no scheduler to submit a child to"
             raise SchedulerClosed(msg)
-        return links.submit_child(
-            self._job.id,
-            handler,
-            payload,
-            repo=repo,
-            priority=priority,
-            delay=delay,
-            idempotency_key=idempotency_key,
-            max_retries=max_retries,
-            timeout=timeout,
-            retry=retry,
-            queue=queue,
-        )
+        return links.submit_child(self._job.id, handler, payload, options)
