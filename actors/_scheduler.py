@@ -27,7 +27,8 @@ from typing import Any, Literal, Self, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
 
-from actors._dispatcher.dispatcher import BOOT, GET_STATS, Dispatcher, DispatcherConfig
+from actors._dispatcher.config import DispatcherConfig
+from actors._dispatcher.dispatcher import Dispatcher
 from actors._errors import (
     InvalidArgument,
     SchedulerAlreadyStarted,
@@ -67,7 +68,7 @@ from actors._schedules.book import OverlapPolicy, ScheduleInfo
 from actors._schedules.misfire import MisfirePolicy
 from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger
 from actors._timer.clock import Clock, MonotonicClock
-from actors.messages import Cancel, Resize
+from actors.messages import BOOT, GET_STATS, Cancel, Resize
 
 __all__ = ["OnFull", "Scheduler"]
 

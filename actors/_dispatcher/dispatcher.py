@@ -49,11 +49,6 @@ from actors._timer.clock import Clock
 from actors._timer.timer import Timer
 from actors._worker.cancel import CancelReason
 from actors.messages import (
-    BOOT,
-    GET_METRICS,
-    GET_STATS,
-    HALT,
-    LIST_SCHEDULES,
     AddSchedule,
     After,
     Boot,
@@ -88,15 +83,7 @@ from actors.messages import (
 # The facade imports its asks and the config from here (BOOT ... DispatcherConfig);
 # they are defined in actors.messages and actors._dispatcher.config.
 __all__ = [
-    "BOOT",
-    "GET_METRICS",
-    "GET_STATS",
-    "HALT",
-    "LIST_SCHEDULES",
-    "AddSchedule",
     "Dispatcher",
-    "DispatcherConfig",
-    "ScheduleCall",
     "SubmitScheduled",
 ]
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from actors._dispatcher.dispatcher import GET_STATS, HALT
 from actors._facade.life import CLOSED, CLOSING, RUNNING, Life
 from actors._facade.metrics import Metrics
 from actors._jobs.capacity import Capacity
@@ -29,7 +28,7 @@ from actors._runtime.fork import FORKED
 from actors._runtime.reaper import Reaper
 from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask, stop
 from actors._timer.clock import wait_seconds
-from actors.messages import Close, ErrorInfo
+from actors.messages import GET_STATS, HALT, Close, ErrorInfo
 
 __all__ = ["CANCEL_BOUND", "JOIN_FLOOR", "Shutdown"]
 

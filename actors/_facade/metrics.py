@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from actors._dispatcher.dispatcher import GET_METRICS
 from actors._errors import InvalidArgument, SchedulerClosed, SchedulerUnresponsive
 from actors._facade.life import Life
 from actors._metrics.collector import MetricsSnapshot, register_metrics
 from actors._metrics.server import MetricsServer
+from actors.messages import GET_METRICS
 
 __all__ = ["Metrics"]
 

@@ -114,7 +114,7 @@ class Schedules:
         misfire_grace: float,
     ) -> ScheduleHandle:
         """Check a schedule and have the Dispatcher add it (`Scheduler.cron` says how)."""
-        from actors._dispatcher.dispatcher import AddSchedule
+        from actors.messages import AddSchedule
 
         if not isinstance(handler, str) or handler not in self._handlers:
             raise unknown_handler(handler, self._handlers)
@@ -130,7 +130,7 @@ class Schedules:
 
     def all(self) -> list[ScheduleInfo]:
         """`Scheduler.schedules`."""
-        from actors._dispatcher.dispatcher import LIST_SCHEDULES
+        from actors.messages import LIST_SCHEDULES
 
         infos: list[ScheduleInfo] = self._life.ask(LIST_SCHEDULES)
         return infos
@@ -175,7 +175,7 @@ class Schedules:
 
     def _call(self, op: ScheduleOp, schedule_id: str) -> ScheduleInfo | str | None:
         """Ask the Dispatcher to act on one schedule (`ScheduleNotFound` raises here)."""
-        from actors._dispatcher.dispatcher import ScheduleCall
+        from actors.messages import ScheduleCall
 
         check_name("schedule_id", schedule_id)
         result: ScheduleInfo | str | None = self._life.ask(ScheduleCall(op, schedule_id))

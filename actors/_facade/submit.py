@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors._dispatcher.dispatcher import DispatcherConfig
+from actors._dispatcher.config import DispatcherConfig
 from actors._errors import QueueFull
 from actors._facade.life import RUNNING, Life
 from actors._jobs.cancel_result import CancelResult
