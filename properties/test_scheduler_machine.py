@@ -40,7 +40,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from properties.scheduler_model import MODES, Run, Submitted, check_trace
+from properties.scheduler_model import MODES, Run, Submitted
+from properties.scheduler_rules import check_trace
 from properties.seeded import failure_of, patched
 
 
