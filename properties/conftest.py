@@ -1,4 +1,8 @@
-"""Shared fixtures: every test must leave no postroom thread behind."""
+"""Shared fixtures: every test must leave no postroom thread behind.
+
+It also loads the hypothesis profile the environment names (see
+``profiles.py``): ``thorough`` runs each stateful machine 800 times.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
+from properties import profiles
+
+profiles.load()
 
 
 def _postroom_threads() -> set[threading.Thread]:

@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from properties.profiles import examples
 from properties.scheduler_model import MODES, Run, Submitted
 from properties.scheduler_rules import check_trace
 from properties.seeded import failure_of, patched
@@ -129,7 +130,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=100,
+    max_examples=examples(100),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

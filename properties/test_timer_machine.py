@@ -31,6 +31,7 @@ from actors import ManualClock
 from actors._actor import post
 from actors._timer import Timer
 from actors.messages import After, CancelTimer, Fire
+from properties.profiles import examples
 from properties.seeded import failure_of, patched
 from tests.helpers import Collector
 
@@ -146,7 +147,7 @@ class TimerMachine(RuleBasedStateMachine):
 
 
 TimerMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=examples(60),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
