@@ -69,6 +69,7 @@ class TimerMachine(RuleBasedStateMachine):
         for spawned in (self.timer, self.target):
             spawned.ref.stop(block=True, timeout=WAIT)
             spawned.thread.join(WAIT)
+            assert not spawned.thread.is_alive(), f"{spawned.thread.name} did not stop"
 
     def _send(self, message: Any, posted: bool) -> None:
         if posted:
