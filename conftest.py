@@ -3,6 +3,9 @@ must leave no postroom thread behind.
 
 One file at the root, which pytest loads for every test under it, so the two
 trees cannot drift apart (they once had a copy each).
+
+It also loads the hypothesis profile the environment names
+(``properties/profiles.py``): ``thorough`` runs each stateful machine 800 times.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
+from properties import profiles
+
+profiles.load()
 
 
 def _postroom_threads() -> set[threading.Thread]:

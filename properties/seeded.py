@@ -36,9 +36,22 @@ def failure_of(machine: type[RuleBasedStateMachine], *, max_examples: int, steps
     run (a catch is not luck), and the run stops at the first failure (no
     shrinking). Hypothesis replays a failure to confirm it; with real threads
     the replay may not fail the same way, and it then reports it as Flaky,
-    which is a catch all the same.
+    which is a catch all the same: the messages of every failed teardown
+    (where a machine checks its run) are returned with it, so the caller can
+    still tell what was caught.
     """
-    seeded = type(f"Seeded{machine.__name__}", (machine,), {})
+    messages: list[str] = []
+
+    def teardown(self: RuleBasedStateMachine) -> None:
+        # What the teardown's checks found, kept: if the replay of a failure
+        # goes differently (threads), hypothesis reports only that it did.
+        try:
+            machine.teardown(self)
+        except AssertionError as exc:
+            messages.append(str(exc))
+            raise
+
+    seeded = type(f"Seeded{machine.__name__}", (machine,), {"teardown": teardown})
     seeded.TestCase.settings = settings(
         max_examples=max_examples,
         derandomize=True,
@@ -52,4 +65,4 @@ def failure_of(machine: type[RuleBasedStateMachine], *, max_examples: int, steps
         seeded.TestCase().runTest()
     found = caught.value
     inner = found.exceptions if isinstance(found, BaseExceptionGroup) else (found,)
-    return "\n".join(str(exc) for exc in inner)
+    return "\n".join([*messages, *(str(exc) for exc in inner)])

@@ -13,7 +13,12 @@ model of the live entries:
 - the Timer's ``pending`` lies between the entries not yet due and all live ones
   (an entry filed already due fires without any move of the clock).
 
-A seeded bug (the Timer filing every entry 1 s early) must be caught.
+Most times are on a 0.1 s grid; pairs of entries less than a millisecond apart,
+and moves of the clock to an entry's own due time, check that an entry does not
+fire with an earlier one that is due a fraction of a millisecond before it.
+
+Seeded bugs it must catch: the Timer filing every entry 1 s early, and a Timer
+that fires everything due within the next millisecond when it fires.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from actors import ManualClock
 from actors._runtime.actor import post
 from actors._timer.timer import Timer
 from actors.messages import After, CancelTimer, Fire
+from properties.profiles import examples
 from properties.seeded import failure_of, patched
 from tests.helpers import Collector
 
 WAIT = 10.0
 OFFSETS = st.floats(min_value=-1.0, max_value=20.0, allow_nan=False).map(lambda x: round(x, 1))
+GAPS = st.sampled_from([1e-6, 1e-4, 5e-4, 9.9e-4])
+"""Seconds between the two entries of a close pair: each under a millisecond."""
 
 
 def _ask_pending(ref: Any) -> int:
@@ -61,6 +69,7 @@ class TimerMachine(RuleBasedStateMachine):
         for spawned in (self.timer, self.target):
             spawned.ref.stop(block=True, timeout=WAIT)
             spawned.thread.join(WAIT)
+            assert not spawned.thread.is_alive(), f"{spawned.thread.name} did not stop"
 
     def _send(self, message: Any, posted: bool) -> None:
         if posted:
@@ -102,6 +111,29 @@ class TimerMachine(RuleBasedStateMachine):
     def advance(self, dt: float) -> None:
         before = self.clock.now()  # every entry added so far is filed (see the invariant)
         self.clock.advance(dt)
+        self._check_fires(before)
+
+    @rule(offset=OFFSETS, gap=GAPS, posted=st.booleans())
+    def add_a_close_pair(self, offset: float, gap: float, posted: bool) -> None:
+        # Two entries less than a millisecond apart: moving the clock to the
+        # first one's time (`advance_to_a_due`) must not fire the second.
+        now = self.clock.now()
+        for due in (now + offset, now + offset + gap):
+            token, self.next_token = self.next_token, self.next_token + 1
+            self.live[token] = due
+            self._send(After(token, due, "tick", f"k{token}"), posted)
+
+    @precondition(lambda self: any(at > self.clock.now() for at in self.live.values()))
+    @rule(data=st.data())
+    def advance_to_a_due(self, data: st.DataObject) -> None:
+        # To an entry's own due time, off the 0.1 s grid: an entry due a
+        # fraction of a millisecond later must still wait.
+        before = self.clock.now()
+        due = data.draw(st.sampled_from(sorted({at for at in self.live.values() if at > before})))
+        self.clock.advance(due - before)
+        self._check_fires(before)
+
+    def _check_fires(self, before: float) -> None:
         now = self.clock.now()
         # Two round trips to the Timer: the first may share a batch with entries
         # just filed (due already); the loop fires them before it takes the
@@ -122,8 +154,8 @@ class TimerMachine(RuleBasedStateMachine):
         unknown = set(tokens) - self.live.keys() - self.maybe.keys()
         assert not unknown, f"fired, but never added: {sorted(unknown)}"
         due_of = {**self.maybe, **self.live}
-        early = [t for t in tokens if due_of[t] > now]
-        assert not early, f"rule 11: fired before their due time: {early} at {now}"
+        early = [(t, due_of[t]) for t in tokens if due_of[t] > now]
+        assert not early, f"rule 11: fired before their due time: {early} at {now!r}"
         due = {t for t, at in self.live.items() if at <= now}
         assert due <= set(tokens), f"due but not fired: {sorted(due - set(tokens))}"
         moved = [t for t in tokens if before < due_of[t] <= now]
@@ -146,7 +178,7 @@ class TimerMachine(RuleBasedStateMachine):
 
 
 TimerMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=examples(60),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -168,3 +200,33 @@ def test_the_timer_machine_catches_an_early_timer() -> None:
     # Caught for the right reason: early fires, or fewer pending than not yet due
     # (whether an early fire happened by the time of an ask depends on the threads).
     assert "rule 11" in message or "not due" in message, message[:500]
+
+
+class _Ahead:
+    """A clock read ``by`` seconds ahead of the one it wraps."""
+
+    def __init__(self, clock: ManualClock, by: float) -> None:
+        self._clock = clock
+        self._by = by
+
+    def now(self) -> float:
+        return self._clock.now() + self._by
+
+
+def _fire_a_millisecond_early(original: Any) -> Any:
+    def fire_due(self: Timer) -> None:
+        clock = self._clock
+        self._clock = _Ahead(clock, 0.001)  # BUG: fires what is due within 1 ms
+        try:
+            original(self)
+        finally:
+            self._clock = clock
+
+    return fire_due
+
+
+def test_the_timer_machine_catches_a_timer_a_millisecond_early() -> None:
+    """An early fire of under a millisecond is caught, not hidden by a coarse grid."""
+    with patched(Timer, "_fire_due", _fire_a_millisecond_early(Timer._fire_due)):
+        message = failure_of(TimerMachine, max_examples=60, steps=20)
+    assert "rule 11" in message, message[:500]
