@@ -220,14 +220,7 @@ class Worker(PostroomActor):
                 value = json_copy(result, what, max_bytes=self._max_result_bytes)
         except (NotSerializable, PayloadTooLarge) as exc:
             # Never retried: the same handler would most likely return the same.
-            self._keep_exception(job.id, exc)
-            return Outcome(
-                "failed",
-                error=error_info(exc),
-                retryable=False,
-                started_at=started_at,
-                run_time=run_time,
-            )
+            return self._attempt_failed(job, exc, False, started_at, run_time)
         # Positional on the hot path: status, result, error, retryable,
         # timed_out, started_at, run_time.
         return Outcome("completed", value, None, True, False, started_at, run_time)
@@ -291,7 +284,6 @@ class Worker(PostroomActor):
             # SystemExit, KeyboardInterrupt and the like end the job, not the actor
             # (in Pykka they would stop every actor in the process).
             retryable = False
-        self._keep_exception(job.id, cause)
         logger.debug(
             "job %s (%s) attempt %d raised %s",
             job.id,
@@ -300,6 +292,13 @@ class Worker(PostroomActor):
             type(cause).__name__,
             extra=job_extra(job),
         )
+        return self._attempt_failed(job, cause, retryable, started_at, run_time)
+
+    def _attempt_failed(
+        self, job: Job, cause: BaseException, retryable: bool, started_at: float, run_time: float
+    ) -> Outcome:
+        """The failed outcome of an attempt; ``cause`` is kept for the handle to chain."""
+        self._keep_exception(job.id, cause)
         return Outcome(
             "failed",
             error=error_info(cause),
