@@ -62,7 +62,7 @@ def _hook(scheduler: Scheduler) -> _Hook:
     table = scheduler._table  # noqa: SLF001
 
     def ordered(repo: str) -> bool:
-        return config.repo_modes.get(repo, config.repo_mode) == "ordered"
+        return config.mode(repo) == "ordered"
 
     def run_after_callbacks(call: Callable[[object], None]) -> None:
         callbacks.call(call, None)

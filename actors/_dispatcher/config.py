@@ -28,3 +28,7 @@ class DispatcherConfig:
     restart_window: float
     max_payload_bytes: int
     """The most bytes a handler's result may encode to (`PayloadTooLarge` over it)."""
+
+    def mode(self, repo: str) -> RepoMode:
+        """The mode of ``repo``: its override, else the scheduler's."""
+        return self.repo_modes.get(repo, self.repo_mode)

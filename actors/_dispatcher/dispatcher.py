@@ -40,7 +40,7 @@ from actors._log import dispatcher_logger as logger
 from actors._log import job_extra
 from actors._policy.attempts import next_attempt
 from actors._policy.handlers import HandlerSpec
-from actors._repo_lock import RepoLock, RepoMode
+from actors._repo_lock import RepoLock
 from actors._runtime.actor import FailureReport, post
 from actors._runtime.loop import ActorLoop, LoopActor
 from actors._runtime.reaper import Reaper
@@ -257,7 +257,7 @@ class Dispatcher(LoopActor):
         repo = job.repo
         due = job.not_before
         if due is not None and due > self._clock.now():
-            if repo is not None and self._mode(repo) == "ordered":
+            if repo is not None and self._config.mode(repo) == "ordered":
                 # In ordered mode a delayed job keeps its place in the repo.
                 state.to_repo()
                 self._to_repo(repo, Enqueue(job))
@@ -419,9 +419,6 @@ class Dispatcher(LoopActor):
 
     # --- repos --------------------------------------------------------------------
 
-    def _mode(self, repo: str) -> RepoMode:
-        return self._config.repo_modes.get(repo, self._config.repo_mode)
-
     def _to_repo(self, repo: str, message: Any) -> None:
         entry = self._repos.get(repo)
         if entry is None:
@@ -432,7 +429,7 @@ class Dispatcher(LoopActor):
                 self._loop,
                 repo,
                 lock_id,
-                self._mode(repo),
+                self._config.mode(repo),
                 self._clock,
                 self.actor_ref,
                 report_to(self.actor_ref, "repo", repo),

@@ -268,7 +268,7 @@ class Submitter:
         """Whether the job's repo is in ``mutex`` mode (where a repo with
         unfinished jobs can still be free: they may all wait for a time)."""
         assert job.repo is not None
-        return self._config.repo_modes.get(job.repo, self._config.repo_mode) == "mutex"
+        return self._config.mode(job.repo) == "mutex"
 
     def _to_timer(self, token: int, job: Job) -> None:
         # Posted: if the Timer is gone, the scheduler crashed, which resolves every job.
