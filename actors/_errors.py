@@ -25,6 +25,12 @@ The tree::
     ├── SchedulerCrashed              an actor failed (a postroom bug); the scheduler stopped
     ├── SchedulerUnresponsive (TimeoutError)
     │                                 the scheduler's actors did not answer in time
+    ├── StoreError                    the job store (``store=``) cannot do what was asked
+    │   ├── StoreLocked               another scheduler owns the store
+    │   ├── StoreCorrupt              the file is not a postroom store, or is damaged
+    │   ├── StoreFull                 the disk (or the store's size limit) is full
+    │   ├── StoreReadOnly             the file or its directory cannot be written
+    │   └── StoreBusy (TimeoutError)  another program held the database past ``busy_timeout``
     └── DecodeError (ValueError)      bytes from the wire or a store are not a valid message
 
 `Fatal` is not an error postroom raises: a handler raises it (or wraps an error in
@@ -58,6 +64,12 @@ __all__ = [
     "SchedulerForked",
     "SchedulerUnresponsive",
     "ScheduleNotFound",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreReadOnly",
     "UnknownHandler",
     "UnknownQueue",
 ]
@@ -218,6 +230,49 @@ class SchedulerUnresponsive(SchedulerError, TimeoutError):
     million jobs being cancelled at once). The call had no effect that it can
     report; the log may say more. Retry later, or shut the scheduler down.
     """
+
+
+class StoreError(SchedulerError):
+    """The job store (``Scheduler(store=...)``) could not do what was asked.
+
+    Raised by `Scheduler.start` when the store cannot be opened, and by
+    `submit` (and the other calls that add a job) under
+    ``durability="commit"`` when the job's row could not be committed: that
+    job is not accepted (it will not run, and no handle of it exists), and
+    nothing accepted before it is lost. The scheduler keeps running the jobs
+    it has; the log says what the store cannot do. ``sqlite_error`` names
+    SQLite's error code, when there is one.
+    """
+
+    def __init__(self, message: str, *, sqlite_error: str | None = None):
+        super().__init__(message)
+        self.sqlite_error = sqlite_error
+        """SQLite's error name (``"SQLITE_FULL"``...), or None."""
+
+
+class StoreLocked(StoreError):
+    """Another scheduler, in this process or another, owns the store: a store
+    has one owner at a time. Raised by `Scheduler.start`."""
+
+
+class StoreCorrupt(StoreError):
+    """The file is not a postroom store, was made by a newer postroom, or is
+    damaged. postroom never writes to it: restore a backup, or move it aside."""
+
+
+class StoreFull(StoreError):
+    """The disk, or the store's size limit, is full: nothing more can be
+    written until room is made. Jobs accepted before are kept."""
+
+
+class StoreReadOnly(StoreError):
+    """The store's file, or its directory (SQLite writes a ``-wal`` and a
+    ``-shm`` file beside it), cannot be written by this process."""
+
+
+class StoreBusy(StoreError, TimeoutError):
+    """Another program held the database locked for longer than the store's
+    ``busy_timeout``: the write was not made. Retry later."""
 
 
 class DecodeError(SchedulerError, ValueError):

@@ -22,6 +22,7 @@ __all__ = [
     "schedules_logger",
     "metrics_logger",
     "runtime_logger",
+    "journal_logger",
     "job_extra",
     "job_logger",
 ]
@@ -54,6 +55,8 @@ metrics_logger = logger.getChild("metrics")
 runtime_logger = logger.getChild("runtime")
 """The actor runtime (``actors/_runtime/``): crashed actors' tracebacks, done
 callbacks that raised on the callback thread."""
+journal_logger = logger.getChild("journal")
+"""The store: opening, recovery, failed commits, pruning."""
 
 
 def job_extra(job: Job) -> dict[str, object]:

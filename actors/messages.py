@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOOT",
+    "FLUSH",
     "GET_METRICS",
     "GET_STATS",
     "HALT",
@@ -56,6 +57,7 @@ __all__ = [
     "Enqueue",
     "ErrorInfo",
     "Finished",
+    "Flush",
     "Fire",
     "Forget",
     "GetMetrics",
@@ -64,6 +66,10 @@ __all__ = [
     "Idle",
     "JSONValue",
     "Job",
+    "JobAccepted",
+    "JobEnded",
+    "JobReleased",
+    "JobRetrying",
     "ListSchedules",
     "Outcome",
     "OutcomeStatus",
@@ -71,6 +77,8 @@ __all__ = [
     "Ready",
     "Resize",
     "Retry",
+    "RunEnded",
+    "RunStarted",
     "ScheduleCall",
     "ScheduleOp",
     "Submit",
@@ -441,12 +449,103 @@ class Pull:
     """A worker's note to itself: take ready jobs until told to retire."""
 
 
+# --- anyone -> Journal (what the store records; see actors/_journal/) --------------
+# Posted by the thread that made the change, in the order it happened; the
+# Journal folds them into its next transaction. They never leave the process.
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class JobAccepted:
+    """A job was accepted (or, a follow-up or child, accepted and held)."""
+
+    job: Job
+    """Its first attempt, as submitted."""
+    status: str
+    """``pending`` or ``scheduled``."""
+    due_at: float | None
+    """Wall-clock time it may start (a delay), or None."""
+    retry_of: str | None
+    schedule_id: str | None
+    fire_time: float | None
+    parent: str | None
+    link: str | None
+    """``"child"`` or ``"followup"`` when ``parent`` is set."""
+    waited: bool
+    """Its submitter waits for the commit (``durability="commit"``)."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """An attempt started on a worker."""
+
+    job_id: str
+    attempt: int
+    started_at: float
+    worker: str
+    waited: bool
+    """The worker waits for the commit before it calls the handler."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    """An attempt ended: ``outcome`` is a `RunOutcome` value."""
+
+    job_id: str
+    attempt: int
+    finished_at: float
+    outcome: str
+    error: ErrorInfo | None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class JobRetrying:
+    """An attempt failed and the job waits for its next (``attempts`` started so far)."""
+
+    job_id: str
+    attempts: int
+    due_at: float | None
+    error: ErrorInfo | None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class JobReleased:
+    """A held follow-up or child was handed off (a follow-up with its parent's result)."""
+
+    job_id: str
+    payload: JSONValue
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class JobEnded:
+    """A job reached a terminal state."""
+
+    job_id: str
+    status: str
+    result: JSONValue
+    error: ErrorInfo | None
+    finished_at: float
+    key: str | None
+    """Its idempotency key, let go if the job failed or was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Commit what is folded now (asked: answered once committed, or with a `StoreError`)."""
+
+
 BOOT = Boot()
 GET_STATS = GetStats()
 GET_METRICS = GetMetrics()
 HALT = Halt()
 LIST_SCHEDULES = ListSchedules()
 PULL = Pull()
+FLUSH = Flush()
 
 
 MESSAGE_TYPES: tuple[type, ...] = (
@@ -485,6 +584,13 @@ LOCAL_MESSAGE_TYPES: tuple[type, ...] = (
     ScheduleCall,
     ChildFailed,
     Pull,
+    JobAccepted,
+    RunStarted,
+    RunEnded,
+    JobRetrying,
+    JobReleased,
+    JobEnded,
+    Flush,
 )
 """The messages that never leave the process: the facade's asks of its own
 Dispatcher, a child's failure report and a worker's note to itself. The codec

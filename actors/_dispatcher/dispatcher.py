@@ -548,4 +548,3 @@ def _cancelled(reason: CancelReason, parent: str | None = None) -> Outcome:
     if parent is None:
         return _CANCELLED[reason]
     return _cancel_outcome(f"cancelled: its parent job {parent} was cancelled")
-

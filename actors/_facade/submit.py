@@ -105,11 +105,11 @@ class Submitter:
         self._dropped = 0
         self._rejected = 0
 
-
     def attach_links(self, links: Links) -> None:
         """The scheduler's job links, once they are built (they need this
         submitter's `submit` and `hand_off` first)."""
         self.links = links
+
     def connect(self, dispatcher: ActorRef[Any], timer: ActorRef[Any]) -> None:
         """The actors jobs are sent to, once started (bound here, not read from
         the `Life`: the submit path needs them per job)."""

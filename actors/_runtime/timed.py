@@ -79,8 +79,14 @@ class TimedInbox:
         """The earliest due time the actor waits for; written by the actor only."""
         self.may_wait: Callable[[Any, float], bool] = _never_waits
         """The actor's `TimedActor.may_wait`."""
+        self.posted = 0
+        """Items put so far: `put` numbers each, in the order `take` hands them out."""
+        self.taken = 0
+        """Items taken so far (by the actor's thread, which alone reads it):
+        every item numbered up to it has been handed to the actor."""
 
-    def put(self, item: Any, /) -> None:
+    def put(self, item: Any, /) -> int:
+        """Queue ``item`` (an envelope or a bare message); its number (see ``posted``)."""
         message = item.message if type(item) is Envelope else item
         # The lock itself, not the Condition's Python-level __enter__: this
         # runs once per message. The append and the check share it with
@@ -88,9 +94,12 @@ class TimedInbox:
         with self._lock:
             items = self._items
             items.append(item)
+            self.posted += 1
+            number = self.posted
             due = self.due
             if due is None or len(items) >= _BACKLOG or not self.may_wait(message, due):
                 self._cond.notify()
+        return number
 
     def take(self) -> Any:
         """`_DUE`, or a list of queued items; blocks until there is one or the other."""
@@ -107,18 +116,22 @@ class TimedInbox:
                     if len(items) <= _TAKE:
                         batch = list(items)
                         items.clear()
-                        return batch
-                    return [items.popleft() for _ in range(_TAKE)]
+                    else:
+                        batch = [items.popleft() for _ in range(_TAKE)]
+                    self.taken += len(batch)
+                    return batch
                 self._cond.wait(wait_seconds(hint))
 
     def put_back(self, batch: list[Any]) -> None:
         """Return unhandled items to the front, in order (the actor stopped mid-batch)."""
         with self._lock:
             self._items.extendleft(reversed(batch))
+            self.taken -= len(batch)
 
     def get(self) -> Any:
         """The next queued item, without waiting (teardown only)."""
         with self._lock:
+            self.taken += 1
             return self._items.popleft()
 
     def empty(self) -> bool:
@@ -152,8 +165,8 @@ class TimedActor(PostroomActor):
         assert isinstance(inbox, TimedInbox)
         inbox.clock = clock
         inbox.may_wait = type(self).may_wait
-        self._inbox = inbox
-        self._unsubscribe = clock.subscribe(inbox.wake)
+        self._inbox: TimedInbox = inbox
+        self._unsubscribe: Callable[[], None] = clock.subscribe(inbox.wake)
 
     @staticmethod
     def _create_actor_inbox() -> Any:

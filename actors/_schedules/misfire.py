@@ -158,9 +158,7 @@ def _misfires(trigger: Trigger, due: float, now: float, grace: float) -> _Backlo
     return _Backlog(count, latest, None, None)
 
 
-def _interval_misfires(
-    trigger: IntervalTrigger, due: float, now: float, grace: float
-) -> _Backlog:
+def _interval_misfires(trigger: IntervalTrigger, due: float, now: float, grace: float) -> _Backlog:
     # Index arithmetic instead of a walk: an interval of a second, missed for a
     # day, is 86,400 misfires. ``due`` may be off the grid (an IntervalTrigger
     # only ever produces fires on it, but a caller may ask): it counts as one.
