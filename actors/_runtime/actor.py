@@ -183,6 +183,13 @@ def post(ref: pykka.ActorRef[Any], message: Any) -> None:
         ref.tell(message)
 
 
+def post_numbered(ref: pykka.ActorRef[Any], message: Any) -> int:
+    """`post` to an actor whose inbox numbers what it is given (a
+    `TimedInbox`); the message's number (see ``TimedInbox.posted``)."""
+    number: int = ref.actor_inbox.put(message)
+    return number
+
+
 def handle_item(actor: pykka.Actor, item: Any) -> None:
     """Handle one inbox item (an envelope or a posted message), as Pykka's loop would.
 
