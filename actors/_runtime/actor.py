@@ -186,7 +186,8 @@ def post(ref: pykka.ActorRef[Any], message: Any) -> None:
 def post_numbered(ref: pykka.ActorRef[Any], message: Any) -> int:
     """`post` to an actor whose inbox numbers what it is given (a
     `TimedInbox`); the message's number (see ``TimedInbox.posted``)."""
-    number: int = ref.actor_inbox.put(message)
+    inbox: Any = ref.actor_inbox  # a TimedInbox: its put returns the number
+    number: int = inbox.put(message)
     return number
 
 
