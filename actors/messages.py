@@ -81,6 +81,8 @@ __all__ = [
     "RunStarted",
     "ScheduleCall",
     "ScheduleOp",
+    "ScheduleRemoved",
+    "ScheduleSaved",
     "Submit",
     "Tick",
     "TimerKind",
@@ -535,6 +537,48 @@ class JobEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleSaved:
+    """A schedule was added, updated, paused, resumed or fired: its whole row.
+
+    The same data is what a store gives back (``StoredSchedule``), so a
+    schedule is rebuilt from it after a restart: ``spec`` is its trigger as
+    given (cron: ``expr`` and ``tz``; every: ``interval``, ``start``, ``end``
+    and the ``anchor`` a missing start was fixed to; at: ``when``), and
+    ``options`` its job options as JSON (``retry`` as a dict).
+    """
+
+    id: str
+    seq: int
+    """Its place among the schedules (they list oldest first)."""
+    kind: str
+    """``cron``, ``every`` or ``at``."""
+    spec: dict[str, JSONValue]
+    description: str
+    handler: str
+    payload: JSONValue
+    options: dict[str, JSONValue]
+    overlap: str
+    misfire: str
+    misfire_grace: float
+    paused: bool
+    next_fire: float | None
+    last_fire: float | None
+    last_job: str | None
+    fires: int
+    misfires: int
+    skips: int
+    created_at: float
+    """Wall-clock time it was first added."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRemoved:
+    """A schedule was removed: its row goes."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """Commit what is folded now (asked: answered once committed, or with a `StoreError`)."""
 
@@ -590,6 +634,8 @@ LOCAL_MESSAGE_TYPES: tuple[type, ...] = (
     JobRetrying,
     JobReleased,
     JobEnded,
+    ScheduleSaved,
+    ScheduleRemoved,
     Flush,
 )
 """The messages that never leave the process: the facade's asks of its own

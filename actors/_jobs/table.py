@@ -23,6 +23,7 @@ from actors.messages import ErrorInfo, JSONValue
 if TYPE_CHECKING:
     from actors._jobs.capacity import Capacity
     from actors._jobs.links import Links
+    from actors._journal.link import JournalLink
 
 __all__ = ["JobCounts", "JobTable"]
 
@@ -101,6 +102,9 @@ class JobTable:
         self.links: Links | None = None
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
         reaches them through the table it already holds (`attach_links`)."""
+        self.journal: JournalLink | None = None
+        """The link to the scheduler's Journal, None without a store: the parts
+        that hold the table post their records through it."""
 
     def attach_links(self, links: Links) -> None:
         """Give workers the scheduler's job links (the facade, once, as it is

@@ -8,6 +8,8 @@
   posts and commits them in groups;
 - ``link.py``: `JournalLink`, what the other parts hold to post records and
   wait for their commit;
+- ``schedules.py``: the schedules' rows, written from their records and read
+  back to restore them;
 - ``recovery.py``: what a start finds in the store, and what it makes of it;
 - ``reader.py``: queries of a store (jobs, runs), for the facade and the CLI.
 

@@ -7,7 +7,9 @@ statements (its row and its run) however many records it made, and rows
 are written with ``executemany`` per statement.
 
 Folding keeps the order that matters: each job's fields hold the latest
-record's values, and a run's end never precedes its start.
+record's values, and a run's end never precedes its start. A schedule's
+records each carry its whole row: the latest one wins, a removal included
+(``schedules.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from actors._journal.schedules import write_schedules
 from actors._policy.retry import RetryPolicy
 from actors.messages import (
     ErrorInfo,
@@ -25,6 +28,8 @@ from actors.messages import (
     JSONValue,
     RunEnded,
     RunStarted,
+    ScheduleRemoved,
+    ScheduleSaved,
 )
 
 __all__ = ["JOB_COLUMNS", "Batch", "dump_json", "retry_json"]
@@ -131,6 +136,8 @@ class Batch:
         """Idempotency keys taken (key -> job id)."""
         self.dropped_keys: dict[str, str] = {}
         """Idempotency keys let go (key -> job id)."""
+        self.schedules: dict[str, ScheduleSaved | None] = {}
+        """Schedules changed: each one's latest row, or None once removed."""
         self.records = 0
         """Records folded in (each, one of the messages above)."""
 
@@ -164,6 +171,10 @@ class Batch:
             )
         elif kind is JobReleased:
             self._set(record.job_id, status="pending", payload=dump_json(record.payload))
+        elif kind is ScheduleSaved:
+            self.schedules[record.id] = record
+        elif kind is ScheduleRemoved:
+            self.schedules[record.id] = None
         else:
             msg = f"the journal cannot record {record!r}"
             raise TypeError(msg)
@@ -309,3 +320,7 @@ class Batch:
             conn.executemany(_INSERT_KEY, self.keys.items())
         if self.dropped_keys:
             conn.executemany(_DROP_KEY, self.dropped_keys.items())
+        if self.schedules:
+            saved = [row for row in self.schedules.values() if row is not None]
+            removed = [key for key, row in self.schedules.items() if row is None]
+            write_schedules(conn, saved, removed)

@@ -32,6 +32,8 @@ from actors.messages import (
     JSONValue,
     RunEnded,
     RunStarted,
+    ScheduleRemoved,
+    ScheduleSaved,
 )
 
 __all__ = ["Durability", "JournalLink"]
@@ -129,6 +131,15 @@ class JournalLink:
         if self.retaining and status == "cancelled":
             return
         self._post(JobEnded(job.id, status, result, error, time.time(), job.idempotency_key))
+
+    def schedule_saved(self, record: ScheduleSaved) -> None:
+        """A schedule was added or changed (its definition, its pause, a fire):
+        its whole row. Posted from the actor loop: never waits."""
+        self._post(record)
+
+    def schedule_removed(self, schedule_id: str) -> None:
+        """A schedule was removed."""
+        self._post(ScheduleRemoved(schedule_id))
 
     # --- waiting ----------------------------------------------------------------------
 

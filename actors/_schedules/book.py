@@ -16,6 +16,13 @@ time, and when the entry comes due asks the book what to do:
   share a repo, so they never overlap and start in order). ``"allow"`` runs
   every fire at once.
 
+- **Ids.** A schedule has an id, given (``id=``) or drawn (``schedule-N``).
+  Adding a schedule under an id that exists updates that schedule instead
+  (``actors/_dispatcher/schedules.py``): its fire history, counts and pause
+  stay. A store keeps each schedule's row (``actors/_schedules/stored.py``)
+  and gives it back at the next start; rows that cannot run there are
+  ``kept``: their ids are never drawn for another schedule.
+
 Fire times are wall-clock times (epoch seconds). A job a schedule creates
 carries the schedule's id and its fire time (`JobInfo.schedule_id`,
 `JobInfo.fire_time`), and is never started before that time (rule 11, docs/guarantees.md): the
@@ -25,18 +32,17 @@ the wall clock again when the entry comes due.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from actors._errors import InvalidArgument, ScheduleNotFound
 from actors._log import schedules_logger as logger
 from actors._policy.options import JobOptions
 from actors._schedules.misfire import FireDecision, MisfirePolicy, check_misfire, decide_fire
 from actors._schedules.triggers import Trigger
-from actors.messages import JSONValue
+from actors.messages import JSONValue, ScheduleSaved
 
 __all__ = [
     "OverlapPolicy",
@@ -114,6 +120,8 @@ class ScheduleState:
     """One schedule's mutable state (the Dispatcher's thread only)."""
 
     __slots__ = (
+        "created_at",
+        "definition",
         "fires",
         "id",
         "last_fire",
@@ -121,17 +129,31 @@ class ScheduleState:
         "misfires",
         "next_fire",
         "paused",
+        "seq",
         "skips",
         "spec",
         "token",
         "trigger",
     )
 
-    def __init__(self, schedule_id: str, spec: ScheduleSpec, now: float) -> None:
+    def __init__(
+        self,
+        schedule_id: str,
+        seq: int,
+        spec: ScheduleSpec,
+        trigger: Trigger,
+        next_fire: float | None,
+        created_at: float,
+    ) -> None:
         self.id = schedule_id
+        self.seq = seq
+        """Its place among the schedules, which list oldest first."""
         self.spec = spec
-        self.trigger = spec.trigger.anchored(now)
-        self.next_fire = self.trigger.first_fire(now)
+        self.trigger = trigger
+        """``spec.trigger`` as it runs (an ``every`` without a start, anchored)."""
+        self.next_fire = next_fire
+        self.created_at = created_at
+        """Wall-clock time it was first added (kept when it is updated)."""
         self.paused = False
         self.token: int | None = None
         """The armed Timer entry, if any: a Fire with another token is stale."""
@@ -140,6 +162,9 @@ class ScheduleState:
         self.fires = 0
         self.misfires = 0
         self.skips = 0
+        self.definition: tuple[Any, Any] | None = None
+        """The journal's JSON of ``spec`` (``actors/_schedules/stored.py``),
+        made once per definition; None until then, and after ``spec`` changes."""
 
 
 def check_policies(overlap: object, misfire: object, misfire_grace: object) -> None:
@@ -159,7 +184,12 @@ class ScheduleBook:
 
     def __init__(self) -> None:
         self._schedules: dict[str, ScheduleState] = {}
-        self._numbers = itertools.count(1)
+        self._last_seq = 0
+        """The largest number a schedule holds (`ScheduleState.seq`)."""
+        self.kept: dict[str, ScheduleSaved] = {}
+        """Schedules a store holds that were not restored (their handler is not
+        registered, say): their rows stay as stored, their ids are not drawn,
+        and adding one by its id takes its history over."""
         self.fires_by: Counter[str] = Counter()
         self.misfires_by: Counter[str] = Counter()
         self.skips_by: Counter[str] = Counter()
@@ -167,11 +197,37 @@ class ScheduleBook:
     def __len__(self) -> int:
         return len(self._schedules)
 
-    def add(self, spec: ScheduleSpec, now: float) -> ScheduleState:
-        """A new schedule, its first fire time computed from ``now``."""
-        schedule = ScheduleState(f"schedule-{next(self._numbers)}", spec, now)
-        self._schedules[schedule.id] = schedule
+    def add(self, spec: ScheduleSpec, now: float, schedule_id: str | None = None) -> ScheduleState:
+        """A new schedule, its first fire time computed from ``now``; ``schedule_id``
+        None draws an id no schedule has, running or kept.
+
+        Raises:
+            InvalidArgument: its trigger cannot start at ``now`` (an ``every``
+                without a start whose end has passed).
+        """
+        trigger = spec.trigger.anchored(now)
+        self._last_seq += 1
+        seq = self._last_seq
+        if schedule_id is None:
+            schedule_id = f"schedule-{seq}"
+            while schedule_id in self._schedules or schedule_id in self.kept:
+                # One the user named so, or a kept one from a store: not taken over.
+                self._last_seq += 1
+                seq = self._last_seq
+                schedule_id = f"schedule-{seq}"
+        schedule = ScheduleState(schedule_id, seq, spec, trigger, trigger.first_fire(now), now)
+        self._schedules[schedule_id] = schedule
         return schedule
+
+    def restore(self, schedule: ScheduleState) -> None:
+        """Put back a schedule rebuilt from a store, in the order it is given
+        (oldest first); ids drawn from now on come after its number."""
+        self._schedules[schedule.id] = schedule
+        self.skip_numbers(schedule.seq)
+
+    def skip_numbers(self, seq: int) -> None:
+        """Draw numbers after ``seq`` from now on (a stored schedule holds it)."""
+        self._last_seq = max(self._last_seq, seq)
 
     def get(self, schedule_id: str) -> ScheduleState:
         """The schedule with this id.
