@@ -635,6 +635,7 @@ class Scheduler:
         payload: Any = None,
         *,
         tz: str | None = None,
+        id: str | None = None,
         overlap: OverlapPolicy = "skip",
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
@@ -648,6 +649,13 @@ class Scheduler:
                 seconds; see `actors._schedules.triggers` for the dialect and DST rules.
             payload: each job's payload (JSON-able; a private copy is taken).
             tz: an IANA time zone the expression is read in (default: UTC).
+            id: the schedule's id (default: a new one, ``schedule-N``). If a
+                schedule has this id (running, or kept in the store and
+                restored at start), it is updated, not duplicated: it takes
+                this definition (trigger, handler, payload, options,
+                policies) and keeps its fire history, counts and pause; a
+                declaration identical to it changes nothing. So a service
+                can declare its schedules at every start.
             **options: the `JobOptions` of every job the schedule creates, as
                 for `submit` (all but ``delay`` and ``idempotency_key``).
             overlap: ``"skip"`` (no fire while the last one's job is unfinished),
@@ -658,7 +666,7 @@ class Scheduler:
 
         Raises:
             InvalidArgument: a bad expression (the message names it and says
-                why), unknown time zone, or bad option.
+                why), unknown time zone, bad ``id``, or bad option.
             UnknownHandler / UnknownQueue: no handler or queue of that name.
             SchedulerClosed: the scheduler is not running.
         """
@@ -666,7 +674,7 @@ class Scheduler:
         description = expr if tz is None else f"{expr} ({tz})"
         return self._schedules.add(
             "cron", description, trigger, handler, payload, options, overlap, misfire,
-            misfire_grace,
+            misfire_grace, id,
         )  # fmt: skip
 
     def every(
@@ -677,6 +685,7 @@ class Scheduler:
         *,
         start: datetime | float | None = None,
         end: datetime | float | None = None,
+        id: str | None = None,
         overlap: OverlapPolicy = "skip",
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
@@ -686,7 +695,9 @@ class Scheduler:
 
         Fires at ``start`` (default: when it is added), then every ``interval``
         after it, without drift, until ``end`` (default: never). Naive datetimes
-        are read as UTC. The other arguments are `cron`'s.
+        are read as UTC. The other arguments are `cron`'s (``id`` too: an
+        ``every`` updated with a new interval and no ``start`` counts from when
+        the schedule was first added).
 
         Raises:
             InvalidArgument: ``interval`` <= 0 or not a number or timedelta (the
@@ -698,7 +709,7 @@ class Scheduler:
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
         return self._schedules.add(
             "every", f"every {seconds:g}s", trigger, handler, payload, options, overlap,
-            misfire, misfire_grace,
+            misfire, misfire_grace, id,
         )  # fmt: skip
 
     def at(
@@ -707,6 +718,7 @@ class Scheduler:
         when: datetime | float,
         payload: Any = None,
         *,
+        id: str | None = None,
         misfire: MisfirePolicy = "coalesce",
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
         **options: Unpack[JobOptions],
@@ -716,7 +728,8 @@ class Scheduler:
         A ``when`` in the past is not an error: it is a fire that is late. Under
         ``misfire="coalesce"`` (the default) it runs at once; under ``"skip"`` it
         runs only if it is no more than ``misfire_grace`` seconds late, and is
-        counted as a misfire otherwise.
+        counted as a misfire otherwise. ``id`` is `cron`'s: an ``at``
+        declared again as it was does not run again once it has run.
 
         Raises:
             InvalidArgument: ``when`` is not a datetime or finite epoch seconds,
@@ -728,7 +741,7 @@ class Scheduler:
         moment = datetime.fromtimestamp(trigger.when).astimezone().isoformat()
         return self._schedules.add(
             "at", f"at {moment}", trigger, handler, payload, options, "allow", misfire,
-            misfire_grace,
+            misfire_grace, id,
         )  # fmt: skip
 
     def schedules(self) -> list[ScheduleInfo]:

@@ -10,7 +10,7 @@ state, keyed by job id.
 The control messages that never leave the process (the facade's asks of its
 Dispatcher, a child's failure report, a worker's note to itself) live here too,
 in `LOCAL_MESSAGE_TYPES`; the codec does not carry them. All but `AddSchedule`
-are plain data as well; its docstring says why it is not.
+and `RestoreSchedules` are plain data as well; their docstrings say why not.
 
 The flow, for a job with a repo::
 
@@ -35,6 +35,7 @@ from actors._policy.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from actors._schedules.book import ScheduleSpec
+    from actors._schedules.triggers import Trigger
 
 __all__ = [
     "BOOT",
@@ -76,6 +77,7 @@ __all__ = [
     "Pull",
     "Ready",
     "Resize",
+    "RestoreSchedules",
     "Retry",
     "RunEnded",
     "RunStarted",
@@ -411,6 +413,24 @@ class AddSchedule:
     """
 
     spec: ScheduleSpec
+    schedule_id: str | None = None
+    """The id it was given (``id=``): a schedule with that id is updated
+    instead; None draws a new id."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSchedules:
+    """Put back the schedules a store kept (asked once, as the scheduler starts).
+
+    Not plain data, for `AddSchedule`'s reason: the facade rebuilds and checks
+    each stored schedule's spec and trigger, and the Dispatcher keeps them.
+    """
+
+    restored: tuple[tuple[ScheduleSaved, ScheduleSpec, Trigger], ...]
+    """Each stored row with its spec and its trigger (anchored, as it ran)."""
+    kept: tuple[ScheduleSaved, ...]
+    """Stored rows that cannot run here (their handler is not registered, say):
+    left in the store untouched, their ids not drawn again."""
 
 
 ScheduleOp = Literal["info", "pause", "resume", "trigger", "remove"]
@@ -625,6 +645,7 @@ LOCAL_MESSAGE_TYPES: tuple[type, ...] = (
     Halt,
     ListSchedules,
     AddSchedule,
+    RestoreSchedules,
     ScheduleCall,
     ChildFailed,
     Pull,

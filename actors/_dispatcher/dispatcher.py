@@ -71,6 +71,7 @@ from actors.messages import (
     Outcome,
     Ready,
     Resize,
+    RestoreSchedules,
     Retry,
     ScheduleCall,
     Submit,
@@ -162,7 +163,12 @@ class Dispatcher(LoopActor):
             crash=self._crash_now,
         )
         self._schedules = ScheduleDriver(
-            clock, self._states, self._after, self._cancel_timer, submit_scheduled
+            clock,
+            self._states,
+            self._after,
+            self._cancel_timer,
+            submit_scheduled,
+            lambda: table.journal,
         )
         self._figures = DispatcherFigures(
             table,
@@ -199,7 +205,8 @@ class Dispatcher(LoopActor):
             Cancel: self._on_cancel,
             GetStats: lambda _m: figures.stats(),
             GetMetrics: lambda _m: figures.metrics(),
-            AddSchedule: lambda m: schedules.add(m.spec),
+            AddSchedule: lambda m: schedules.add(m.spec, m.schedule_id),
+            RestoreSchedules: schedules.restore,
             ScheduleCall: schedules.call,
             ListSchedules: lambda _m: schedules.infos(),
             Resize: lambda m: pool.resize(m.workers, m.queue),

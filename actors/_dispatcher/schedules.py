@@ -3,16 +3,36 @@
 A component the Dispatcher owns and calls on the actor loop, one message at a
 time; `actors._schedules.book` holds the schedules and their policies, and
 this module decides when the Timer wakes for them and what a fire does.
+
+With a store, every change of a schedule (added, updated, paused, resumed,
+fired, skipped, misfired, removed) is posted to the Journal as it happens,
+as the schedule's whole row (`saved_record`): posting never waits, so the
+actor loop never does. After a restart the facade rebuilds the stored
+schedules and the driver `restore`s them with their state as stored: a fire
+time that passed while the process was down is a late fire, decided by the
+schedule's misfire policy like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container
+from typing import TYPE_CHECKING
 
-from actors._errors import SchedulerClosed
+from actors._errors import InvalidArgument, ScheduleNotFound, SchedulerClosed
 from actors._schedules.book import ScheduleBook, ScheduleInfo, ScheduleSpec, ScheduleState
+from actors._schedules.stored import (
+    anchored_as_stored,
+    rebuild,
+    same_definition,
+    same_trigger,
+    saved_record,
+    stored_info,
+)
 from actors._timer.clock import Clock
-from actors.messages import ScheduleCall, TimerKind
+from actors.messages import RestoreSchedules, ScheduleCall, ScheduleSaved, TimerKind
+
+if TYPE_CHECKING:
+    from actors._journal.link import JournalLink
 
 __all__ = ["ScheduleDriver", "SubmitScheduled"]
 
@@ -32,6 +52,7 @@ class ScheduleDriver:
         after: Callable[[float, TimerKind, str], int],
         cancel_timer: Callable[[int], None],
         submit: SubmitScheduled | None,
+        journal: Callable[[], JournalLink | None] = lambda: None,
     ) -> None:
         """Build the driver with an empty book.
 
@@ -42,12 +63,15 @@ class ScheduleDriver:
                 `Fire` comes back to `fire`.
             cancel_timer: cancels a Timer entry by its token.
             submit: the facade's submit for a fire's job.
+            journal: where to post the schedules' records: the job table's
+                link, read at each change (None without a store).
         """
         self._clock = clock
         self._unfinished = unfinished
         self._after = after
         self._cancel_timer = cancel_timer
         self._submit = submit
+        self._journal = journal
         self.book = ScheduleBook()
         """The schedules (read by the figures for their counts)."""
         self._closing = False
@@ -63,11 +87,79 @@ class ScheduleDriver:
         for schedule in self.book.all():
             self._disarm(schedule)
 
-    def add(self, spec: ScheduleSpec) -> ScheduleInfo:
-        """Add a schedule and arm its first fire."""
-        schedule = self.book.add(spec, self._clock.wall())
+    def add(self, spec: ScheduleSpec, schedule_id: str | None = None) -> ScheduleInfo:
+        """Add a schedule and arm its first fire; or, if one has ``schedule_id``,
+        update it (see `_update`)."""
+        now = self._clock.wall()
+        schedule = None if schedule_id is None else self.book.find(schedule_id)
+        if schedule is not None:
+            if same_definition(schedule.spec, spec):
+                return self.book.info(schedule)  # declared again as it is: nothing changes
+            self._update(schedule, spec, now)
+        else:
+            kept = None if schedule_id is None else self.book.kept.get(schedule_id)
+            if kept is None:
+                schedule = self.book.add(spec, now, schedule_id)
+            else:
+                schedule = self._take_over(kept, spec, now)
+                del self.book.kept[kept.id]
+                self.book.restore(schedule)
         self._arm(schedule)
+        self._save(schedule)
         return self.book.info(schedule)
+
+    def _update(self, schedule: ScheduleState, spec: ScheduleSpec, now: float) -> None:
+        """Give a schedule a new definition; its fire history and pause stay.
+
+        The same trigger keeps its fire times (a fire now due is decided as a
+        late one). A new trigger fires next at its first fire time after now,
+        as a schedule added now would, except that an ``every`` without a
+        start counts from when the schedule was first added: fire times the
+        old trigger had are not owed by the new one.
+        """
+        if not same_trigger(schedule.spec, spec):
+            trigger = spec.trigger.anchored(schedule.created_at)  # raises before any change
+            schedule.trigger = trigger
+            schedule.next_fire = trigger.first_fire(now)
+        schedule.spec = spec
+        schedule.definition = None
+
+    @staticmethod
+    def _take_over(kept: ScheduleSaved, spec: ScheduleSpec, now: float) -> ScheduleState:
+        """The schedule added with the id of one kept in the store: it takes
+        over the kept one's history, pause and place, and, if it has the same
+        trigger, its fire times (`_update`'s rule)."""
+        stored = _rebuilt_spec(kept)
+        if stored is not None and same_trigger(stored, spec):
+            trigger = anchored_as_stored(spec, kept)
+            next_fire = kept.next_fire
+        else:
+            trigger = spec.trigger.anchored(kept.created_at)
+            next_fire = trigger.first_fire(now)
+        schedule = ScheduleState(kept.id, kept.seq, spec, trigger, next_fire, kept.created_at)
+        _restore_state(schedule, kept)
+        return schedule
+
+    def restore(self, message: RestoreSchedules) -> None:
+        """Put back the schedules a store kept, as stored, and arm them (a
+        fire time that passed meanwhile is due at once: a late fire)."""
+        book = self.book
+        for row in message.kept:
+            book.kept[row.id] = row
+            book.skip_numbers(row.seq)
+        for row, spec, trigger in message.restored:
+            if book.find(row.id) is not None:
+                continue  # added again before the restore: the caller's wins
+            schedule = ScheduleState(row.id, row.seq, spec, trigger, row.next_fire, row.created_at)
+            _restore_state(schedule, row)
+            book.restore(schedule)
+            self._arm(schedule)
+
+    def _save(self, schedule: ScheduleState) -> None:
+        """Post the schedule's row to the Journal, if there is a store."""
+        journal = self._journal()
+        if journal is not None:
+            journal.schedule_saved(saved_record(schedule))
 
     def _arm(self, schedule: ScheduleState) -> None:
         """Arm the Timer for the schedule's next fire time (wall clock -> clock)."""
@@ -96,9 +188,15 @@ class ScheduleDriver:
         decision = self.book.decide(schedule, now)
         if decision.run:
             assert decision.fire_time is not None
-            self._run_schedule(schedule, decision.fire_time, forced=False)
+            try:
+                self._run_schedule(schedule, decision.fire_time, forced=False)
+            except SchedulerClosed:
+                # Shutting down: the fire stays due as stored, for the next
+                # start's misfire policy to decide, rather than lost.
+                return
         schedule.next_fire = decision.next_fire
         self._arm(schedule)
+        self._save(schedule)
 
     def _run_schedule(
         self, schedule: ScheduleState, fire_time: float, *, forced: bool
@@ -118,10 +216,7 @@ class ScheduleDriver:
         if repo is None and spec.overlap == "queue":
             repo = f"postroom.schedule:{schedule.id}"
         assert self._submit is not None
-        try:
-            job_id = self._submit(spec, repo, schedule.id, fire_time)
-        except SchedulerClosed:
-            return None
+        job_id = self._submit(spec, repo, schedule.id, fire_time)  # SchedulerClosed: the caller's
         if job_id is None:
             self.book.skipped(schedule, f"queue {spec.queue or 'default'!r} is full")
             return None
@@ -132,16 +227,28 @@ class ScheduleDriver:
         """Act on one schedule (see `ScheduleCall`)."""
         op = message.op
         if op == "remove":
+            kept = self.book.kept.pop(message.schedule_id, None)
+            if kept is not None:
+                # Kept in the store, never restored: removing it is how its row goes.
+                self._removed(kept.id)
+                return stored_info(kept)
             schedule = self.book.remove(message.schedule_id)
             self._disarm(schedule)
+            self._removed(schedule.id)
             return self.book.info(schedule)
-        schedule = self.book.get(message.schedule_id)
+        schedule = self._get(message.schedule_id)
         if op == "trigger":
             # Once, now, and the schedule's own fire times do not move.
-            return self._run_schedule(schedule, self._clock.wall(), forced=True)
-        if op == "pause":
+            try:
+                job_id = self._run_schedule(schedule, self._clock.wall(), forced=True)
+            except SchedulerClosed:
+                return None
+            self._save(schedule)  # a fire or a skip: counted either way
+            return job_id
+        if op == "pause" and not schedule.paused:
             schedule.paused = True
             self._disarm(schedule)
+            self._save(schedule)
         elif op == "resume" and schedule.paused:
             schedule.paused = False
             now = self._clock.wall()
@@ -152,4 +259,37 @@ class ScheduleDriver:
                 if later is not None or schedule.spec.kind != "at":
                     schedule.next_fire = later
             self._arm(schedule)
+            self._save(schedule)
         return self.book.info(schedule)
+
+    def _get(self, schedule_id: str) -> ScheduleState:
+        """The running schedule with this id; `ScheduleNotFound` says so of a kept one."""
+        kept = self.book.kept.get(schedule_id)
+        if kept is not None:
+            msg = (
+                f"the schedule {schedule_id!r} is kept in the store but not running: "
+                f"its handler {kept.handler!r} is not registered, or its definition "
+                "cannot run here (the log said which); remove() deletes it"
+            )
+            raise ScheduleNotFound(msg)
+        return self.book.get(schedule_id)
+
+    def _removed(self, schedule_id: str) -> None:
+        journal = self._journal()
+        if journal is not None:
+            journal.schedule_removed(schedule_id)
+
+
+def _restore_state(schedule: ScheduleState, row: ScheduleSaved) -> None:
+    """Give ``schedule`` the pause, the fire history and the counts stored in ``row``."""
+    schedule.paused = row.paused
+    schedule.last_fire, schedule.last_job = row.last_fire, row.last_job
+    schedule.fires, schedule.misfires, schedule.skips = row.fires, row.misfires, row.skips
+
+
+def _rebuilt_spec(row: ScheduleSaved) -> ScheduleSpec | None:
+    """The spec ``row`` was stored with, or None if it cannot be rebuilt here."""
+    try:
+        return rebuild(row)[0]
+    except InvalidArgument:
+        return None

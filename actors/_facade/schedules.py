@@ -6,6 +6,11 @@ what a schedule is given, then asks the Dispatcher, which owns the schedules
 (`actors._schedules.book`), to add or change one. A schedule's jobs are
 ordinary jobs: the Dispatcher submits each fire through the facade's own
 path (`Schedules.submit_fire`), so back-pressure, queues and repos apply.
+
+With a store, `Schedules.restore` puts back the schedules it kept as the
+scheduler starts: each is rebuilt and checked here (its handler registered,
+its queue known, its trigger valid on this machine); one that cannot run is
+logged and left in the store as it is.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from actors._errors import QueueFull
+from actors._errors import QueueFull, SchedulerError
 from actors._facade.life import Life
 from actors._facade.submit import Submitter
+from actors._log import schedules_logger as logger
 from actors._policy.checks import check_name, unknown_handler
 from actors._policy.handlers import HandlerSpec
 from actors._policy.options import JOB_OPTIONS, JobOptions, check_options, widen
@@ -28,10 +34,12 @@ from actors._schedules.book import (
     check_policies,
 )
 from actors._schedules.misfire import MisfirePolicy
+from actors._schedules.stored import rebuild
 from actors._schedules.triggers import Trigger
 
 if TYPE_CHECKING:
     from actors._jobs.handle import JobHandle
+    from actors._journal.schedules import StoredSchedule
     from actors.messages import ScheduleOp
 
 __all__ = ["DEFAULT_MISFIRE_GRACE", "ScheduleHandle", "Schedules"]
@@ -112,10 +120,13 @@ class Schedules:
         overlap: OverlapPolicy,
         misfire: MisfirePolicy,
         misfire_grace: float,
+        schedule_id: str | None = None,
     ) -> ScheduleHandle:
-        """Check a schedule and have the Dispatcher add it (`Scheduler.cron` says how)."""
+        """Check a schedule and have the Dispatcher add it, or update the one
+        with ``schedule_id`` (`Scheduler.cron` says how)."""
         from actors.messages import AddSchedule
 
+        check_name("id", schedule_id)
         if not isinstance(handler, str) or handler not in self._handlers:
             raise unknown_handler(handler, self._handlers)
         check_options(options, self._queues, JOB_OPTIONS, kind)
@@ -125,8 +136,48 @@ class Schedules:
             json_copy(payload, max_bytes=self._max_payload_bytes), JobOptions(**options),
             overlap, misfire, float(misfire_grace),
         )  # fmt: skip
-        info: ScheduleInfo = self._life.ask(AddSchedule(spec))
+        info: ScheduleInfo = self._life.ask(AddSchedule(spec, schedule_id))
         return ScheduleHandle(self, info.id)
+
+    def restore(self, stored: list[StoredSchedule]) -> None:
+        """Put back the schedules a store kept (``load_schedules``), with their
+        state as stored; call it once, as the scheduler starts, once its
+        Dispatcher runs and before anyone adds a schedule.
+
+        A stored schedule that cannot run here (its handler is not registered,
+        its queue is gone, its time zone is unknown on this machine) is logged
+        as a warning naming it and stays in the store untouched: a later start
+        that can run it restores it; `Scheduler.remove` deletes it.
+
+        Raises:
+            SchedulerClosed: the scheduler is not running (yet, or any more).
+        """
+        from actors.messages import RestoreSchedules
+
+        restored = []
+        kept = []
+        for row in stored:
+            problem = None
+            if row.handler not in self._handlers:
+                problem = f"its handler {row.handler!r} is not registered"
+            else:
+                try:
+                    spec, trigger = rebuild(row)
+                    check_options(spec.options, self._queues, JOB_OPTIONS, row.kind)
+                except SchedulerError as exc:  # InvalidArgument, UnknownQueue
+                    problem = str(exc)
+            if problem is None:
+                restored.append((row, spec, trigger))
+            else:
+                kept.append(row)
+                logger.warning(
+                    "schedule %s (%s) is kept in the store but not restored: %s",
+                    row.id,
+                    row.handler,
+                    problem,
+                )
+        if restored or kept:
+            self._life.ask(RestoreSchedules(tuple(restored), tuple(kept)))
 
     def all(self) -> list[ScheduleInfo]:
         """`Scheduler.schedules`."""
