@@ -29,7 +29,7 @@ The tables (version 2):
 ``idempotency_keys``
     The keys held (unique): a key stays with its job while the job is
     unfinished or completed, and is let go when it fails or is cancelled
-    (rule 10), as in memory.
+    (rule 10, docs/guarantees.md), as in memory.
 ``schedules`` (version 2)
     One row per schedule: its definition (``kind``, ``spec`` as JSON), the
     job it makes (``handler``, ``payload``, ``options``), its policies, its
