@@ -11,7 +11,7 @@ Times are wall-clock seconds since the epoch (REAL). Payloads, results and
 options are JSON text, so ``sqlite3 jobs.db`` can read and query them
 (``json_extract(payload, '$.sha')``).
 
-The tables (version 2):
+The tables (version 3):
 
 ``jobs``
     One row per job, written when it is accepted and updated as it moves.
@@ -34,6 +34,10 @@ The tables (version 2):
     One row per schedule: its definition (``kind``, ``spec`` as JSON), the
     job it makes (``handler``, ``payload``, ``options``), its policies, its
     state (``paused``, ``next_fire``, ``last_fire``) and its counts.
+
+Version 3 adds the index ``jobs_failed_or_cancelled``: listing the failed
+(or cancelled) jobs, newest first, walks those only instead of every job
+(``reader.py`` says what each query costs).
 """
 
 from __future__ import annotations
@@ -128,7 +132,12 @@ CREATE TABLE schedules (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+_V3 = """
+CREATE INDEX jobs_failed_or_cancelled ON jobs (status, seq)
+    WHERE status IN ('failed', 'cancelled');
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 """Migration N (1-based) takes a store from version N-1 to N."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
