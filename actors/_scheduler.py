@@ -32,6 +32,7 @@ from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.dispatcher import Dispatcher
 from actors._errors import (
     InvalidArgument,
+    JobNotFound,
     SchedulerAlreadyStarted,
     SchedulerClosed,
     SchedulerUnresponsive,
@@ -535,7 +536,14 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
-        return self._table.get(job_id).snapshot()
+        try:
+            return self._table.get(job_id).snapshot()
+        except JobNotFound:
+            durable = self._durable
+            info = None if durable is None else durable.job(job_id)
+            if info is None:
+                raise
+            return info
 
     def jobs(
         self,
@@ -574,6 +582,28 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
+        durable = self._durable
+        if durable is not None:
+            JobQuery.checked(
+                status=status,
+                queue=queue,
+                repo=repo,
+                handler=handler,
+                limit=limit,
+                offset=offset,
+                queues=self._queues,
+                handlers=self._handlers,
+            )
+            infos = durable.jobs(
+                self._life.ask_timeout,
+                status=status,
+                queue=queue,
+                repo=repo,
+                handler=handler,
+                limit=limit,
+                offset=offset,
+            )
+            return [self._fresher(info) for info in infos]
         query = JobQuery.checked(
             status=status,
             queue=queue,
@@ -601,9 +631,19 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
-        if self._durable is not None:
-            return self._durable.runs(job_id, self._life.ask_timeout)
+        durable = self._durable
+        if durable is not None:
+            runs = durable.runs(job_id, self._life.ask_timeout)
+            if runs is not None:
+                return runs
         return self._table.get(job_id).runs()
+
+    def _fresher(self, info: JobInfo) -> JobInfo:
+        """A stored job's snapshot, with the progress memory has of it (not stored)."""
+        state = self._table.active.get(info.id)
+        if state is None or state.progress is None:
+            return info
+        return replace(info, progress=state.progress)
 
     def retry(self, job_id: str) -> JobHandle:
         """Run a failed or cancelled job again, as a new job with a new id.

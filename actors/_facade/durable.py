@@ -15,11 +15,14 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from actors._facade.restore import Restorer
+from actors._jobs.info import JobInfo
+from actors._jobs.runs import RunInfo
 from actors._journal.journal import Journal
 from actors._journal.link import Durability, JournalLink
 from actors._journal.options import KeepFinished
+from actors._journal.reader import job_info, job_infos, run_infos
 from actors._journal.recovery import Recovery, recover
-from actors._journal.store import Store, Synchronous
+from actors._journal.store import Store, Synchronous, connect_readonly
 from actors._log import journal_logger as logger
 from actors._policy.handlers import HandlerSpec
 from actors._runtime.reaper import Reaper
@@ -80,7 +83,9 @@ class Durable:
 
     def start_journal(self, reaper: Reaper, on_failure: Callable[..., None]) -> None:
         """Hand the store to a Journal actor of its own (after `open`)."""
-        spawned = Journal.spawn(self._store, self.link, self._batch_interval, on_failure)
+        spawned = Journal.spawn(
+            self._store, self.link, self._batch_interval, on_failure, self._keep_finished
+        )
         reaper.add(spawned.thread)
         self._journal = spawned.ref
         self.link.connect(spawned.ref)
@@ -117,6 +122,39 @@ class Durable:
         # Stopped (the store is closed and final) or stuck: read what is there.
         with contextlib.suppress(ActorDead, NoReply):
             ask(journal, FLUSH, timeout=timeout)
+
+    def job(self, job_id: str) -> JobInfo | None:
+        """The stored job with this id (None if the store has none).
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        with connect_readonly(self.path) as conn:
+            return job_info(conn, job_id)
+
+    def jobs(self, timeout: float, **filters: Any) -> list[JobInfo]:
+        """`Scheduler.jobs` from the store, once what the Journal holds is committed.
+
+        Raises:
+            InvalidArgument: a bad filter (the reader checks them).
+            StoreError: the store cannot be read.
+        """
+        self.flush(timeout)
+        with connect_readonly(self.path) as conn:
+            return job_infos(conn, **filters)
+
+    def runs(self, job_id: str, timeout: float) -> list[RunInfo] | None:
+        """The job's runs from the store; None if the store has no such job.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        self.flush(timeout)
+        with connect_readonly(self.path) as conn:
+            runs = run_infos(conn, job_id)
+            if runs or conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                return runs
+        return None
 
     # --- stop ---------------------------------------------------------------------------
 
