@@ -82,7 +82,7 @@ def test_a_restart_brings_back_waiting_jobs_in_their_order(tmp_path: Path) -> No
     # The first job runs (and is cut short); the rest wait: all stay in the store.
     sched.shutdown(timeout=0.0, cancel_grace=0.1)
     release.set()
-    assert all(h.done() for h in handles)  # every handle resolved (rule 9)
+    assert all(h.done() for h in handles)  # every handle resolved (rule 9, docs/guarantees.md)
     ran: list[Any] = []
 
     def second(sched: Scheduler) -> None:
