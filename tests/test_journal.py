@@ -177,8 +177,12 @@ def test_an_idempotency_key_of_a_completed_job_still_dedupes_after_a_restart(
     path = tmp_path / "jobs.db"
     calls: list[Any] = []
 
+    def pay(ctx: Any, payload: Any) -> dict[str, Any]:
+        calls.append(payload)
+        return {"paid": payload}
+
     def register(sched: Scheduler) -> None:
-        sched.register("pay", lambda ctx, p: calls.append(p) or {"paid": p})
+        sched.register("pay", pay)
 
     sched = scheduler(path, register)
     first = sched.submit("pay", 10, idempotency_key="order-7")
