@@ -27,6 +27,12 @@ from actors._errors import (
     SchedulerError,
     SchedulerForked,
     SchedulerUnresponsive,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreReadOnly,
     UnknownHandler,
     UnknownQueue,
 )
@@ -34,7 +40,9 @@ from actors._facade.schedules import ScheduleHandle
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.handle import JobHandle
 from actors._jobs.info import JobInfo, Progress, QueueStats, Stats
+from actors._jobs.runs import RunInfo, RunOutcome
 from actors._jobs.status import JobStatus
+from actors._journal.options import KeepFinished
 from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.priority import Priority
 from actors._policy.queue import Queue
@@ -62,6 +70,7 @@ __all__ = [
     "JobOptions",
     "JobStatus",
     "JobTimedOut",
+    "KeepFinished",
     "ManualClock",
     "MonotonicClock",
     "NotSerializable",
@@ -74,6 +83,8 @@ __all__ = [
     "QueueStats",
     "RepoMode",
     "RetryPolicy",
+    "RunInfo",
+    "RunOutcome",
     "ScheduleHandle",
     "ScheduleInfo",
     "ScheduleNotFound",
@@ -81,10 +92,16 @@ __all__ = [
     "SchedulerAlreadyStarted",
     "SchedulerClosed",
     "SchedulerCrashed",
-    "SchedulerUnresponsive",
     "SchedulerError",
     "SchedulerForked",
+    "SchedulerUnresponsive",
     "Stats",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreReadOnly",
     "SubmitOptions",
     "UnknownHandler",
     "UnknownQueue",

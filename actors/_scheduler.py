@@ -19,6 +19,7 @@ each in ``actors/_facade/``, each given exactly the collaborators it needs:
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -31,13 +32,16 @@ from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.dispatcher import Dispatcher
 from actors._errors import (
     InvalidArgument,
+    JobNotFound,
     SchedulerAlreadyStarted,
     SchedulerClosed,
     SchedulerUnresponsive,
 )
+from actors._facade.durable import Durable
 from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
+from actors._facade.restore import Restorer
 from actors._facade.retry import ManualRetry
 from actors._facade.schedules import DEFAULT_MISFIRE_GRACE, ScheduleHandle, Schedules
 from actors._facade.submit import Submitter
@@ -48,11 +52,15 @@ from actors._jobs.info import JobInfo, Stats
 from actors._jobs.links import Links
 from actors._jobs.query import JobQuery
 from actors._jobs.ready import ReadyQueue
+from actors._jobs.runs import RunInfo
 from actors._jobs.status import JobStatus
 from actors._jobs.table import JobTable
+from actors._journal.link import Durability
+from actors._journal.options import DEFAULT_KEEP_FINISHED, KeepFinished, check_store_options
+from actors._journal.store import Synchronous
 from actors._metrics.server import MetricsServer
 from actors._policy.checks import check_clock, check_int, check_name, check_queue, check_seconds
-from actors._policy.handlers import HandlerFunc, HandlerSpec, make_spec
+from actors._policy.handlers import HandlerFunc, HandlerSpec, OnInterrupt, make_spec
 from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
@@ -133,6 +141,12 @@ class Scheduler:
         metrics: bool = True,
         registry: CollectorRegistry | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        store: str | os.PathLike[str] | None = None,
+        durability: Durability = "commit",
+        synchronous: Synchronous = "NORMAL",
+        batch_interval: float = 0.05,
+        busy_timeout: float = 5.0,
+        keep_finished: KeepFinished | None = DEFAULT_KEEP_FINISHED,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
@@ -168,6 +182,27 @@ class Scheduler:
                 and sends it (msgpack); over it, `PayloadTooLarge`. From 1 KiB
                 to 7 MiB, default 4 MiB: a message carries a payload and a
                 result within the wire format's 16 MiB.
+            store: a file for the journal (SQLite): jobs, their runs and the
+                schedules survive a crash and come back at the next `start`
+                (docs/durability.md). None (the default) keeps everything in
+                memory only.
+            durability: with a store, ``"commit"`` (the default): `submit`
+                returns once the job's row is committed, and a worker records
+                an attempt's start before it calls the handler; concurrent
+                calls share commits. ``"batch"``: `submit` returns at once and
+                the job is committed within ``batch_interval``, which a crash
+                can lose.
+            synchronous: SQLite's ``synchronous``: ``"NORMAL"`` (the default)
+                survives a crash of the process, and may lose the last commits
+                on a power loss; ``"FULL"`` survives a power loss too, and
+                commits more slowly.
+            batch_interval: seconds a record may wait for its commit under
+                ``durability="batch"`` (0 < s <= 60).
+            busy_timeout: seconds a write waits for another program that holds
+                the store locked before it fails with `StoreBusy`.
+            keep_finished: how long the store keeps finished jobs:
+                ``{"age": seconds}`` and/or ``{"count": n}``, pruned in the
+                background (default: a week); None keeps them all.
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type.
@@ -184,6 +219,9 @@ class Scheduler:
         if full_timeout is not None:
             check_seconds("full_timeout", full_timeout, allow_zero=True)
         modes = _checked_modes(repo_mode, repo_modes)
+        path = check_store_options(
+            store, durability, synchronous, batch_interval, busy_timeout, keep_finished
+        )
         self._queues = {DEFAULT_QUEUE: Queue(workers, max_pending), **check_queues(queues)}
         self._config = DispatcherConfig(
             {name: queue.workers for name, queue in self._queues.items()},
@@ -228,6 +266,20 @@ class Scheduler:
         submitter.attach_links(self._links)
         self._table.attach_links(self._links)
         self._retry = ManualRetry(self._life, self._table, submitter)
+        self._durable: Durable | None = None
+        if path is not None:
+            durable = self._durable = Durable(
+                path,
+                durability,
+                synchronous,
+                batch_interval,
+                busy_timeout,
+                keep_finished,
+                self._clock,
+            )
+            self._table.attach_journal(durable.link)
+            self._restorer = Restorer(self._life, submitter, self._table, self._links, path)
+            submitter.restorer = self._restorer
         self._schedules = Schedules(
             self._life,
             self._handlers,
@@ -244,6 +296,7 @@ class Scheduler:
             self._reaper,
             self._metrics,
             submitter.rejections,
+            self._durable,
         )
         track(self)  # a forked child must know this scheduler is its parent's
 
@@ -258,6 +311,7 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         throws: type[BaseException] | tuple[type[BaseException], ...] = (),
         queue: str | None = None,
+        on_interrupt: OnInterrupt = "retry",
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler called ``name``.
 
@@ -274,6 +328,9 @@ class Scheduler:
             throws: exception types that fail the job at once, never retried.
             queue: the named queue its jobs go to unless submit names one
                 (None: ``default``).
+            on_interrupt: with a store, what follows an attempt cut short by
+                the end of the process (a crash, a kill): ``"retry"`` (the
+                default; if it has retries left) or ``"fail"``.
 
         Raises:
             InvalidArgument: a bad option, ``name`` is already registered, or the
@@ -292,6 +349,7 @@ class Scheduler:
                 retry=retry,
                 throws=throws,
                 queue=queue,
+                on_interrupt=on_interrupt,
             )
             return func
 
@@ -307,6 +365,7 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         throws: type[BaseException] | tuple[type[BaseException], ...] = (),
         queue: str | None = None,
+        on_interrupt: OnInterrupt = "retry",
     ) -> None:
         """Register ``func`` as the handler called ``name`` (`handler` without the decorator).
 
@@ -317,7 +376,13 @@ class Scheduler:
         """
         self._life.check_process()
         spec = make_spec(
-            name, func, max_retries=max_retries, timeout=timeout, retry=retry, throws=throws
+            name,
+            func,
+            max_retries=max_retries,
+            timeout=timeout,
+            retry=retry,
+            throws=throws,
+            on_interrupt=on_interrupt,
         )
         if queue is not None:
             check_queue(queue, self._queues)
@@ -337,9 +402,13 @@ class Scheduler:
             SchedulerClosed: it was shut down, or crashed (a scheduler runs once;
                 a dispatcher that fails as it boots crashes it too).
             SchedulerForked: it was started in the process this one was forked from.
+            StoreLocked: (with a store) another scheduler owns the store.
+            StoreCorrupt, StoreReadOnly, StoreFull, StoreBusy, StoreError:
+                (with a store) it cannot be opened or recovered; nothing started.
         """
         life = self._life
         life.check_process()  # before the gate, which a parent's thread may have held
+        restored: list[Any] = []
         with life.gate:
             if life.state == RUNNING:
                 msg = "the scheduler is already running: a scheduler starts once"
@@ -347,8 +416,19 @@ class Scheduler:
             if life.state != NEW:
                 msg = f"a scheduler starts once; this one is {life.state}"
                 raise SchedulerClosed(msg)
-            # First: a name already taken on the registry stops nothing started.
-            self._metrics.register()
+            durable = self._durable
+            if durable is not None:
+                # First of all: a store that cannot be opened starts nothing.
+                durable.open(self._handlers, self._queues)
+            # Then: a name already taken on the registry stops nothing started.
+            try:
+                self._metrics.register()
+            except BaseException:
+                if durable is not None:
+                    durable.close_unstarted()
+                raise
+            if durable is not None:
+                durable.start_journal(self._reaper, self._shutdown.journal_failed)
             loop = ActorLoop(f"postroom-ActorLoop-{next(_loop_numbers)}")
             self._reaper.add(loop.thread, loop.close)
             spawned = Dispatcher.spawn(
@@ -380,6 +460,10 @@ class Scheduler:
                 raise SchedulerClosed(msg) from None
             self._submitter.connect(spawned.ref, timer)
             life.started(timer)
+            if durable is not None:
+                restored = durable.restore(self._restorer)
+        if self._durable is not None:
+            self._durable.relink(self._restorer, restored)
         shut_down_at_exit(self)
         return self
 
@@ -452,7 +536,14 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
-        return self._table.get(job_id).snapshot()
+        try:
+            return self._table.get(job_id).snapshot()
+        except JobNotFound:
+            durable = self._durable
+            info = None if durable is None else durable.job(job_id)
+            if info is None:
+                raise
+            return info
 
     def jobs(
         self,
@@ -491,6 +582,28 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
+        durable = self._durable
+        if durable is not None:
+            JobQuery.checked(
+                status=status,
+                queue=queue,
+                repo=repo,
+                handler=handler,
+                limit=limit,
+                offset=offset,
+                queues=self._queues,
+                handlers=self._handlers,
+            )
+            infos = durable.jobs(
+                self._life.ask_timeout,
+                status=status,
+                queue=queue,
+                repo=repo,
+                handler=handler,
+                limit=limit,
+                offset=offset,
+            )
+            return [self._fresher(info) for info in infos]
         query = JobQuery.checked(
             status=status,
             queue=queue,
@@ -502,6 +615,35 @@ class Scheduler:
             handlers=self._handlers,
         )
         return query.select(self._table.states())
+
+    def runs(self, job_id: str) -> list[RunInfo]:
+        """The attempts of a job, oldest first: one `RunInfo` per attempt that
+        started, with how it ended (None while it runs).
+
+        With a store, from the store (every attempt, across restarts, as long
+        as ``keep_finished`` keeps the job); without one, from memory, for the
+        jobs `job` can find.
+
+        Raises:
+            JobNotFound: no such job.
+            StoreError: (with a store) the store cannot be read.
+            SchedulerForked: the scheduler was started in the process this one
+                was forked from.
+        """
+        self._life.check_process()
+        durable = self._durable
+        if durable is not None:
+            runs = durable.runs(job_id, self._life.ask_timeout)
+            if runs is not None:
+                return runs
+        return self._table.get(job_id).runs()
+
+    def _fresher(self, info: JobInfo) -> JobInfo:
+        """A stored job's snapshot, with the progress memory has of it (not stored)."""
+        state = self._table.active.get(info.id)
+        if state is None or state.progress is None:
+            return info
+        return replace(info, progress=state.progress)
 
     def retry(self, job_id: str) -> JobHandle:
         """Run a failed or cancelled job again, as a new job with a new id.

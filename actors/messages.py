@@ -365,9 +365,15 @@ class Resize:
 @dataclass(frozen=True, slots=True)
 class Close:
     """Shutdown: with ``cancel`` False, let the remaining jobs finish; with True,
-    cancel every unfinished job (waiting ones at once, running ones signalled)."""
+    cancel every unfinished job (waiting ones at once, running ones signalled).
+
+    ``keep_running`` (with ``cancel``; a scheduler with a store): cancel the
+    waiting jobs only, which the store keeps for the next start, and let the
+    running ones finish; one that would retry is left for the next start too.
+    """
 
     cancel: bool
+    keep_running: bool = False
 
 
 # --- facade -> Dispatcher (asks that stay in the process) --------------------------

@@ -162,6 +162,8 @@ class Dispatcher(LoopActor):
             fail=self._on_finished,
             crash=self._crash_now,
         )
+        self._leaving = False
+        """Closing with a store: jobs that would wait are left for the next start."""
         self._schedules = ScheduleDriver(
             clock,
             self._states,
@@ -210,7 +212,7 @@ class Dispatcher(LoopActor):
             ScheduleCall: schedules.call,
             ListSchedules: lambda _m: schedules.infos(),
             Resize: lambda m: pool.resize(m.workers, m.queue),
-            Close: lambda m: self._close(cancel=m.cancel),
+            Close: lambda m: self._close(cancel=m.cancel, keep_running=m.keep_running),
             ChildFailed: self._on_child_failed,
             Boot: lambda _m: self._boot(),
             Halt: lambda _m: self._halt(),
@@ -330,6 +332,9 @@ class Dispatcher(LoopActor):
     def _schedule_retry(self, state: JobState, job: Job, outcome: Outcome, *, hold: bool) -> None:
         self._figures.count_retry(job)
         state.await_retry(job, outcome.error)
+        journal = self._table.journal
+        if journal is not None:
+            journal.retrying(job, job.attempt - 1, outcome.error)
         if job.attempt == job.max_retries + 1:
             logger.warning(
                 "job %s (%s) reached its retry cap: attempt %d of %d is its last",
@@ -347,6 +352,10 @@ class Dispatcher(LoopActor):
             self._to_repo(job.repo, Enqueue(job))
         else:
             self._make_ready(state, job)
+        if self._leaving:
+            # A graceful shutdown with a store: the retry is the next start's
+            # (cancelled here, it stays retrying in the store).
+            self._cancel(job.id, "shutdown")
 
     def _on_done(self, message: Done) -> None:
         state = self._states.get(message.job.id)
@@ -501,15 +510,20 @@ class Dispatcher(LoopActor):
 
     # --- shutdown -------------------------------------------------------------------
 
-    def _close(self, *, cancel: bool) -> None:
+    def _close(self, *, cancel: bool, keep_running: bool = False) -> None:
         self._schedules.close()
         if cancel:
+            self._leaving = keep_running
             # Nothing needs a timer any more: drop them all with one message
             # rather than one CancelTimer per waiting job.
             self._forget_timers()
             for job_id in list(self._states):
-                if job_id in self._states:
-                    self._cancel(job_id, "shutdown")
+                state = self._states.get(job_id)
+                if state is None:
+                    continue
+                if keep_running and self._readies[state.job.queue].is_taken(job_id):
+                    continue  # running: it may finish (the store keeps the rest)
+                self._cancel(job_id, "shutdown")
         # Workers finish jobs too: the table tells whichever thread ends the last one.
         self._table.when_empty(self._drained)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from actors._facade.durable import Durable
 from actors._facade.life import CLOSED, CLOSING, RUNNING, Life
 from actors._facade.metrics import Metrics
 from actors._jobs.capacity import Capacity
@@ -53,6 +54,7 @@ class Shutdown:
         reaper: Reaper,
         metrics: Metrics,
         rejections: Callable[[], tuple[int, int]],
+        durable: Durable | None = None,
     ) -> None:
         """End one scheduler.
 
@@ -65,7 +67,11 @@ class Shutdown:
             reaper: the scheduler's threads, stopped and joined.
             metrics: closed once the actors have stopped.
             rejections: the submits dropped and rejected so far.
+            durable: the store, if the scheduler has one: a shutdown leaves
+                the unfinished jobs in it for the next start, and stops the
+                Journal last.
         """
+        self._durable = durable
         self._life = life
         self._table = table
         self._capacities = capacities
@@ -119,8 +125,20 @@ class Shutdown:
             for capacity in self._capacities.values():
                 capacity.close()
             dispatcher = self._life.dispatcher
+            durable = self._durable
+            if durable is not None and previous == RUNNING:
+                durable.retain()  # the jobs this shutdown ends stay in the store
             if previous == RUNNING and dispatcher is not None:
                 self._drain(dispatcher, graceful, timeout, cancel_grace)
+            if durable is not None:
+                # Last, once every other actor has stopped: their records are in.
+                durable.stop(max(deadline - time.monotonic(), self._life.ask_timeout))
+                if durable.link.left:
+                    logger.warning(
+                        "shutdown: %d unfinished job(s) left in the store %s for the next start",
+                        durable.link.left,
+                        durable.path,
+                    )
             # Whatever is still alive (the actor loop, a crashed scheduler's actors)
             # is asked to stop; the dispatcher has already stopped its children.
             # Joining them takes what is left of the caller's limits; threads
@@ -145,7 +163,10 @@ class Shutdown:
         drained = self.drained
         if graceful:
             try:
-                dispatcher.tell(Close(cancel=False))
+                # With a store, what waits is left for the next start; what
+                # runs may finish within the timeout.
+                keep = self._durable is not None
+                dispatcher.tell(Close(cancel=keep, keep_running=keep))
             except ActorDead:
                 pass  # crashed meanwhile: nothing will drain; cancel what is left
             else:
@@ -200,6 +221,10 @@ class Shutdown:
             stats = None
         self.crash(f"the dispatcher failed: {exc!r}", stats)
 
+    def journal_failed(self, _actor: Any, _type: Any, exc: BaseException | None, _tb: Any) -> None:
+        """The Journal died of a bug: nothing more can be recorded, so the scheduler stops."""
+        self.crash(f"the journal failed: {exc!r}", None)
+
     def crash(self, reason: str, stats: Stats | None) -> None:
         """Fail loudly: resolve every unfinished handle with an error, stop the actors.
 
@@ -209,6 +234,8 @@ class Shutdown:
         if not self._life.crashed(reason):
             return
         logger.error("postroom scheduler crashed: %s", reason)
+        if self._durable is not None:
+            self._durable.freeze()  # the jobs are the next start's, not failed
         for capacity in self._capacities.values():
             capacity.close()
         error = ErrorInfo("postroom.SchedulerCrashed", reason)

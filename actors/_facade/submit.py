@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors._dispatcher.config import DispatcherConfig
-from actors._errors import QueueFull
+from actors._errors import QueueFull, StoreError
 from actors._facade.life import RUNNING, Life
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
@@ -25,7 +25,7 @@ from actors._jobs.handle import JobHandle
 from actors._jobs.links import JobLinks, Links
 from actors._jobs.ready import SEQ_BITS, ReadyQueue
 from actors._jobs.state import PARKED, READY, TIMER, JobState, LabelCounts
-from actors._jobs.status import CANCELLED, PENDING, SCHEDULED
+from actors._jobs.status import CANCELLED, PENDING, RETRYING, SCHEDULED
 from actors._jobs.table import JobTable
 from actors._policy.checks import unknown_handler
 from actors._policy.handlers import HandlerSpec
@@ -38,6 +38,11 @@ from actors._runtime.callbacks import CallbackRunner
 from actors._runtime.refs import ActorDead, ActorRef
 from actors._timer.clock import Clock
 from actors.messages import After, ErrorInfo, Job, JSONValue, Submit
+
+if TYPE_CHECKING:
+    from actors._facade.restore import Restorer
+    from actors._journal.link import JournalLink
+    from actors._journal.recovery import Recovered
 
 __all__ = ["SubmitDefaults", "Submitter"]
 
@@ -95,6 +100,8 @@ class Submitter:
         self._full_timeout = full_timeout
         self.links: Links | None = None
         """Children and follow-ups (set once made: they submit through this)."""
+        self.restorer: Restorer | None = None
+        """Brings jobs back from the store (with a store, set before start)."""
         self._dispatcher: ActorRef[Any] | None = None
         self._timer: ActorRef[Any] | None = None
         self._defaults: dict[tuple[str, str], SubmitDefaults] = {}
@@ -133,6 +140,7 @@ class Submitter:
         retry_of: str | None = None,
         schedule: tuple[str, float] | None = None,
         parent: str | None = None,
+        link: str | None = None,
     ) -> JobHandle:
         """Submit a job: `Scheduler.submit`, or a job the facade makes.
 
@@ -143,6 +151,11 @@ class Submitter:
                 fire never waits for room.
             parent: the job this one follows or is a child of: accepted, then
                 held until its `Links` hand it off.
+            link: ``"followup"`` or ``"child"``, with ``parent`` (for the store).
+
+        Raises:
+            StoreError: (with a store, ``durability="commit"``) the job's row
+                could not be committed: the job is not accepted.
         """
         life = self._life
         if life.state != RUNNING:
@@ -211,7 +224,7 @@ class Submitter:
             state.from_schedule(*schedule)
         if parent is not None:
             # A child or a follow-up: accepted, then held until its links hand it off.
-            state.park(JobLinks(parent))
+            state.park(JobLinks(parent, link))
         try:
             # A schedule's fire (on the actor loop) must never wait for room.
             holder = self._accept(state, direct=direct, wait=schedule is None)
@@ -228,23 +241,27 @@ class Submitter:
         table entry and the hand-off.
         """
         job = state.job
+        journal = self._table.journal
+        # With durability="commit", the job goes on only once its row is
+        # committed (a schedule's fire, on the actor loop, never waits).
+        deferred = journal is not None and journal.waits and wait
         with self._gate:
             life = self._life
             if life.state != RUNNING:
                 raise life.closed_error()
             if job.idempotency_key is not None:
                 # A resubmission needs no room: it returns the job already accepted.
-                held = self._table.holder(job.idempotency_key)
+                held = self._holder(job.idempotency_key)
                 if held is not None:
                     return held
             capacity = self._capacities[job.queue]
             if not capacity.try_take():
-                if not wait:
-                    msg = f"queue {job.queue!r} holds max_pending={capacity.limit} jobs"
-                    raise QueueFull(msg)
-                self._wait_for_room(capacity, job.queue)
+                self._wait_for_room(capacity, job.queue, wait=wait)
             first_of_repo = self._table.add(state)
-            if state.where == PARKED:
+            number = 0 if journal is None else self._record(journal, state, waited=deferred)
+            if deferred:
+                pass  # sent on its way below, once its row is committed
+            elif state.where == PARKED:
                 pass  # held: `Links` hands it off (actors/_jobs/links.py)
             elif not direct:
                 assert self._dispatcher is not None
@@ -262,6 +279,105 @@ class Submitter:
                 self._readies[job.queue].put(job)
             else:
                 self._to_timer(state.timer, job)
+        if deferred:
+            assert journal is not None
+            self._commit_then_send(journal, state, number, first_of_repo)
+        return state
+
+    def _holder(self, key: str) -> JobState | None:
+        """The job holding idempotency key ``key``, here or (with a store) in the store."""
+        held = self._table.holder(key)
+        if held is None and self.restorer is not None:
+            held = self.restorer.adopt(key)
+        return held
+
+    @staticmethod
+    def _record(journal: JournalLink, state: JobState, *, waited: bool) -> int:
+        """Post the job's row to the store; the record's number (the gate held)."""
+        links = state.links
+        return journal.accepted(
+            state.job,
+            state.status.value,
+            retry_of=state.retry_of,
+            schedule_id=state.schedule_id,
+            fire_time=state.fire_time,
+            parent=links.parent if links is not None else None,
+            link=links.kind if links is not None else None,
+            waited=waited,
+        )
+
+    def _commit_then_send(
+        self, journal: JournalLink, state: JobState, number: int, first_of_repo: bool
+    ) -> None:
+        """``durability="commit"``: wait for the job's row to be committed, then
+        send it on its way; if the commit failed, the job was never accepted.
+
+        Raises:
+            StoreError: the commit failed (the job is withdrawn).
+        """
+        job = state.job
+        try:
+            journal.wait(number, job.id)
+        except StoreError as exc:
+            self._table.withdraw(state, ErrorInfo(f"postroom.{type(exc).__name__}", str(exc)))
+            raise
+        if state.where != PARKED:
+            mutex = job.repo is not None and self._mutex(job)
+            self._send(state, expect=job.not_before is None and (first_of_repo or mutex))
+
+    def resume_seq(self, after: int) -> None:
+        """Number new jobs after ``after`` (the largest the store holds), so a
+        recovered job keeps its place before them. Before the first submit."""
+        self._seq = iter(range(after + 1, 2**SEQ_BITS))
+
+    def restore(self, row: Recovered) -> JobState:
+        """Bring back a job recovered from the store and send it on its way,
+        as `_accept` does, but never refused for want of room (it was
+        accepted before). The caller holds the gate; the job's row is in the
+        store already, so nothing is recorded.
+        """
+        clock = self._clock
+        not_before = None
+        if row.due_at is not None:
+            not_before = clock.now() + max(0.0, row.due_at - clock.wall())
+        job = Job(
+            row.id,
+            row.handler,
+            row.payload,
+            row.seq,
+            row.priority,
+            row.repo,
+            row.attempts + 1,
+            row.max_retries,
+            row.timeout,
+            row.retry,
+            not_before,
+            row.idempotency_key,
+            row.submitted_at,
+            row.queue,
+        )
+        status = _RESTORED_STATUS[row.status]
+        counts = self._table.label_counts(row.queue, row.handler)
+        if row.repo is not None:
+            state = JobState(job, status, counts)
+        elif not_before is not None:
+            state = JobState(job, status, counts, TIMER, next(self._tokens))
+        else:
+            state = JobState(job, status, counts, READY)
+        held = row.link == "followup" and row.status == "scheduled"
+        links = None if row.parent is None or held else JobLinks(row.parent, row.link)
+        state.recovered(row.attempts, row.started_at, row.error, links)
+        if row.retry_of is not None:
+            state.as_retry_of(row.retry_of)
+        if row.schedule_id is not None:
+            state.from_schedule(row.schedule_id, row.fire_time or 0.0)
+        if held:
+            state.park(JobLinks(row.parent, "followup"))
+        self._capacities[row.queue].force_take()
+        first_of_repo = self._table.add(state)
+        if not held:
+            mutex = job.repo is not None and self._mutex(job)
+            self._send(state, expect=not_before is None and (first_of_repo or mutex), gated=True)
         return state
 
     def _mutex(self, job: Job) -> bool:
@@ -279,15 +395,28 @@ class Submitter:
         """Send a held job (a child or a follow-up, see `Links`) on its way, as
         `_accept` sends the others. On the thread that releases it, without the
         gate: a put or a tell, never a wait."""
+        journal = self._table.journal
+        if journal is not None:
+            journal.released(state.job.id, state.job.payload)
+        self._send(state, expect=state.job.not_before is None)
+
+    def _send(self, state: JobState, *, expect: bool, gated: bool = False) -> None:
+        """Send an accepted job on its way: to the Dispatcher (a repo), the ready
+        queue or the Timer. ``expect``: a repo job the ready queue waits for
+        (rule 3, see `ReadyQueue.expect`). ``gated``: the caller holds the
+        gate, under which a dead Dispatcher's crash report waits to resolve
+        every job (this one too)."""
         job = state.job
         if job.repo is not None:
             assert self._dispatcher is not None  # set before the first submit
-            if job.not_before is None:
+            if expect:
                 self._readies[job.queue].expect(job)
             try:
                 self._dispatcher.tell(Submit(job))
             except ActorDead:
                 self._readies[job.queue].settled(job)
+                if gated:
+                    return
                 # Shut down or crashed: that path resolves every job; this makes sure.
                 error = ErrorInfo("postroom.JobCancelled", "cancelled: the scheduler stopped")
                 self._table.finish(state, CANCELLED, error=error)
@@ -298,8 +427,12 @@ class Submitter:
             state.to_timer(state.timer)
             self._to_timer(state.timer, job)
 
-    def _wait_for_room(self, capacity: Capacity, queue: str) -> None:
-        """Apply ``on_full``, the gate held: return once a slot is taken, or raise."""
+    def _wait_for_room(self, capacity: Capacity, queue: str, *, wait: bool = True) -> None:
+        """Apply ``on_full``, the gate held: return once a slot is taken, or raise.
+        Without ``wait`` (a schedule's fire), `QueueFull` at once."""
+        if not wait:
+            msg = f"queue {queue!r} holds max_pending={capacity.limit} jobs"
+            raise QueueFull(msg)
         where = "the scheduler" if queue == DEFAULT_QUEUE else f"queue {queue!r}"
         if self._on_full == "wait":
             if capacity.take(self._full_timeout):
@@ -339,6 +472,9 @@ class Submitter:
         state = JobState(job, CANCELLED)
         state.resolve(CANCELLED, error=ErrorInfo("postroom.Dropped", f"dropped: {why}"))
         return JobHandle(state, _already_finished, links=self.links)
+
+
+_RESTORED_STATUS = {"pending": PENDING, "scheduled": SCHEDULED, "retrying": RETRYING}
 
 
 def _already_finished(_job_id: str) -> CancelResult:

@@ -46,6 +46,11 @@ class Capacity:
         self._taken += 1
         return True
 
+    def force_take(self) -> None:
+        """Take a slot even past the limit: a job recovered from the store was
+        accepted before, and is never refused for want of room. The gate is held."""
+        self._taken += 1
+
     def take(self, timeout: float | None) -> bool:
         """Take a slot, waiting up to ``timeout`` seconds (None: forever) for one.
 

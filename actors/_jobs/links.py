@@ -82,7 +82,7 @@ class SubmitHeld(Protocol):
     accepts the job with its ``parent`` and holds it until `Links` hands it off."""
 
     def __call__(
-        self, handler: str, payload: Any, options: SubmitOptions, *, parent: str
+        self, handler: str, payload: Any, options: SubmitOptions, *, parent: str, link: str
     ) -> JobHandle: ...
 
 
@@ -93,11 +93,13 @@ class JobLinks:
     Written under `Links`' lock; read without it (copying a list is atomic).
     """
 
-    __slots__ = ("cancelled", "children", "followups", "parent")
+    __slots__ = ("cancelled", "children", "followups", "kind", "parent")
 
-    def __init__(self, parent: str | None = None) -> None:
+    def __init__(self, parent: str | None = None, kind: str | None = None) -> None:
         self.parent = parent
         """The job it follows (`JobHandle.then`) or was submitted by (`JobContext.submit`)."""
+        self.kind = kind
+        """``"followup"`` or ``"child"``: how it is linked to ``parent`` (the store keeps it)."""
         self.children: list[str] = []
         """Ids of the jobs its handler submitted with ``ctx.submit``, in order."""
         self.followups: list[str] = []
@@ -139,7 +141,7 @@ class Links:
 
     def then(self, parent: JobState, handler: str, options: JobOptions) -> JobHandle:
         """Submit a follow-up of ``parent`` (`JobHandle.then` documents it)."""
-        handle = self._submit(handler, None, widen(options), parent=parent.job.id)
+        handle = self._submit(handler, None, widen(options), parent=parent.job.id, link="followup")
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         if state.where != PARKED:
             return handle  # dropped under on_full="drop": already cancelled, in no table
@@ -174,7 +176,7 @@ class Links:
         self, parent_id: str, handler: str, payload: Any, options: SubmitOptions
     ) -> JobHandle:
         """Submit a child of the job ``parent_id`` (`JobContext.submit` documents it)."""
-        handle = self._submit(handler, payload, options, parent=parent_id)
+        handle = self._submit(handler, payload, options, parent=parent_id, link="child")
         state = handle._state  # noqa: SLF001 - the links are the handle's internals too
         links = state.links
         if links is None or links.parent != parent_id:
@@ -205,6 +207,40 @@ class Links:
                 state.waiting_to_pending()
             self._hand_off(state)
         return handle
+
+    # --- recovery (a start with a store) --------------------------------------------
+
+    def relink(self, state: JobState, parent: JobState) -> None:
+        """A job recovered from the store with its parent, also recovered: list
+        it under its parent again, and a held follow-up waits for it again.
+        The starting thread, before any job runs."""
+        links = state.links
+        assert links is not None and links.parent == parent.job.id
+        with self._lock:
+            parent_links = self._links_of(parent)
+            if links.kind == "followup":
+                parent_links.followups.append(state.job.id)
+            else:
+                parent_links.children.append(state.job.id)
+        if state.where == PARKED:
+            parent.add_done_callback(partial(self._on_parent_done, state))
+
+    def settle_orphan(
+        self, state: JobState, status: str, result: Any, error: ErrorInfo | None
+    ) -> None:
+        """A held follow-up recovered from the store whose parent had finished
+        (``status``, ``result``, ``error``) before the process ended: released
+        with the result, or cancelled, as at the parent's end."""
+        if not self._claim(state):
+            return
+        if status == COMPLETED.value:
+            state.release(replace(state.job, payload=result))
+            self._hand_off(state)
+            return
+        parent = state.links.parent if state.links is not None else None
+        detail = f" ({error.type}: {error.message})" if error is not None else ""
+        message = f"never ran: it follows job {parent}, which ended {status}{detail}"
+        self._table.finish(state, CANCELLED, error=ErrorInfo("postroom.JobCancelled", message))
 
     # --- cancellation ---------------------------------------------------------------
 

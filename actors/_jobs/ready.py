@@ -208,6 +208,10 @@ class ReadyQueue:
         entry = self._taken.get(job_id)
         return entry is not None and entry[1].fire(job_id, attempt, reason)
 
+    def is_taken(self, job_id: str) -> bool:
+        """Whether a worker has taken the job (it runs, or is about to)."""
+        return job_id in self._taken
+
     def taken_by(self, worker_id: int) -> list[str]:
         """Ids of the jobs a worker holds (a crashed worker's, to settle them)."""
         return [job_id for job_id, (wid, _) in list(self._taken.items()) if wid == worker_id]

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from actors._jobs.info import JobInfo, Progress
+from actors._jobs.runs import RunInfo, RunOutcome, outcome_of
 from actors._jobs.status import PENDING, RETRYING, RUNNING, SCHEDULED, JobStatus
 from actors._log import jobs_logger as logger
 from actors._timer.clock import wait_seconds
@@ -146,6 +147,11 @@ class JobState:
         "fire_time",
         # Parent, children and follow-ups (`actors/_jobs/links.py`).
         "links",
+        # Run history in memory (`runs`): the attempts that did not end the job,
+        # and who runs the current one since when.
+        "past_runs",
+        "run_started_at",
+        "run_worker",
     )
 
     def __init__(
@@ -202,6 +208,12 @@ class JobState:
         """The fire time (epoch seconds) it stands for, if a schedule created it."""
         self.links: JobLinks | None = None
         """Its parent, children and follow-ups, once it has any of them."""
+        self.past_runs: tuple[RunInfo, ...] = ()
+        """The attempts that ended without ending the job (each followed by a retry)."""
+        self.run_started_at: float | None = None
+        """When the current (or last) attempt started (wall clock)."""
+        self.run_worker: str | None = None
+        """The worker running (or that ran) the current or last attempt."""
 
     # --- built by the submitter, before the table holds the job: no lock --------
 
@@ -221,6 +233,26 @@ class JobState:
         """
         self.schedule_id = schedule_id
         self.fire_time = fire_time
+
+    def recovered(
+        self,
+        attempts: int,
+        started_at: float | None,
+        error: ErrorInfo | None,
+        links: JobLinks | None,
+    ) -> None:
+        """A job read back from the store: ``attempts`` started before the
+        restart, the first at ``started_at``, the last ending with ``error``;
+        ``links`` name its parent, if it has one.
+
+        The starting thread, before the table holds the job; its run history
+        is the store's (`Scheduler.runs` reads it there). From here `Links`
+        owns ``links``, as after `park`.
+        """
+        self.attempts = attempts
+        self.started_at = started_at
+        self.error = error
+        self.links = links
 
     def park(self, links: JobLinks) -> None:
         """A child or follow-up: held (`PARKED`, ``scheduled``) until its links
@@ -384,17 +416,51 @@ class JobState:
             followups=tuple(links.followups) if links is not None else (),
         )
 
+    def runs(self) -> list[RunInfo]:
+        """The attempts run so far in this process, oldest first (`Scheduler.runs`
+        without a store): those that were retried, then the last one, running
+        or ended with the job."""
+        with self._lock:
+            past = self.past_runs
+            attempts, started, worker = self.attempts, self.run_started_at, self.run_worker
+            status, error, finished_at = self.status, self.error, self.finished_at
+            done = self._callbacks is None
+        runs = list(past)
+        if started is None or attempts <= (past[-1].attempt if past else 0):
+            return runs  # no attempt beyond those (cancelled while it waited)
+        if status is RUNNING or not done:
+            runs.append(RunInfo(self.job.id, attempts, started, None, None, None, worker))
+        else:
+            outcome = outcome_of(status.value, error)
+            kept = None if outcome is RunOutcome.COMPLETED else error
+            runs.append(RunInfo(self.job.id, attempts, started, finished_at, outcome, kept, worker))
+        return runs
+
     def await_retry(self, job: Job, error: ErrorInfo | None) -> None:
         """An attempt failed; ``job`` (the next attempt) waits for its backoff.
 
         The Dispatcher, on the actor loop; writes ``job``, ``status``
-        (``retrying``) and ``error`` under the lock. Where it waits follows
-        (`to_timer`, `to_repo` or `make_ready`).
+        (``retrying``), ``error`` and ``past_runs`` (the attempt that failed)
+        under the lock. Where it waits follows (`to_timer`, `to_repo` or
+        `make_ready`).
         """
+        run = None
+        if self.run_started_at is not None:
+            run = RunInfo(
+                self.job.id,
+                self.attempts,
+                self.run_started_at,
+                time.time(),
+                outcome_of("failed", error),
+                error,
+                self.run_worker,
+            )
         with self._lock:
             self.job = job
             self.status = RETRYING
             self.error = error
+            if run is not None:
+                self.past_runs = (*self.past_runs, run)
 
     def waiting_to_pending(self) -> None:
         """Scheduled or retrying becomes pending (the job may run now), unless a
@@ -413,8 +479,8 @@ class JobState:
         """Whether this attempt of the job has started."""
         return self.attempts >= job.attempt
 
-    def start_attempt(self, job: Job, now: float) -> None:
-        """An attempt of ``job`` is starting now (``now``: wall-clock time).
+    def start_attempt(self, job: Job, now: float, worker: str | None = None) -> None:
+        """An attempt of ``job`` is starting now (``now``: wall-clock time) on ``worker``.
 
         The worker that took it, on its thread; from here until it reports the
         outcome it owns ``job``, ``status`` (``running``), ``attempts``,
@@ -427,6 +493,8 @@ class JobState:
             self.status = RUNNING
             self.attempts = job.attempt
             self.exception = None  # an earlier attempt's error is not this one's cause
+            self.run_started_at = now
+            self.run_worker = worker
             if self.started_at is None:
                 self.started_at = now
 

@@ -103,8 +103,12 @@ class JobTable:
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
         reaches them through the table it already holds (`attach_links`)."""
         self.journal: JournalLink | None = None
-        """The link to the scheduler's Journal, None without a store: the parts
-        that hold the table post their records through it."""
+        """The store's link, when the scheduler has a store (`attach_journal`):
+        every part that records a change reaches it through the table."""
+
+    def attach_journal(self, journal: JournalLink) -> None:
+        """Record every job's changes in the store (the facade, once, before start)."""
+        self.journal = journal
 
     def attach_links(self, links: Links) -> None:
         """Give workers the scheduler's job links (the facade, once, as it is
@@ -134,6 +138,38 @@ class JobTable:
             load = self._repo_load.get(repo, 0)
             self._repo_load[repo] = load + 1
         return load == 0
+
+    def withdraw(self, state: JobState, error: ErrorInfo) -> None:
+        """Undo `add`: the job's row could not be committed, so it was never
+        accepted (its submit raises). It leaves no trace in the counters, its
+        slot and its key are given back, and a handle of it (an idempotent
+        resubmit's) resolves as failed with ``error``.
+
+        The submitting thread, after its commit failed; the job was never
+        sent on its way, so nothing else can end it meanwhile.
+        """
+        job = state.job
+        if self.active.pop(job.id, None) is None:
+            return
+        if job.idempotency_key is not None:
+            self._release_key(state)
+        capacity = self._capacities[job.queue]
+        counts = state.counts
+        with self._lock:
+            self._submitted -= 1
+            if counts is not None:
+                counts.submitted -= 1
+            capacity.given += 1
+            if job.repo is not None:
+                self._repo_done(job.repo)
+            on_empty = None
+            if self._on_empty is not None and self._resolved == self._submitted:
+                on_empty, self._on_empty = self._on_empty, None
+        if capacity.waiting:
+            capacity.wake()
+        state.resolve(FAILED, error=error)
+        if on_empty is not None:
+            on_empty()
 
     def _repo_done(self, repo: str) -> None:
         """One job of ``repo`` fewer is unfinished (the table's lock held)."""
@@ -298,6 +334,9 @@ class JobTable:
         if capacity.waiting:
             capacity.wake()
         self._into_history(state, status, evict=evict)
+        journal = self.journal
+        if journal is not None:
+            journal.ended(job, status.value, result, error)
         resolved = state.resolve(status, result, error)
         with self._lock:
             self._resolved += 1

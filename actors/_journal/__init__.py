@@ -15,3 +15,5 @@
 
 docs/durability.md says what survives what.
 """
+
+__all__: list[str] = []

@@ -27,11 +27,14 @@ most that goes on.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from actors._errors import StoreError
 from actors._journal.batch import Batch
 from actors._journal.link import JournalLink
+from actors._journal.options import PRUNE_EVERY, KeepFinished
+from actors._journal.reader import prune
 from actors._journal.store import Store
 from actors._log import journal_logger as logger
 from actors._runtime.actor import FailureReport
@@ -57,6 +60,7 @@ class Journal(TimedActor):
         link: JournalLink,
         batch_interval: float,
         on_failure: FailureReport | None = None,
+        keep: KeepFinished | None = None,
     ) -> None:
         clock = MonotonicClock()  # real time always: a test's ManualClock must not hold commits
         super().__init__(clock, on_failure)
@@ -72,6 +76,9 @@ class Journal(TimedActor):
         self._failures = 0
         """Failed commits in a row."""
         self._retry_at: float | None = None
+        self._keep = keep
+        self._prune_at: float | None = clock.now() + PRUNE_EVERY if keep else None
+        """When to prune finished jobs next (``keep_finished``), if ever."""
 
     # --- records ----------------------------------------------------------------------
 
@@ -98,7 +105,14 @@ class Journal(TimedActor):
     # --- commits ----------------------------------------------------------------------
 
     def next_due(self) -> float | None:
-        """When to commit the batch next (see the module docstring)."""
+        """When to commit the batch (see the module docstring), or to prune, next."""
+        due = self._commit_due()
+        prune_at = self._prune_at
+        if prune_at is not None and (due is None or prune_at < due):
+            return prune_at if not (self._urgent and due is None) else None
+        return due
+
+    def _commit_due(self) -> float | None:
         batch = self._batch
         if not batch:
             return None
@@ -111,9 +125,29 @@ class Journal(TimedActor):
         return self._since + self._interval
 
     def on_due(self) -> None:
-        """Commit the batch."""
+        """Commit the batch; prune, when it is time."""
         if self._batch:
             self._commit()
+        prune_at = self._prune_at
+        if prune_at is not None and self._clock.now() >= prune_at:
+            self._prune_at = self._clock.now() + PRUNE_EVERY
+            self._prune()
+
+    def _prune(self) -> None:
+        """Delete the finished jobs ``keep_finished`` no longer keeps, with their runs."""
+        keep = self._keep
+        assert keep is not None
+        age, count = keep.get("age"), keep.get("count")
+        now = time.time()
+        try:
+            pruned = self._store.transaction(
+                lambda conn: prune(conn, older_than=age, keep=count, now=now), "cannot prune"
+            )
+        except StoreError as exc:
+            logger.error("pruning finished jobs failed: %s", exc)
+            return
+        if pruned:
+            logger.info("pruned %d finished job(s) from %s", pruned, self._store.path)
 
     def _commit(self) -> StoreError | None:
         """Write the batch in one transaction; the error, if it failed."""

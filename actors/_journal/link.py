@@ -59,9 +59,16 @@ class JournalLink:
         self.error: StoreError | None = None
         """The last commit's error, until a commit succeeds again (for readiness)."""
         self.retaining = False
-        """Set as a graceful shutdown stops taking jobs: the jobs it ends from
-        here on are left unfinished in the store for the next start (rule 9),
-        and an attempt it cuts short is recorded as interrupted."""
+        """Set as a shutdown stops taking jobs: the jobs it ends from here on
+        are left unfinished in the store for the next start (rule 9,
+        docs/guarantees.md), and an attempt it cuts short is recorded as
+        interrupted."""
+        self.frozen = False
+        """Set as the scheduler crashes: no job's end and no attempt's end is
+        recorded any more, so the next start recovers them (the crash was
+        postroom's, not the jobs')."""
+        self.left = 0
+        """Jobs a shutdown left unfinished in the store (see ``retaining``)."""
 
     def connect(self, journal: ActorRef[Any]) -> None:
         """The Journal, once started."""
@@ -103,6 +110,8 @@ class JournalLink:
 
     def run_ended(self, job: Job, outcome: str, error: ErrorInfo | None) -> None:
         """An attempt ended (``outcome``: a `RunOutcome` value)."""
+        if self.frozen:
+            return
         if self.retaining and outcome == "cancelled":
             outcome = "interrupted"  # cut short by the shutdown: runs again at the next start
         self._post(RunEnded(job.id, job.attempt, time.time(), outcome, error))
@@ -128,7 +137,10 @@ class JournalLink:
     ) -> None:
         """A job reached a terminal state (not recorded for a job a graceful
         shutdown leaves for the next start: see ``retaining``)."""
+        if self.frozen:
+            return
         if self.retaining and status == "cancelled":
+            self.left += 1
             return
         self._post(JobEnded(job.id, status, result, error, time.time(), job.idempotency_key))
 

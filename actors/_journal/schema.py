@@ -11,7 +11,7 @@ Times are wall-clock seconds since the epoch (REAL). Payloads, results and
 options are JSON text, so ``sqlite3 jobs.db`` can read and query them
 (``json_extract(payload, '$.sha')``).
 
-The tables (version 3):
+The tables (version 4):
 
 ``jobs``
     One row per job, written when it is accepted and updated as it moves.
@@ -29,13 +29,17 @@ The tables (version 3):
 ``idempotency_keys``
     The keys held (unique): a key stays with its job while the job is
     unfinished or completed, and is let go when it fails or is cancelled
-    (rule 10), as in memory.
+    (rule 10, docs/guarantees.md), as in memory.
 ``schedules`` (version 2)
     One row per schedule: its definition (``kind``, ``spec`` as JSON), the
     job it makes (``handler``, ``payload``, ``options``), its policies, its
     state (``paused``, ``next_fire``, ``last_fire``) and its counts.
-    ``last_job`` (version 3): the id of the last job it made, which its
-    overlap policy asks about after a restart.
+
+Version 3 adds the index ``jobs_failed_or_cancelled``: listing the failed
+(or cancelled) jobs, newest first, walks those only instead of every job
+(``reader.py`` says what each query costs). Version 4 adds
+``schedules.last_job``: the id of the last job a schedule made, which its
+overlap policy asks about after a restart.
 """
 
 from __future__ import annotations
@@ -131,10 +135,15 @@ CREATE TABLE schedules (
 """
 
 _V3 = """
+CREATE INDEX jobs_failed_or_cancelled ON jobs (status, seq)
+    WHERE status IN ('failed', 'cancelled');
+"""
+
+_V4 = """
 ALTER TABLE schedules ADD COLUMN last_job TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """Migration N (1-based) takes a store from version N-1 to N."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

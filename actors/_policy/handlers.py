@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from actors._errors import InvalidArgument
 from actors._policy.checks import check_int, check_retry, check_seconds
@@ -15,6 +15,9 @@ __all__ = ["HandlerFunc", "HandlerSpec", "make_spec"]
 
 HandlerFunc = Callable[..., Any]
 """``def handler(ctx, payload)`` or ``async def handler(ctx, payload)``."""
+
+
+OnInterrupt = Literal["retry", "fail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,9 @@ class HandlerSpec:
     """Exception types that fail the job at once, never retried."""
     queue: str | None = None
     """The queue its jobs go to unless submit names one; None: ``default``."""
+    on_interrupt: OnInterrupt = "retry"
+    """What follows an attempt a crash cut short (with a store): ``"retry"``
+    (if it has retries left) or ``"fail"``."""
 
     @property
     def is_async(self) -> bool:
@@ -48,6 +54,7 @@ def make_spec(
     timeout: object,
     retry: object,
     throws: object,
+    on_interrupt: object = "retry",
 ) -> HandlerSpec:
     """Check a registration's arguments and build its spec.
 
@@ -70,10 +77,13 @@ def make_spec(
     if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
         msg = f"throws must be exception classes, not {throws!r}"
         raise InvalidArgument(msg)
+    if on_interrupt not in ("retry", "fail"):
+        msg = f"on_interrupt must be 'retry' or 'fail', not {on_interrupt!r}"
+        raise InvalidArgument(msg)
     assert max_retries is None or isinstance(max_retries, int)
     assert timeout is None or isinstance(timeout, int | float)
     assert retry is None or isinstance(retry, RetryPolicy)
-    return HandlerSpec(name, func, max_retries, timeout, retry, kinds)
+    return HandlerSpec(name, func, max_retries, timeout, retry, kinds, on_interrupt=on_interrupt)
 
 
 def _check_signature(name: str, func: Callable[..., Any]) -> None:

@@ -23,6 +23,7 @@ from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
 from actors._jobs.status import COMPLETED
 from actors._jobs.table import JobTable
+from actors._journal.link import JournalLink
 from actors._log import job_extra
 from actors._log import worker_logger as logger
 from actors._metrics.histogram import RunHistogram
@@ -100,6 +101,9 @@ class Worker(PostroomActor):
         self._progress = _progress_sink(table)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_result_bytes = max_result_bytes
+        self._name = f"worker-{worker_id}"
+        """How run history names this worker."""
+        self._journal = table.journal
 
     def on_start(self) -> None:
         """Start pulling."""
@@ -136,8 +140,11 @@ class Worker(PostroomActor):
             # called, and no attempt is counted (none ran).
             outcome = self._stopped(job, None, started_at, 0.0)
         else:
-            state.start_attempt(job, started_at)
+            state.start_attempt(job, started_at, self._name)
             counts = state.counts
+            journal = self._journal
+            if journal is not None:
+                self._record_start(journal, job, started_at)
             # No frame above the handler may hold the job's record while it runs:
             # a handler's exception is kept on the record (`_keep_exception`), and
             # its traceback reaches every frame up the stack. A record in that
@@ -154,6 +161,8 @@ class Worker(PostroomActor):
             if histogram is None:
                 histogram = self._run_times[counts] = RunHistogram()  # type: ignore[index]
             histogram.observe(outcome.run_time)
+            if journal is not None:
+                journal.run_ended(job, _run_outcome(outcome), outcome.error)
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
             # Nothing is left to decide: no repo to release, no retry. The job
@@ -168,6 +177,13 @@ class Worker(PostroomActor):
             # A shutdown that stopped waiting for this handler (its handle is
             # resolved already), or a crash: nobody is left to tell.
             logger.debug("job %s ended after the dispatcher stopped", job.id, extra=job_extra(job))
+
+    def _record_start(self, journal: JournalLink, job: Job, started_at: float) -> None:
+        number = journal.run_started(job, started_at, self._name)
+        if journal.waits:
+            # The start is on record before the handler can do anything: a
+            # crash from here on leaves an interrupted run.
+            journal.wait(number)
 
     def _timed_run(self, job: Job, started_at: float) -> Outcome:
         assert job.timeout is not None
@@ -306,6 +322,13 @@ class Worker(PostroomActor):
             started_at=started_at,
             run_time=run_time,
         )
+
+
+def _run_outcome(outcome: Outcome) -> str:
+    """The `RunOutcome` value of an attempt's outcome."""
+    if outcome.status == "failed" and outcome.timed_out:
+        return "timed_out"
+    return outcome.status
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
