@@ -464,6 +464,9 @@ class Scheduler:
                 restored = durable.restore(self._restorer)
         if self._durable is not None:
             self._durable.relink(self._restorer, restored)
+            # After the jobs: a schedule's overlap policy asks whether its last
+            # job, perhaps a recovered one, is unfinished.
+            self._schedules.restore(self._durable.stored_schedules())
         shut_down_at_exit(self)
         return self
 

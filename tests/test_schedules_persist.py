@@ -7,9 +7,9 @@ Three layers, each against a real store file where one is involved:
   the same schedule, for each kind of trigger;
 - ``id=`` in memory: a schedule added again under its id is updated (its
   history kept), and one declared again as it is changes nothing;
-- a scheduler whose schedules are recorded by a real Journal (the job table's
-  link) and restored by a second scheduler on the same file: counts, pauses,
-  removals and missed fires carry over.
+- end to end, ``Scheduler(store=...)``: a second scheduler on the same file
+  restores the schedules the first one recorded, with their counts, pauses,
+  removals and last jobs; fires missed meanwhile go through the misfire policy.
 
 The `ManualClock` starts its wall time at 2026-01-01 00:00 UTC; a restart is a
 second scheduler whose clock starts later (``ManualClock(wall=...)``).
@@ -39,16 +39,13 @@ from actors import (
 )
 from actors._errors import StoreCorrupt
 from actors._journal.batch import Batch
-from actors._journal.journal import Journal
-from actors._journal.link import JournalLink
 from actors._journal.schedules import load_schedules
 from actors._journal.schema import migrate
 from actors._journal.store import Store, connect_readonly
-from actors._runtime.refs import ask, stop
 from actors._schedules.book import ScheduleSpec, ScheduleState
 from actors._schedules.stored import rebuild, same_definition, saved_record
 from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger, Trigger
-from actors.messages import FLUSH, ScheduleRemoved, ScheduleSaved
+from actors.messages import ScheduleRemoved, ScheduleSaved
 from tests.helpers import WAIT, wait_until
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -224,7 +221,7 @@ def _scheduler(
     clock: ManualClock | None = None, **options: Any
 ) -> tuple[Scheduler, ManualClock, list[Any]]:
     clock = clock or ManualClock()
-    sched = Scheduler(workers=2, clock=clock, **options)
+    sched = Scheduler(clock=clock, **{"workers": 2, **options})
     seen: list[Any] = []
     lock = threading.Lock()
 
@@ -378,38 +375,27 @@ class Run:
     sched: Scheduler
     clock: ManualClock
     seen: list[Any]
-    journal: Any
 
     def flush(self) -> None:
-        """Commit what the Journal was posted so far."""
-        ask(self.journal, FLUSH, timeout=WAIT)
+        """Commit what the Journal holds, for a read of the file."""
+        durable = self.sched._durable
+        assert durable is not None
+        durable.flush(WAIT)
 
 
 @contextlib.contextmanager
 def _journaled(
     path: Path, clock: ManualClock | None = None, *, handlers: tuple[str, ...] = ()
 ) -> Iterator[Run]:
-    """A scheduler whose schedules a real Journal records in ``path``, which
-    first restores what the file holds: the store wiring a scheduler with a
-    store does, for the schedules alone. ``handlers`` are registered too
-    (before the restore, as a service does before `start`)."""
+    """A scheduler with its store in ``path``, started (restoring what the file
+    holds) and shut down. ``handlers`` are registered too, before `start`, as
+    a service does."""
     clock = clock or ManualClock()
-    sched, _clock, seen = _scheduler(clock)
+    sched, _clock, seen = _scheduler(clock, store=str(path))
     for name in handlers:
         sched.register(name, lambda ctx, payload: None)
-    store = _open(path)
-    stored = _load(store)  # the owner's connection, before the Journal takes it over
-    link = JournalLink("batch", clock)
-    sched._table.journal = link
-    journal = Journal.spawn(store, link, 0.005)
-    link.connect(journal.ref)
-    try:
-        with sched:
-            sched._schedules.restore(stored)
-            yield Run(sched, clock, seen, journal.ref)
-    finally:
-        stop(journal.ref, timeout=WAIT)  # commits what is left, closes the store
-        journal.thread.join(WAIT)
+    with sched:
+        yield Run(sched, clock, seen)
 
 
 def _rows(path: Path) -> dict[str, ScheduleSaved]:
@@ -629,6 +615,50 @@ def test_a_schedule_whose_handler_is_gone_is_kept_and_logged(
         info = run.sched.schedule("old-report")
         assert (info.fires, info.misfires) == (2, 28)
         assert info.last_fire == START + timedelta(minutes=30)
+
+
+def test_the_overlap_policy_sees_the_last_job_a_restart_brought_back(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    clock = ManualClock()
+    first, _clock, _seen = _scheduler(clock, store=str(path), workers=1)
+    busy = threading.Event()
+
+    def block(ctx: Any, payload: Any) -> None:
+        busy.set()
+        ctx.wait(WAIT)  # until the shutdown cancels it
+
+    first.register("block", block)
+    first.register("slow", lambda ctx, payload: None)
+    with first:
+        first.submit("block")
+        assert busy.wait(WAIT)  # the one worker is taken: the fire's job waits
+        first.cron("slow", "* * * * *", id="s")
+        clock.advance(60)
+        wait_until(lambda: first.schedule("s").fires == 1, "the fire")
+        last_job = first.schedule("s").last_job
+        assert last_job is not None
+        first.shutdown(graceful=True, timeout=0.05)  # the waiting job stays stored
+    # Restarted 5 s after the next fire time: that fire is due at once, while
+    # the job of the last one, brought back, still runs.
+    hold = threading.Event()
+    running = threading.Event()
+
+    def slow(ctx: Any, payload: Any) -> None:
+        running.set()
+        hold.wait(WAIT)
+
+    later = ManualClock(wall=_at(minutes=2, seconds=5))
+    second, _clock, _seen = _scheduler(later, store=str(path))
+    second.register("block", lambda ctx, payload: None)
+    second.register("slow", slow)
+    with second:
+        try:
+            assert running.wait(WAIT)
+            wait_until(lambda: second.schedule("s").skips == 1, "the skipped fire")
+            info = second.schedule("s")
+            assert (info.fires, info.last_job) == (1, last_job)
+        finally:
+            hold.set()
 
 
 def test_a_schedule_that_cannot_run_here_is_kept_and_logged(

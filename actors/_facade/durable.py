@@ -2,8 +2,9 @@
 
 `Durable` owns what a scheduler made with ``store=`` adds: the `Store`
 (opened at `start`), the `JournalLink` every part posts through, the
-Journal actor, the recovery at start, and the reads (`job`, `jobs`,
-`runs`) that answer from the store. A scheduler without a store has none
+Journal actor, the recovery at start (the jobs, and the stored schedules
+for `Schedules.restore`), and the reads (`job`, `jobs`, `runs`) that
+answer from the store. A scheduler without a store has none
 (``Scheduler._durable`` is None) and pays nothing.
 """
 
@@ -22,6 +23,7 @@ from actors._journal.link import Durability, JournalLink
 from actors._journal.options import KeepFinished
 from actors._journal.reader import job_info, job_infos, run_infos
 from actors._journal.recovery import Recovery, recover
+from actors._journal.schedules import StoredSchedule, load_schedules
 from actors._journal.store import Store, Synchronous, connect_readonly
 from actors._log import journal_logger as logger
 from actors._policy.handlers import HandlerSpec
@@ -55,6 +57,7 @@ class Durable:
         self._clock = clock
         self._journal: ActorRef[Any] | None = None
         self._recovery: Recovery | None = None
+        self._schedules: list[StoredSchedule] = []
 
     @property
     def store(self) -> Store:
@@ -77,6 +80,8 @@ class Durable:
             self._recovery = self._store.transaction(
                 lambda conn: recover(conn, handlers, queues, wall), "cannot recover from"
             )
+            # Read with the owner's connection, before the Journal takes it over.
+            self._schedules = self._store.read(load_schedules, "cannot read the schedules of")
         except BaseException:
             self._store.close()
             raise
@@ -102,6 +107,11 @@ class Durable:
         recovery, self._recovery = self._recovery, None
         if recovery is not None:
             restorer.relink(states, recovery)
+
+    def stored_schedules(self) -> list[StoredSchedule]:
+        """The schedules the store held at `open`, once (for `Schedules.restore`)."""
+        stored, self._schedules = self._schedules, []
+        return stored
 
     def close_unstarted(self) -> None:
         """A start that failed after `open`: let the store go."""
