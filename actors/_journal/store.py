@@ -34,7 +34,7 @@ from actors._errors import (
     StoreLocked,
     StoreReadOnly,
 )
-from actors._journal.schema import migrate
+from actors._journal.schema import check_version, migrate
 
 __all__ = ["Synchronous", "Store", "connect_readonly", "translate"]
 
@@ -175,6 +175,9 @@ class Store:
                 if check is None or check[0] != "ok":
                     msg = f"the store {path} is damaged (quick_check: {check and check[0]})"
                     raise StoreCorrupt(msg)
+                # Another program's database, or a newer postroom's store, is
+                # refused before WAL mode is set: that would rewrite its header.
+                check_version(conn)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
@@ -183,6 +186,7 @@ class Store:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
             migrate(conn)
+            _check_writable(conn)
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -252,6 +256,21 @@ class Store:
             return work(conn)
         except (sqlite3.Error, OSError) as exc:
             raise translate(exc, doing, self.path) from None
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Raise SQLite's ``SQLITE_READONLY`` now if the file cannot be written.
+
+    SQLite opens a file the process may read but not write (its mode, a
+    read-only mount) read-only without a word, and a current store needs no
+    migration: without this, the first submit would be the first to know.
+    The write is rolled back: nothing reaches the file.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE postroom_schema SET version = version")
+    finally:
+        conn.execute("ROLLBACK")
 
 
 def _read_owner(lock_path: str) -> str:
