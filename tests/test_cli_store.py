@@ -290,6 +290,20 @@ def test_readers_see_a_store_a_scheduler_owns_and_writes(
         owner.close()
 
 
+def test_a_path_with_uri_characters_is_read_as_the_file_it_names(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "ci? #1 %41"
+    folder.mkdir()
+    _write(str(folder / "jobs.db"), _records())
+    monkeypatch.chdir(tmp_path)  # a relative path, as typed
+    before = set(os.listdir(tmp_path))
+    code, out, err = run(capsys, "jobs", "--store", "ci? #1 %41/jobs.db", "--status", "running")
+    assert (code, err) == (0, "")
+    assert [row["ID"] for row in _table(out)] == ["busy"]
+    assert set(os.listdir(tmp_path)) == before  # no file made of a piece of the path
+
+
 # --- postroom job -------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
@@ -293,10 +294,11 @@ def connect_readonly(path: str, *, busy_timeout: float = 5.0) -> Iterator[sqlite
     if not os.path.exists(path):
         msg = f"no store at {path}"
         raise StoreError(msg)
+    # Quoted: in a URI, "?", "#" and "%" in the path would end or change it,
+    # and SQLite would open (and make) another file.
+    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
     try:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=busy_timeout, check_same_thread=False
-        )
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
     except sqlite3.Error as exc:
         raise translate(exc, "cannot read", path) from None
     try:
