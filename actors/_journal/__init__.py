@@ -9,7 +9,8 @@
 - ``link.py``: `JournalLink`, what the other parts hold to post records and
   wait for their commit;
 - ``recovery.py``: what a start finds in the store, and what it makes of it;
-- ``reader.py``: queries of a store (jobs, runs), for the facade and the CLI.
+- ``reader.py``: queries of a store (jobs, runs), for the facade and the CLI;
+- ``cli.py``: ``postroom jobs``, ``job`` and ``prune``.
 
 docs/durability.md says what survives what.
 """
