@@ -32,6 +32,7 @@ from actors import (
     ScheduleInfo,
     Scheduler,
     Stats,
+    StoreError,
     __version__,
 )
 from actors._demo_workload import (
@@ -288,7 +289,7 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
         f"{HIGH_WORKERS} more on queue '{HIGH}' for hotfixes and deploys; "
         f"rollup on cron '{ROLLUP_CRON}', probe every {PROBE_EVERY:g} s\n"
     )
-    with quiet_log(not args.verbose), make_scheduler(args.workers) as sched:
+    with quiet_log(not args.verbose), make_scheduler(args.workers, args.store) as sched:
         work = Workload()
         add_schedules(sched, work)
         submit_all(sched, work, args, rng)
@@ -335,6 +336,12 @@ def parser() -> argparse.ArgumentParser:
         )
     run.add_argument("--seed", type=int, metavar="S", help="random seed (random)")
     run.add_argument("--verbose", action="store_true", help="show postroom's warnings and errors")
+    store_commands.add_store_option(
+        run,
+        required=False,
+        text="keep the demo's jobs, runs and schedules in this store file, for "
+        "'postroom jobs' and 'postroom job' to read (default: memory only)",
+    )
     store_commands.add_commands(commands)
     return root
 
@@ -353,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     try:
         return demo(args, sys.stdout)
+    except StoreError as exc:
+        sys.stderr.write(f"postroom demo: {exc}\n")
+        return store_commands.FAILED
     except KeyboardInterrupt:
         # Leaving the `with` block on an exception has already cancelled the jobs.
         sys.stdout.write("\ninterrupted\n")

@@ -593,6 +593,38 @@ def test_demo_still_runs_and_help_lists_every_command(
     assert "completed" in capsys.readouterr().out
 
 
+def test_demo_with_a_store_keeps_its_jobs_for_the_store_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo.db"
+    assert main(["demo", "--jobs", "20", "--seed", "3", "--store", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "--store", str(path), "--limit", "1000", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["jobs"]
+    handlers = {job["handler"] for job in listed}
+    assert {"build", "probe"} <= handlers  # the demo's jobs, its schedules' too
+    assert len([job for job in listed if job["schedule_id"] is None]) >= 20
+    assert all(job["status"] in ("completed", "failed", "cancelled") for job in listed)
+    failed = [job["id"] for job in listed if job["status"] == "failed"]
+    if failed:  # the seed fails some: each shows its runs
+        assert main(["job", "--store", str(path), failed[0]]) == 0
+        assert "runs" in capsys.readouterr().out
+
+
+def test_demo_with_a_store_in_use_says_so_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo.db"
+    owner = Store(str(path))
+    owner.open()
+    try:
+        assert main(["demo", "--jobs", "3", "--store", str(path)]) == 2
+    finally:
+        owner.close()
+    err = capsys.readouterr().err
+    assert "in use by another scheduler" in err and "Traceback" not in err
+
+
 # --- as a real process ----------------------------------------------------------------------
 
 
