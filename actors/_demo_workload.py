@@ -131,9 +131,10 @@ def probe(ctx: JobContext, payload: None) -> str:
     return "healthy"
 
 
-def make_scheduler(workers: int) -> Scheduler:
-    """A scheduler with the ``high`` queue and the demo's handlers registered."""
-    sched = Scheduler(workers=workers, queues={HIGH: Queue(workers=HIGH_WORKERS)})
+def make_scheduler(workers: int, store: str | None = None) -> Scheduler:
+    """A scheduler with the ``high`` queue and the demo's handlers registered;
+    with ``store``, its jobs, runs and schedules kept in that file."""
+    sched = Scheduler(workers=workers, queues={HIGH: Queue(workers=HIGH_WORKERS)}, store=store)
     backoff = RetryPolicy.exponential(base=0.01, cap=0.1)
     sched.register("build", build, max_retries=2, retry=backoff)
     sched.register("test", integration_test, max_retries=2, timeout=0.03, retry=backoff)

@@ -6,6 +6,9 @@ own followed by deploys, a cron and an interval schedule) on an in-process
 scheduler. A live line shows per-queue figures and the furthest running job's
 progress; a summary table follows, with the queues, the deploys and the
 schedules' counts.
+
+``postroom jobs``, ``postroom job`` and ``postroom prune`` read and prune a
+scheduler's store (``actors/_journal/cli.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import random
 import shutil
 import sys
@@ -28,6 +32,7 @@ from actors import (
     ScheduleInfo,
     Scheduler,
     Stats,
+    StoreError,
     __version__,
 )
 from actors._demo_workload import (
@@ -42,6 +47,7 @@ from actors._demo_workload import (
     submit_all,
     wait_all,
 )
+from actors._journal import cli as store_commands
 
 __all__ = ["main"]
 
@@ -283,7 +289,7 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
         f"{HIGH_WORKERS} more on queue '{HIGH}' for hotfixes and deploys; "
         f"rollup on cron '{ROLLUP_CRON}', probe every {PROBE_EVERY:g} s\n"
     )
-    with quiet_log(not args.verbose), make_scheduler(args.workers) as sched:
+    with quiet_log(not args.verbose), make_scheduler(args.workers, args.store) as sched:
         work = Workload()
         add_schedules(sched, work)
         submit_all(sched, work, args, rng)
@@ -330,14 +336,33 @@ def parser() -> argparse.ArgumentParser:
         )
     run.add_argument("--seed", type=int, metavar="S", help="random seed (random)")
     run.add_argument("--verbose", action="store_true", help="show postroom's warnings and errors")
+    store_commands.add_store_option(
+        run,
+        required=False,
+        text="keep the demo's jobs, runs and schedules in this store file, for "
+        "'postroom jobs' and 'postroom job' to read (default: memory only)",
+    )
+    store_commands.add_commands(commands)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``postroom`` console script."""
     args = parser().parse_args(argv)
+    if args.command in store_commands.COMMANDS:
+        try:
+            return store_commands.run(args, sys.stdout, sys.stderr)
+        except BrokenPipeError:
+            # Whoever read the output went away (``| head``): not our failure, and
+            # nothing left to say. Point stdout at nothing so the interpreter's own
+            # flush at exit does not fail the same way.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     try:
         return demo(args, sys.stdout)
+    except StoreError as exc:
+        sys.stderr.write(f"postroom demo: {exc}\n")
+        return store_commands.FAILED
     except KeyboardInterrupt:
         # Leaving the `with` block on an exception has already cancelled the jobs.
         sys.stdout.write("\ninterrupted\n")

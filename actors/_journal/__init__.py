@@ -11,7 +11,8 @@
 - ``schedules.py``: the schedules' rows, written from their records and read
   back to restore them;
 - ``recovery.py``: what a start finds in the store, and what it makes of it;
-- ``reader.py``: queries of a store (jobs, runs), for the facade and the CLI.
+- ``reader.py``: queries of a store (jobs, runs), for the facade and the CLI;
+- ``cli.py``: ``postroom jobs``, ``job`` and ``prune``.
 
 docs/durability.md says what survives what.
 """

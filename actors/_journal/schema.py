@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TERMINAL", "migrate", "version_of"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TERMINAL", "check_version", "migrate", "version_of"]
 
 TERMINAL = ("completed", "failed", "cancelled")
 """The statuses of a finished job, as stored."""
@@ -170,6 +170,25 @@ def version_of(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def check_version(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> int:
+    """The store's version, once it is one `migrate` can bring to ``upto``.
+
+    Reads only: a file that is refused here is left as it was.
+
+    Raises:
+        sqlite3.DatabaseError: not a postroom store (see `version_of`), or
+            newer than ``upto``.
+    """
+    before = version_of(conn)
+    if before > upto:
+        msg = (
+            f"the store's schema is version {before}, newer than this postroom's "
+            f"{upto}: it was written by a newer postroom"
+        )
+        raise sqlite3.DatabaseError(msg)
+    return before
+
+
 def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> int:
     """Bring the store to version ``upto`` (the current one unless a test asks
     for an older store); the version it had before.
@@ -182,13 +201,7 @@ def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> int:
         sqlite3.DatabaseError: not a postroom store, or newer than ``upto``
             (see `version_of`); SQLite's own errors as they come.
     """
-    before = version_of(conn)
-    if before > upto:
-        msg = (
-            f"the store's schema is version {before}, newer than this postroom's "
-            f"{upto}: it was written by a newer postroom"
-        )
-        raise sqlite3.DatabaseError(msg)
+    before = check_version(conn, upto=upto)
     for version in range(before + 1, upto + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

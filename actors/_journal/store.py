@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
@@ -34,7 +35,7 @@ from actors._errors import (
     StoreLocked,
     StoreReadOnly,
 )
-from actors._journal.schema import migrate
+from actors._journal.schema import check_version, migrate
 
 __all__ = ["Synchronous", "Store", "connect_readonly", "translate"]
 
@@ -175,6 +176,9 @@ class Store:
                 if check is None or check[0] != "ok":
                     msg = f"the store {path} is damaged (quick_check: {check and check[0]})"
                     raise StoreCorrupt(msg)
+                # Another program's database, or a newer postroom's store, is
+                # refused before WAL mode is set: that would rewrite its header.
+                check_version(conn)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
@@ -183,6 +187,7 @@ class Store:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
             migrate(conn)
+            _check_writable(conn)
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -254,6 +259,21 @@ class Store:
             raise translate(exc, doing, self.path) from None
 
 
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Raise SQLite's ``SQLITE_READONLY`` now if the file cannot be written.
+
+    SQLite opens a file the process may read but not write (its mode, a
+    read-only mount) read-only without a word, and a current store needs no
+    migration: without this, the first submit would be the first to know.
+    The write is rolled back: nothing reaches the file.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE postroom_schema SET version = version")
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def _read_owner(lock_path: str) -> str:
     try:
         with open(lock_path, encoding="ascii", errors="replace") as f:
@@ -274,10 +294,11 @@ def connect_readonly(path: str, *, busy_timeout: float = 5.0) -> Iterator[sqlite
     if not os.path.exists(path):
         msg = f"no store at {path}"
         raise StoreError(msg)
+    # Quoted: in a URI, "?", "#" and "%" in the path would end or change it,
+    # and SQLite would open (and make) another file.
+    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
     try:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=busy_timeout, check_same_thread=False
-        )
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
     except sqlite3.Error as exc:
         raise translate(exc, "cannot read", path) from None
     try:
