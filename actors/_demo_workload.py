@@ -145,14 +145,21 @@ def make_scheduler(workers: int, store: str | None = None) -> Scheduler:
 
 
 def add_schedules(sched: Scheduler, work: Workload) -> None:
-    """The rollup (cron, priority 1: it goes before waiting builds) and the probe (every)."""
+    """The rollup (cron, priority 1: it goes before waiting builds) and the probe (every).
+
+    Named: with ``--store``, a demo stopped before it removed them (Ctrl-C)
+    leaves them stored, and the next run on that store takes them up instead
+    of adding two more.
+    """
     rollup_payload = {"shards": ROLLUP_SHARDS}
     work.schedules.append(
-        sched.cron("rollup", ROLLUP_CRON, rollup_payload, priority=Priority.USER_BLOCKING)
+        sched.cron(
+            "rollup", ROLLUP_CRON, rollup_payload, priority=Priority.USER_BLOCKING, id="rollup"
+        )
     )
     # Default priority: while builds queue up, its fires find the last probe
     # still waiting and are skipped (overlap="skip", the default).
-    work.schedules.append(sched.every("probe", PROBE_EVERY))
+    work.schedules.append(sched.every("probe", PROBE_EVERY, id="probe"))
 
 
 def plan(jobs: int, rng: random.Random) -> list[str]:

@@ -339,8 +339,9 @@ def parser() -> argparse.ArgumentParser:
     store_commands.add_store_option(
         run,
         required=False,
-        text="keep the demo's jobs, runs and schedules in this store file, for "
-        "'postroom jobs' and 'postroom job' to read (default: memory only)",
+        text="keep the demo's jobs and their runs in this store file, for "
+        "'postroom jobs' and 'postroom job' to read (default: memory only; the "
+        "demo removes its schedules as it ends)",
     )
     store_commands.add_commands(commands)
     return root
