@@ -47,7 +47,6 @@ Seeded bugs it catches (``test_journal_machine_catches_seeded_bug``):
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
@@ -414,19 +413,19 @@ class JournalMachine(RuleBasedStateMachine):
         durable = sched._durable  # the store's link and its fault hooks: nowhere public
         assert durable is not None
         cut = threading.Event()
+        failed: list[StoreError] = []
         link, store = durable.link, durable.store
-
-        def freeze() -> None:
-            # On the Journal's thread, right after the commit: nothing later is written.
-            store.before_commit = _frozen
-            store.after_commit = None
 
         def crash_before(record: Callable[..., None]) -> Callable[..., None]:
             def recorded(target: Any, *args: Any, **kwargs: Any) -> None:
                 if target.id == job.id and not cut.is_set():
-                    store.after_commit = freeze
-                    with contextlib.suppress(StoreError):
-                        durable.flush(WAIT)  # the attempt's end, and all before it
+                    # On the thread about to record what follows the attempt:
+                    # commit the attempt's end (and all before it), then no more.
+                    try:
+                        durable.flush(WAIT)
+                    except StoreError as exc:
+                        failed.append(exc)
+                    store.before_commit = _frozen
                     cut.set()
                 record(target, *args, **kwargs)
 
@@ -439,10 +438,12 @@ class JournalMachine(RuleBasedStateMachine):
         else:
             self.decisions[job.id, job.now.attempts] = how
         assert cut.wait(WAIT), f"rule 5: {job.id}'s attempt ended ({how}), its job never moved on"
+        assert not failed, f"a flush with no fault failed: {failed}"
         self._flushed()
         outcome = {"ok": "completed", "fail": "failed", "cancel": "cancelled"}[how]
         self._move(job, job.now.run_ended(outcome), committed=True)
-        # Its repo's next job may have started meanwhile, its start committed or not.
+        # Its repo's next job may have started meanwhile, its start committed
+        # or not (the only record another thread may post as the store freezes).
         if job.repo is not None and (how != "fail" or job.now.attempts > job.max_retries):
             was, job.now = job.now, job.now.ended(outcome)
             after = runnable(self.jobs.values(), self.clock.now())
