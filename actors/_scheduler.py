@@ -678,8 +678,13 @@ class Scheduler:
         A job it cancels or signals has its unfinished children (``ctx.submit``)
         cancelled too, and theirs, before it returns.
 
+        With a store, a job finished before this start (found by `job` in the
+        store) is finished too: `CancelResult.ALREADY_FINISHED`.
+
         Raises:
             JobNotFound: no such job.
+            StoreError: (with a store) the job is not in memory, and the store
+                cannot be read.
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
@@ -688,7 +693,16 @@ class Scheduler:
 
     def _cancel(self, job_id: str, parent: str | None = None) -> CancelResult:
         """`cancel`; ``parent`` when it is the cascade of that parent's cancel."""
-        state = self._table.get(job_id)
+        try:
+            state = self._table.get(job_id)
+        except JobNotFound:
+            # A job `job` finds in the store only finished before this start
+            # (every unfinished one was brought back): harmless, as in memory.
+            durable = self._durable
+            info = None if durable is None else durable.job(job_id)
+            if info is None or not info.status.finished:
+                raise
+            return CancelResult.ALREADY_FINISHED
         if state.finished:
             return CancelResult.ALREADY_FINISHED
         life = self._life

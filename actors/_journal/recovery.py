@@ -15,7 +15,8 @@ accepted, in one transaction:
      being told): by its handler's ``on_interrupt``, retried if it has
      retries left (at once: the backoff is for failures), else failed with
      ``postroom.JobInterrupted``; an attempt that ended failed is retried or
-     failed as any failure is;
+     failed as any failure is, by the error its run holds (the job's own
+     error columns are still the previous attempt's);
    - its handler is not registered, or its queue is gone: failed, with a run
      that says so (``postroom.UnknownHandler``, ``postroom.UnknownQueue``),
      and logged.
@@ -129,13 +130,16 @@ def recover(
         else:
             _end_run(conn, job_id, attempt, now, "interrupted", INTERRUPTED)
             recovery.interrupted += 1
-    last_outcomes = dict(
-        conn.execute(
-            "SELECT job_id, outcome FROM runs r WHERE attempt = "
-            "(SELECT max(attempt) FROM runs WHERE job_id = r.job_id) AND job_id IN "
-            "(SELECT id FROM jobs WHERE status = 'running')"
-        ).fetchall()
-    )
+    # The last run of each running job: how it ended, and with which error
+    # (the job's own error columns are its previous attempt's, if any).
+    last_runs = {
+        job_id: (outcome, _error_of(error_type, message, trace))
+        for job_id, outcome, error_type, message, trace in conn.execute(
+            "SELECT job_id, outcome, error_type, error_message, error_traceback FROM runs r "
+            "WHERE attempt = (SELECT max(attempt) FROM runs WHERE job_id = r.job_id) AND "
+            "job_id IN (SELECT id FROM jobs WHERE status = 'running')"
+        )
+    }
     for values in conn.execute(_UNFINISHED).fetchall():
         job = _recovered(values)
         spec = handlers.get(job.handler)
@@ -153,8 +157,8 @@ def recover(
             recovery.failed += 1
             continue
         if job.status == "running":
-            outcome = last_outcomes.get(job.id, "interrupted")
-            settled = _after_running(conn, job, outcome, spec, now, recovery)
+            outcome, last_error = last_runs.get(job.id, ("interrupted", None))
+            settled = _after_running(conn, job, outcome, last_error, spec, now, recovery)
             if settled is None:
                 continue
             job = settled
@@ -167,11 +171,13 @@ def _after_running(
     conn: sqlite3.Connection,
     job: Recovered,
     outcome: str,
+    error: ErrorInfo | None,
     spec: HandlerSpec,
     now: float,
     recovery: Recovery,
 ) -> Recovered | None:
-    """A job whose last attempt ran when the process ended: its next step."""
+    """A job whose last attempt ran when the process ended: its next step.
+    ``outcome`` and ``error`` are that attempt's, as its run holds them."""
     left = job.attempts <= job.max_retries
     if outcome == "completed":
         # Its run ended completed, its job's end was never written: completed,
@@ -180,7 +186,6 @@ def _after_running(
         _end_job(conn, job, "completed", None, now)
         return None
     if outcome in ("failed", "timed_out"):
-        error = job.error
         retry = left and (error is None or error.type != "postroom.Fatal")
         if not retry:
             _end_job(conn, job, "failed", error, now)
@@ -286,6 +291,12 @@ def _retry_policy(text: str) -> RetryPolicy:
         jitter=float(raw.get("jitter", 0.0)),
         factor=float(raw.get("factor", 2.0)),
     )
+
+
+def _error_of(kind: object, message: object, trace: object) -> ErrorInfo | None:
+    if kind is None:
+        return None
+    return ErrorInfo(str(kind), str(message or ""), str(trace or ""))
 
 
 def _error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:

@@ -7,9 +7,13 @@ meets leaves as a `StoreError` (`translate`). Opening it:
    the store is open, so a second scheduler, in this process or another, gets
    `StoreLocked` (a lock file, not SQLite's own locks: those would keep
    ``postroom jobs`` from reading a store in use);
-2. checks the file: a file that is not a database, or fails SQLite's
+2. checks that this process may write the file (and its ``-wal`` and
+   ``-shm``), or it is `StoreReadOnly`: SQLite would open a file it may only
+   read read-only, without a word, and the first submit would be the first
+   to fail;
+3. checks the file: a file that is not a database, or fails SQLite's
    ``quick_check``, is `StoreCorrupt` and is never written to;
-3. sets WAL mode, ``synchronous`` and ``busy_timeout``, and migrates the schema
+4. sets WAL mode, ``synchronous`` and ``busy_timeout``, and migrates the schema
    (``schema.py``).
 
 A write is one transaction, ``BEGIN IMMEDIATE`` to ``COMMIT`` (a deferred
@@ -163,6 +167,8 @@ class Store:
         conn = None
         try:
             exists = os.path.exists(path) and os.path.getsize(path) > 0
+            if os.path.exists(path):
+                _check_permission(path)
             conn = sqlite3.connect(
                 path,
                 isolation_level=None,
@@ -272,6 +278,19 @@ def _check_writable(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE postroom_schema SET version = version")
     finally:
         conn.execute("ROLLBACK")
+
+
+def _check_permission(path: str) -> None:
+    """`StoreReadOnly` if this process may not write the file or its
+    ``-wal`` and ``-shm``: checked before SQLite opens it, which would open it
+    read-only and leave read-only ``-wal`` and ``-shm`` files beside it."""
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name) and not os.access(name, os.W_OK):
+            msg = (
+                f"cannot open {path}: the store cannot be written: {name} is not "
+                "writable by this process (its mode, its owner, or a read-only mount)"
+            )
+            raise StoreReadOnly(msg)
 
 
 def _read_owner(lock_path: str) -> str:
