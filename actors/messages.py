@@ -526,6 +526,9 @@ class RunEnded:
     finished_at: float
     outcome: str
     error: ErrorInfo | None
+    retryable: bool = True
+    """False when its error was final (`Fatal`, ``throws=``): a restart that
+    finds the job's end missing fails it rather than running it again."""
 
 
 @fast_init

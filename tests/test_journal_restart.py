@@ -43,6 +43,14 @@ def _scheduler(store: str, clock: ManualClock, **options: Any) -> Scheduler:
             raise RuntimeError("boom")
         raise Fatal("no retry can help")
 
+    @sched.handler("refused", max_retries=3, throws=KeyError)
+    def refused(ctx: JobContext, payload: Any) -> Any:
+        raise KeyError("no such thing")
+
+    @sched.handler("wrapped", max_retries=3)
+    def wrapped(ctx: JobContext, payload: Any) -> Any:
+        raise Fatal(ValueError("bad input"))
+
     return sched
 
 
@@ -135,3 +143,30 @@ def test_a_fatal_last_attempt_whose_end_was_lost_is_not_retried(
     assert info.status is JobStatus.FAILED
     assert info.error is not None and info.error.type == "postroom.Fatal"
     assert info.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type"), [("refused", "KeyError"), ("wrapped", "ValueError")]
+)
+def test_a_final_error_whose_end_was_lost_is_not_retried(
+    store: str, clock: ManualClock, restarted: list[Scheduler], handler: str, error_type: str
+) -> None:
+    """An error ``throws=`` names, or one `Fatal` wraps, is final though its
+    type is not ``Fatal``: the run records that, and a start that finds the
+    job's end missing fails the job instead of running it again."""
+    first = _scheduler(store, clock)
+    restarted.append(first)
+    first.start()
+    _lose_job_ends(first)
+    handle = first.submit(handler, 1)
+    handle.wait(timeout=WAIT)
+    first.shutdown()
+
+    second = _scheduler(store, clock)
+    restarted.append(second)
+    second.start()
+    info = second.job(handle.id)
+    assert info.status is JobStatus.FAILED
+    assert info.error is not None and info.error.type == error_type
+    assert info.attempts == 1
+    assert [r.outcome for r in second.runs(handle.id)] == [RunOutcome.FAILED]

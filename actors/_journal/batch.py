@@ -77,6 +77,7 @@ _RUN_COLUMNS = (
     "error_message",
     "error_traceback",
     "worker",
+    "retryable",
 )
 _INSERT_RUN = (
     f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
@@ -84,7 +85,7 @@ _INSERT_RUN = (
 )
 _END_RUN = (
     "UPDATE runs SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, "
-    "error_traceback = ? WHERE job_id = ? AND attempt = ?"
+    "error_traceback = ?, retryable = ? WHERE job_id = ? AND attempt = ?"
 )
 _INSERT_KEY = "INSERT OR REPLACE INTO idempotency_keys (key, job_id) VALUES (?, ?)"
 _DROP_KEY = "DELETE FROM idempotency_keys WHERE key = ? AND job_id = ?"
@@ -226,6 +227,7 @@ class Batch:
             None,
             None,
             record.worker,
+            None,
         ]
         row = self.new.get(record.job_id)
         if row is not None:
@@ -245,8 +247,10 @@ class Batch:
         key = (record.job_id, record.attempt)
         error_type, message, trace = _error(record.error)
         run = self.runs.get(key)
+        retryable = 1 if record.retryable else 0
         if run is not None:
             run[3:8] = [record.finished_at, record.outcome, error_type, message, trace]
+            run[9] = retryable
         else:
             self.ended[key] = (
                 record.finished_at,
@@ -254,6 +258,7 @@ class Batch:
                 error_type,
                 message,
                 trace,
+                retryable,
                 record.job_id,
                 record.attempt,
             )

@@ -108,13 +108,16 @@ class JournalLink:
         """An attempt starts; the number to `wait` for before calling the handler."""
         return self._post(RunStarted(job.id, job.attempt, started_at, worker, self.waits))
 
-    def run_ended(self, job: Job, outcome: str, error: ErrorInfo | None) -> None:
-        """An attempt ended (``outcome``: a `RunOutcome` value)."""
+    def run_ended(
+        self, job: Job, outcome: str, error: ErrorInfo | None, *, retryable: bool = True
+    ) -> None:
+        """An attempt ended (``outcome``: a `RunOutcome` value; ``retryable``:
+        False when its error was final)."""
         if self.frozen:
             return
         if self.retaining and outcome == "cancelled":
             outcome = "interrupted"  # cut short by the shutdown: runs again at the next start
-        self._post(RunEnded(job.id, job.attempt, time.time(), outcome, error))
+        self._post(RunEnded(job.id, job.attempt, time.time(), outcome, error, retryable))
 
     def retrying(self, job: Job, attempts: int, error: ErrorInfo | None) -> None:
         """An attempt failed; ``job`` is the next one, due at its ``not_before``."""

@@ -133,9 +133,10 @@ def recover(
     # The last run of each running job: how it ended, and with which error
     # (the job's own error columns are its previous attempt's, if any).
     last_runs = {
-        job_id: (outcome, _error_of(error_type, message, trace))
-        for job_id, outcome, error_type, message, trace in conn.execute(
-            "SELECT job_id, outcome, error_type, error_message, error_traceback FROM runs r "
+        job_id: (outcome, _error_of(error_type, message, trace), retryable != 0)
+        for job_id, outcome, error_type, message, trace, retryable in conn.execute(
+            "SELECT job_id, outcome, error_type, error_message, error_traceback, "
+            "retryable FROM runs r "
             "WHERE attempt = (SELECT max(attempt) FROM runs WHERE job_id = r.job_id) AND "
             "job_id IN (SELECT id FROM jobs WHERE status = 'running')"
         )
@@ -157,8 +158,10 @@ def recover(
             recovery.failed += 1
             continue
         if job.status == "running":
-            outcome, last_error = last_runs.get(job.id, ("interrupted", None))
-            settled = _after_running(conn, job, outcome, last_error, spec, now, recovery)
+            outcome, last_error, retryable = last_runs.get(job.id, ("interrupted", None, True))
+            settled = _after_running(
+                conn, job, outcome, last_error, spec, now, recovery, retryable=retryable
+            )
             if settled is None:
                 continue
             job = settled
@@ -175,9 +178,12 @@ def _after_running(
     spec: HandlerSpec,
     now: float,
     recovery: Recovery,
+    *,
+    retryable: bool = True,
 ) -> Recovered | None:
     """A job whose last attempt ran when the process ended: its next step.
-    ``outcome`` and ``error`` are that attempt's, as its run holds them."""
+    ``outcome``, ``error`` and ``retryable`` are that attempt's, as its run
+    holds them (``retryable`` False: its error was final, `Fatal` or ``throws=``)."""
     left = job.attempts <= job.max_retries
     if outcome == "completed":
         # Its run ended completed, its job's end was never written: completed,
@@ -186,7 +192,7 @@ def _after_running(
         _end_job(conn, job, "completed", None, now)
         return None
     if outcome in ("failed", "timed_out"):
-        retry = left and (error is None or error.type != "postroom.Fatal")
+        retry = left and retryable
         if not retry:
             _end_job(conn, job, "failed", error, now)
             recovery.failed += 1

@@ -25,7 +25,9 @@ The tables (version 4):
     ``followups`` are read from those (the indexes serve them).
 ``runs``
     One row per attempt that started: its number, start and end, ``outcome``
-    (a `RunOutcome`; NULL while it runs), the error, the worker.
+    (a `RunOutcome`; NULL while it runs), the error, the worker, and
+    ``retryable`` (version 5: 0 when its error was final, so a restart that
+    finds its job's end missing fails the job; NULL: not known).
 ``idempotency_keys``
     The keys held (unique): a key stays with its job while the job is
     unfinished or completed, and is let go when it fails or is cancelled
@@ -143,7 +145,11 @@ _V4 = """
 ALTER TABLE schedules ADD COLUMN last_job TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+_V5 = """
+ALTER TABLE runs ADD COLUMN retryable INTEGER;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Migration N (1-based) takes a store from version N-1 to N."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

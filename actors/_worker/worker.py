@@ -162,7 +162,9 @@ class Worker(PostroomActor):
                 histogram = self._run_times[counts] = RunHistogram()  # type: ignore[index]
             histogram.observe(outcome.run_time)
             if journal is not None:
-                journal.run_ended(job, _run_outcome(outcome), outcome.error)
+                journal.run_ended(
+                    job, _run_outcome(outcome), outcome.error, retryable=outcome.retryable
+                )
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
             # Nothing is left to decide: no repo to release, no retry. The job
