@@ -31,7 +31,7 @@ filesystem is printed), removed at the end.
 
     PYTHONPATH=. python -m bench.durable [--jobs 20000 --single-jobs 2000
         --submitters 16 --workers 8 --repos 200 --rounds 5 --workloads A,B
-        --recover-jobs 100000 --recover-rounds 3 --dir DIR]
+        --synchronous NORMAL --recover-jobs 100000 --recover-rounds 3 --dir DIR]
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ T = TypeVar("T")
 class Stores:
     """Fresh store paths in one directory; every file is removed after its side."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, synchronous: str = "NORMAL") -> None:
         self.directory = directory
+        self.synchronous = synchronous
         self._numbers = itertools.count(1)
 
     @contextmanager
@@ -84,7 +85,7 @@ class Stores:
         """``Scheduler`` options for a new, empty store."""
         path = os.path.join(self.directory, f"e{next(self._numbers)}.db")
         try:
-            yield {"store": path, "durability": durability}
+            yield {"store": path, "durability": durability, "synchronous": self.synchronous}
         finally:
             remove_store(path)
 
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--workloads", default="A,B", help="A, B, or A,B; empty: none")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument("--recover-jobs", type=int, default=100_000, help="0: no recovery run")
     parser.add_argument("--recover-rounds", type=int, default=3)
     parser.add_argument(
@@ -436,12 +438,12 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: Any, directory: str) -> None:
     import sqlite3
 
-    stores = Stores(directory)
+    stores = Stores(directory, args.synchronous)
     subs = args.submitters
     workloads = {w.strip().upper() for w in args.workloads.split(",") if w.strip()}
     print(
         f"stores in {directory}: {filesystem(directory)}; SQLite {sqlite3.sqlite_version}, "
-        f"synchronous=NORMAL, batch_interval=0.05 (the defaults)"
+        f"synchronous={args.synchronous}, batch_interval=0.05"
     )
     if "A" in workloads:
         commits: dict[str, list[int]] = {}
