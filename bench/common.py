@@ -30,6 +30,7 @@ __all__ = [
     "print_table",
     "reset_peak_rss",
     "rss_kb",
+    "submit_all",
 ]
 
 
@@ -54,6 +55,47 @@ def alternate(rounds: int, sides: dict[str, Callable[[], T]]) -> dict[str, list[
             results[name].append(sides[name]())
             print(f"  round {r + 1}/{rounds} {name}: done", file=sys.stderr, flush=True)
     return results
+
+
+def submit_all(
+    submit: Callable[[int], T],
+    jobs: int,
+    submitters: int = 1,
+    key: Callable[[int], int] | None = None,
+) -> list[T]:
+    """``submit(i)`` for every i in ``range(jobs)``, from ``submitters`` threads.
+
+    Thread t submits, in increasing order, the i whose ``key(i) % submitters``
+    is t (``key`` defaults to i itself): a key that names a repo keeps each
+    repo's jobs on one thread, so their submission order is their index order.
+    With one submitter, the calling thread does it all. Returns what ``submit``
+    returned, by thread; the first error of any thread is raised once all are
+    joined."""
+    if submitters == 1:
+        return [submit(i) for i in range(jobs)]
+    shares: list[list[int]] = [[] for _ in range(submitters)]
+    for i in range(jobs):
+        shares[(i if key is None else key(i)) % submitters].append(i)
+    out: list[list[T]] = [[] for _ in range(submitters)]
+    errors: list[BaseException] = []
+
+    def run(t: int) -> None:
+        try:
+            out[t] = [submit(i) for i in shares[t]]
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(t,), name=f"bench-submitter-{t}")
+        for t in range(submitters)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [item for part in out for item in part]
 
 
 def median(values: Iterable[float]) -> float:

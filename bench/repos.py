@@ -20,8 +20,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from actors import Scheduler
 from bench.common import (
@@ -31,6 +33,7 @@ from bench.common import (
     measure_sleep,
     median,
     print_table,
+    submit_all,
 )
 
 SLEEP = 0.001
@@ -43,8 +46,24 @@ class Run:
     overlaps: int = 0
 
 
-def run_postroom(jobs: int, repos: int, workers: int) -> Run:
-    """Wall time for the jobs through postroom, and the order/exclusion checks."""
+def run_postroom(
+    jobs: int,
+    repos: int,
+    workers: int,
+    *,
+    options: Mapping[str, Any] | None = None,
+    submitters: int = 1,
+    probe: Callable[[Scheduler], None] | None = None,
+) -> Run:
+    """Wall time for the jobs through postroom, and the order/exclusion checks.
+
+    Bench E passes ``options`` for `Scheduler` (a store), the number of
+    threads that submit (each repo's jobs from one thread, in index order, so
+    the order check holds), and a ``probe`` that sees the started scheduler
+    before the clock starts. With a store the time runs until every record
+    of every job is committed (reading a job's runs commits what the journal
+    holds first).
+    """
     # repo -> [[payload index, start, end]], appended at start (list.append is atomic
     # under the GIL, so even overlapping jobs of one repo could not lose a record).
     records: dict[str, list[list[float]]] = {f"r{k}": [] for k in range(repos)}
@@ -55,14 +74,26 @@ def run_postroom(jobs: int, repos: int, workers: int) -> Run:
         time.sleep(SLEEP)
         record[2] = time.perf_counter()
 
-    sched = Scheduler(workers=workers, max_pending=max(100_000, jobs))
+    sched = Scheduler(workers=workers, max_pending=max(100_000, jobs), **(options or {}))
     sched.register("sleep", sleeper)
     with sched:
+        if probe is not None:
+            probe(sched)
         t0 = time.perf_counter()
-        handles = [sched.submit("sleep", i, repo=f"r{i % repos}") for i in range(jobs)]
+        if submitters == 1:  # bench B's own loop, as it always was
+            handles = [sched.submit("sleep", i, repo=f"r{i % repos}") for i in range(jobs)]
+        else:
+            handles = submit_all(
+                lambda i: sched.submit("sleep", i, repo=f"r{i % repos}"),
+                jobs,
+                submitters,
+                key=lambda i: i % repos,
+            )
         for h in handles:
             if not h.wait(120):
                 raise RuntimeError(f"postroom: job {h.id} not done after 120 s: {h.info()}")
+        if options and options.get("store") is not None:
+            sched.runs(handles[-1].id)
         wall = time.perf_counter() - t0
     run = Run(wall)
     for recs in records.values():

@@ -28,6 +28,7 @@ accepted, in one transaction:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sqlite3
@@ -287,7 +288,11 @@ def _recovered(values: tuple[object, ...]) -> Recovered:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _retry_policy(text: str) -> RetryPolicy:
+    # Kept by text: the jobs of a store share a few policies (their handlers'),
+    # and a RetryPolicy is frozen, so they can share the object. Decoding and
+    # checking one per job was over half of a recovery's time.
     raw = json.loads(text)
     cap = raw.get("cap")
     return RetryPolicy(
