@@ -585,28 +585,6 @@ class Scheduler:
                 was forked from.
         """
         self._life.check_process()
-        durable = self._durable
-        if durable is not None:
-            JobQuery.checked(
-                status=status,
-                queue=queue,
-                repo=repo,
-                handler=handler,
-                limit=limit,
-                offset=offset,
-                queues=self._queues,
-                handlers=self._handlers,
-            )
-            infos = durable.jobs(
-                self._life.ask_timeout,
-                status=status,
-                queue=queue,
-                repo=repo,
-                handler=handler,
-                limit=limit,
-                offset=offset,
-            )
-            return [self._fresher(info) for info in infos]
         query = JobQuery.checked(
             status=status,
             queue=queue,
@@ -617,6 +595,18 @@ class Scheduler:
             queues=self._queues,
             handlers=self._handlers,
         )
+        durable = self._durable
+        if durable is not None:
+            infos = durable.jobs(
+                self._life.ask_timeout,
+                status=status,
+                queue=queue,
+                repo=repo,
+                handler=handler,
+                limit=limit,
+                offset=offset,
+            )
+            return [self._fresher(info) for info in infos]
         return query.select(self._table.states())
 
     def runs(self, job_id: str) -> list[RunInfo]:

@@ -36,7 +36,7 @@ from actors.messages import (
     ScheduleSaved,
 )
 
-__all__ = ["JOB_COLUMNS", "Batch", "dump_json", "retry_json"]
+__all__ = ["JOB_COLUMNS", "Batch", "dump_json", "error_columns", "retry_json"]
 
 JOB_COLUMNS = (
     "id",
@@ -177,7 +177,8 @@ def _values(insert: str, width: int, rows: int) -> str:
     return f"{head} VALUES {', '.join([row] * rows)}"
 
 
-def _error(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
+def error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
+    """An error as its three columns (type, message, traceback), all None for none."""
     if error is None:
         return None, None, None
     return error.type, error.message, error.traceback
@@ -227,7 +228,7 @@ class Batch:
         elif kind is JobEnded:
             self._ended(record)
         elif kind is JobRetrying:
-            error_type, message, trace = _error(record.error)
+            error_type, message, trace = error_columns(record.error)
             self._set(
                 record.job_id,
                 status="retrying",
@@ -312,7 +313,7 @@ class Batch:
 
     def _run_ended(self, record: RunEnded) -> None:
         key = (record.job_id, record.attempt)
-        error_type, message, trace = _error(record.error)
+        error_type, message, trace = error_columns(record.error)
         run = self.runs.get(key)
         retryable = 1 if record.retryable else 0
         if run is not None:
@@ -331,7 +332,7 @@ class Batch:
             )
 
     def _ended(self, record: JobEnded) -> None:
-        error_type, message, trace = _error(record.error)
+        error_type, message, trace = error_columns(record.error)
         self._set(
             record.job_id,
             status=record.status,

@@ -214,17 +214,3 @@ class Journal(TimedActor):
             self._store.close()
         finally:
             super().on_failure(*exc_info)
-
-
-def wall_to_clock(due_at: float | None, now: float, wall: float) -> float | None:
-    """A stored wall-clock due time as the scheduler's clock time (None stays None)."""
-    if due_at is None:
-        return None
-    return now + max(0.0, due_at - wall)
-
-
-def clock_to_wall(not_before: float | None, now: float, wall: float) -> float | None:
-    """A clock due time as wall-clock time, to store (None stays None)."""
-    if not_before is None:
-        return None
-    return wall + max(0.0, not_before - now)

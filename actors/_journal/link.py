@@ -101,14 +101,19 @@ class JournalLink:
         waited: bool,
     ) -> int:
         """A job was accepted: its row. The record's number, to `wait` for."""
-        clock = self._clock
-        due_at = None
-        if job.not_before is not None:
-            due_at = clock.wall() + max(0.0, job.not_before - clock.now())
+        due_at = self._due_at(job)
         record = JobAccepted(
             job, status, due_at, retry_of, schedule_id, fire_time, parent, link, waited
         )
         return self._post(record)
+
+    def _due_at(self, job: Job) -> float | None:
+        """When ``job`` may start, as wall-clock time (the store's), or None: at once.
+        (A restart reads it back onto its own clock: `Submitter.restore`.)"""
+        if job.not_before is None:
+            return None
+        clock = self._clock
+        return clock.wall() + max(0.0, job.not_before - clock.now())
 
     def run_started(self, job: Job, started_at: float, worker: str) -> int:
         """An attempt starts; the number to `wait` for before calling the handler."""
@@ -127,11 +132,7 @@ class JournalLink:
 
     def retrying(self, job: Job, attempts: int, error: ErrorInfo | None) -> None:
         """An attempt failed; ``job`` is the next one, due at its ``not_before``."""
-        clock = self._clock
-        due_at = None
-        if job.not_before is not None:
-            due_at = clock.wall() + max(0.0, job.not_before - clock.now())
-        self._post(JobRetrying(job.id, attempts, due_at, error))
+        self._post(JobRetrying(job.id, attempts, self._due_at(job), error))
 
     def released(self, job_id: str, payload: JSONValue) -> None:
         """A held follow-up or child was handed off, with this payload."""

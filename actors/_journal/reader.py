@@ -47,6 +47,7 @@ from actors.messages import ErrorInfo, JSONValue
 __all__ = [
     "READABLE_FROM",
     "check_readable",
+    "error_of",
     "job_info",
     "job_infos",
     "key_holder",
@@ -231,7 +232,7 @@ def _info(
         max_retries=max_retries,
         payload=_json(payload, job_id, "payload"),
         result=None if result is None else _json(result, job_id, "result"),
-        error=_error(error_type, error_message, error_traceback),
+        error=error_of(error_type, error_message, error_traceback),
         progress=None,
         idempotency_key=key,
         submitted_at=submitted_at,
@@ -270,7 +271,7 @@ def run_infos(conn: sqlite3.Connection, job_id: str) -> list[RunInfo]:
             started_at=started_at,
             finished_at=finished_at,
             outcome=None if outcome is None else _enum(RunOutcome, outcome, run_id, "outcome"),
-            error=_error(error_type, error_message, error_traceback),
+            error=error_of(error_type, error_message, error_traceback),
             worker=worker,
         )
         for (run_id, attempt, started_at, finished_at, outcome, error_type, error_message,
@@ -358,10 +359,11 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
         yield ids[start : start + _CHUNK]
 
 
-def _error(kind: str | None, message: str | None, trace: str | None) -> ErrorInfo | None:
+def error_of(kind: object, message: object, trace: object) -> ErrorInfo | None:
+    """The `ErrorInfo` its three columns hold, or None."""
     if kind is None:
         return None
-    return ErrorInfo(kind, message or "", trace or "")
+    return ErrorInfo(str(kind), str(message or ""), str(trace or ""))
 
 
 def _json(text: str, job_id: str, column: str) -> JSONValue:

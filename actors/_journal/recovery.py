@@ -35,7 +35,8 @@ import sqlite3
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from actors._journal.batch import dump_json
+from actors._journal.batch import dump_json, error_columns
+from actors._journal.reader import error_of
 from actors._journal.schema import TERMINAL
 from actors._log import journal_logger as logger
 from actors._policy.handlers import HandlerSpec
@@ -134,7 +135,7 @@ def recover(
     # The last run of each running job: how it ended, and with which error
     # (the job's own error columns are its previous attempt's, if any).
     last_runs = {
-        job_id: (outcome, _error_of(error_type, message, trace), retryable != 0)
+        job_id: (outcome, error_of(error_type, message, trace), retryable != 0)
         for job_id, outcome, error_type, message, trace, retryable in conn.execute(
             "SELECT job_id, outcome, error_type, error_message, error_traceback, "
             "retryable FROM runs r "
@@ -217,7 +218,7 @@ def _retrying(
     conn.execute(
         "UPDATE jobs SET status = 'retrying', due_at = ?, error_type = ?, error_message = ?, "
         "error_traceback = ? WHERE id = ?",
-        (due, *_error_columns(error), job.id),
+        (due, *error_columns(error), job.id),
     )
     return _replace(job, status="retrying", due_at=due, error=error)
 
@@ -247,7 +248,7 @@ def _find_parents(conn: sqlite3.Connection, recovery: Recovery) -> None:
             recovery.parents[parent] = ("cancelled", None, None)  # pruned: never released
             continue
         status, result, error_type, message, trace = row
-        error = ErrorInfo(error_type, message or "", trace or "") if error_type else None
+        error = error_of(error_type, message, trace)
         value = json.loads(result) if result is not None else None
         recovery.parents[parent] = (status, value, error)
 
@@ -259,9 +260,7 @@ def _recovered(values: tuple[object, ...]) -> Recovered:
         error_type, error_message, error_traceback, retry_of, schedule_id, fire_time,
         parent, link,
     ) = values  # fmt: skip
-    error = None
-    if error_type is not None:
-        error = ErrorInfo(str(error_type), str(error_message or ""), str(error_traceback or ""))
+    error = error_of(error_type, error_message, error_traceback)
     return Recovered(
         id=str(job_id),
         seq=int(seq),  # type: ignore[call-overload]
@@ -304,18 +303,6 @@ def _retry_policy(text: str) -> RetryPolicy:
     )
 
 
-def _error_of(kind: object, message: object, trace: object) -> ErrorInfo | None:
-    if kind is None:
-        return None
-    return ErrorInfo(str(kind), str(message or ""), str(trace or ""))
-
-
-def _error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
-    if error is None:
-        return None, None, None
-    return error.type, error.message, error.traceback
-
-
 def _end_run(
     conn: sqlite3.Connection,
     job_id: str,
@@ -328,7 +315,7 @@ def _end_run(
         "UPDATE runs SET finished_at = ?, outcome = ?, error_type = coalesce(error_type, ?), "
         "error_message = coalesce(error_message, ?), "
         "error_traceback = coalesce(error_traceback, ?) WHERE job_id = ? AND attempt = ?",
-        (now, outcome, *_error_columns(error), job_id, attempt),
+        (now, outcome, *error_columns(error), job_id, attempt),
     )
 
 
@@ -343,7 +330,7 @@ def _add_run(
     conn.execute(
         "INSERT OR REPLACE INTO runs (job_id, attempt, started_at, finished_at, outcome, "
         "error_type, error_message, error_traceback, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (job_id, attempt, now, now, outcome, *_error_columns(error), "recovery"),
+        (job_id, attempt, now, now, outcome, *error_columns(error), "recovery"),
     )
 
 
@@ -364,7 +351,7 @@ def _end_job(
             status,
             now,
             job.attempts if attempts is None else attempts,
-            *_error_columns(error),
+            *error_columns(error),
             status,
             dump_json(None),
             job.id,
