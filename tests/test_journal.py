@@ -329,3 +329,18 @@ def test_runs_without_a_store_come_from_memory() -> None:
     assert runs[2].error is None
     assert all(r.worker == "worker-1" for r in runs)
     assert all(r.finished_at is not None and r.finished_at >= r.started_at for r in runs)
+
+
+def test_finished_jobs_stay_findable_in_the_store_beyond_history(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    sched = scheduler(path, lambda s: s.register("echo", lambda ctx, p: p), history=2)
+    try:
+        handles = [sched.submit("echo", i) for i in range(6)]
+        assert [h.result(timeout=WAIT) for h in handles] == list(range(6))
+        oldest = sched.job(handles[0].id)  # long gone from the in-memory history
+        assert (oldest.status, oldest.result) == (JobStatus.COMPLETED, 0)
+        assert [r.outcome for r in sched.runs(handles[0].id)] == [RunOutcome.COMPLETED]
+        listed = sched.jobs(status="completed", limit=10)
+        assert [info.id for info in listed] == [h.id for h in reversed(handles)]
+    finally:
+        sched.shutdown()
