@@ -534,7 +534,8 @@ class Scheduler:
         """A snapshot of the job with this id (unfinished, or finished and still in history).
 
         Raises:
-            JobNotFound: no such job.
+            JobNotFound: no such job (with a store: in memory nor in the store).
+            StoreError: (with a store) the store cannot be read.
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
@@ -560,8 +561,11 @@ class Scheduler:
     ) -> list[JobInfo]:
         """Snapshots of the jobs `job` can find, newest (by submission) first.
 
-        Those are the unfinished jobs and the last ``history`` finished ones.
-        A job is listed if it matches every filter given. Each call costs
+        Those are the unfinished jobs and the last ``history`` finished ones;
+        with a store, every job the store holds (``keep_finished`` decides how
+        long), read from it once what the Journal holds is committed, with the
+        progress memory has of running ones. A job is listed if it matches
+        every filter given. Without a store each call costs
         O(jobs known), a few milliseconds with the default history of 10,000:
         made for dashboards and operators, not for hot loops. Each snapshot is
         taken as the page is built, so a page is not one atomic picture, and
@@ -581,6 +585,8 @@ class Scheduler:
                 a bad ``limit`` or ``offset``; the message names the value.
             UnknownQueue: ``queue`` is not one of the scheduler's queues.
             UnknownHandler: ``handler`` is not a registered handler.
+            StoreError: (with a store) the store cannot be read, or what the
+                Journal holds cannot be committed now.
             SchedulerForked: the scheduler was started in the process this one
                 was forked from.
         """
