@@ -527,6 +527,9 @@ class Scheduler:
             QueueFull: the queue's ``max_pending`` is reached (``on_full`` "reject",
                 or "wait" timed out).
             SchedulerClosed: the scheduler is not running.
+            StoreError: (with a store, ``durability="commit"``) the job's row
+                could not be committed (`StoreFull`, `StoreBusy`...): the job
+                is not accepted, and nothing accepted before is lost.
         """
         return self._submitter.submit(handler, payload, options)
 
