@@ -52,6 +52,7 @@ __all__ = [
     "Trigger",
     "declared",
     "driven",
+    "fired",
     "read_schedules",
     "read_store",
     "recovered",
@@ -366,7 +367,15 @@ def resumed(snap: SchedSnap, now: float) -> SchedSnap:
 
 
 def driven(snap: SchedSnap, now: float, grace: float) -> SchedSnap:
-    """``snap`` once every fire due by ``now`` was handled, by the misfire policy.
+    """``snap`` once every fire due by ``now`` was handled (see `fired`)."""
+    steps = fired(snap, now, grace)
+    return steps[-1] if steps else snap
+
+
+def fired(snap: SchedSnap, now: float, grace: float) -> list[SchedSnap]:
+    """The states ``snap`` goes through as every fire due by ``now`` is
+    handled, by the misfire policy: one per fire handled (each is recorded
+    on its own, so a crash may leave the store at any of them).
 
     A fire at most ``grace`` late runs as on time. The fires more than
     ``grace`` late are misfires, handled at once: the first fire after them,
@@ -375,10 +384,12 @@ def driven(snap: SchedSnap, now: float, grace: float) -> SchedSnap:
     Misfires that get no run of their own are counted.
     """
     trigger = snap.definition.trigger
+    steps = []
     while not snap.paused and snap.next_fire is not None and snap.next_fire <= now:
         due = snap.next_fire
         if now - due <= grace:
             snap = _ran(snap, due, trigger.next_after(due), 0)
+            steps.append(snap)
             continue
         missed = [due]
         after = trigger.next_after(due)
@@ -391,7 +402,8 @@ def driven(snap: SchedSnap, now: float, grace: float) -> SchedSnap:
             snap = _ran(snap, missed[-1], after, len(missed) - 1)
         else:
             snap = replace(snap, next_fire=after, misfires=snap.misfires + len(missed))
-    return snap
+        steps.append(snap)
+    return steps
 
 
 def _ran(snap: SchedSnap, fire: float, next_fire: float | None, missed: int) -> SchedSnap:
