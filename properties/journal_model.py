@@ -19,25 +19,44 @@ handler's ``on_interrupt``. (The rules cited are docs/guarantees.md's.)
 
 `read_store` reads what a store file holds, to compare with ``disk`` before
 a restart reads it.
+
+Schedules (`ModelSchedule`) are kept the same way, by id: a schedule's
+records are never waited for, so the store holds its state of some moment
+since the last commit the test knows of (or none, once removed). `declared`,
+`resumed` and `driven` are docs/schedules.md's rules for a declaration by
+``id=``, a resume, and the fires (and misfires) due by a time.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = [
     "CANCELLED_ERROR",
+    "Definition",
     "FAILURE",
     "INTERRUPTED",
     "TERMINAL",
     "WAITING",
     "ModelJob",
+    "ModelSchedule",
+    "SchedSnap",
     "Snap",
     "StoredJob",
+    "StoredSchedule",
+    "Trigger",
+    "declared",
+    "driven",
+    "fired",
+    "read_schedules",
     "read_store",
     "recovered",
+    "resumed",
     "runnable",
 ]
 
@@ -230,10 +249,238 @@ def read_store(path: str) -> tuple[dict[str, StoredJob], dict[str, str]]:
                 job_id, seq, status, attempts, due_at, error, tuple(runs.get(job_id, ()))
             )
             for job_id, seq, status, attempts, due_at, error in conn.execute(
-                "SELECT id, seq, status, attempts, due_at, error_type FROM jobs"
+                # The jobs schedules made are the schedules' business (their
+                # counts), not the jobs the test acknowledged.
+                "SELECT id, seq, status, attempts, due_at, error_type FROM jobs "
+                "WHERE schedule_id IS NULL"
             )
         }
         keys = dict(conn.execute("SELECT key, job_id FROM idempotency_keys").fetchall())
     finally:
         conn.close()
     return jobs, keys
+
+
+# --- schedules ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """An ``every`` (with a start) or an ``at``, in clock time (docs/schedules.md)."""
+
+    kind: str
+    """``every`` or ``at``."""
+    at: float
+    """The start of an ``every``; the moment of an ``at``."""
+    interval: float | None = None
+
+    def first_fire(self, now: float) -> float:
+        """The first fire of a schedule added (or given this trigger) at ``now``:
+        an ``at``'s moment even if past; an ``every``'s first fire at or after now."""
+        if self.kind == "at" or now <= self.at:
+            return self.at
+        assert self.interval is not None
+        return self.at + math.ceil((now - self.at) / self.interval) * self.interval
+
+    def next_after(self, t: float) -> float | None:
+        """The first fire strictly after ``t``, or None."""
+        if t < self.at:
+            return self.at
+        if self.kind == "at":
+            return None
+        assert self.interval is not None
+        return self.at + (math.floor((t - self.at) / self.interval) + 1) * self.interval
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """What a schedule is declared with: its trigger, payload and misfire policy."""
+
+    trigger: Trigger
+    payload: str
+    misfire: str
+
+
+@dataclass(frozen=True, slots=True)
+class SchedSnap:
+    """One schedule's state, as memory or the store holds it (clock times)."""
+
+    definition: Definition
+    paused: bool
+    next_fire: float | None
+    fires: int = 0
+    misfires: int = 0
+    last_fire: float | None = None
+
+
+@dataclass
+class ModelSchedule:
+    """One schedule id, as the test knows it: None while it does not exist (removed)."""
+
+    id: str
+    now: SchedSnap | None
+    disk: list[tuple[int, SchedSnap | None]] = field(default_factory=list)
+    """What the store may hold, as `ModelJob.disk`: schedule records are never
+    waited for, so the store holds the state of some moment between the last
+    commit the test knows of and now."""
+
+    def move(self, snap: SchedSnap | None, stamp: int, *, committed: bool = False) -> None:
+        self.now = snap
+        self.disk = [(stamp, snap)] if committed else [*self.disk, (stamp, snap)]
+
+    def confirm(self, stamp: int) -> None:
+        keep = 0
+        for i, (at, _) in enumerate(self.disk):
+            if at <= stamp:
+                keep = i
+        del self.disk[:keep]
+
+    @property
+    def stored(self) -> list[SchedSnap | None]:
+        return [snap for _, snap in self.disk]
+
+
+def declared(snap: SchedSnap | None, definition: Definition, now: float) -> SchedSnap:
+    """A schedule declared with ``definition`` at ``now`` over ``snap`` (ids and
+    restarts): a new one; the same, if declared as it is; else an update that
+    keeps its history and pause, and its fire times if the trigger is the same."""
+    if snap is None:
+        return SchedSnap(definition, False, definition.trigger.first_fire(now))
+    if definition == snap.definition:
+        return snap
+    if definition.trigger == snap.definition.trigger:
+        return replace(snap, definition=definition)
+    return replace(snap, definition=definition, next_fire=definition.trigger.first_fire(now))
+
+
+def resumed(snap: SchedSnap, now: float) -> SchedSnap:
+    """Resumed at ``now``: fire times that passed while paused are not owed
+    (an ``at`` keeps its time, and comes due at once)."""
+    if not snap.paused:
+        return snap
+    next_fire = snap.next_fire
+    if next_fire is not None and next_fire < now:
+        later = snap.definition.trigger.next_after(now)
+        if later is not None or snap.definition.trigger.kind != "at":
+            next_fire = later
+    return replace(snap, paused=False, next_fire=next_fire)
+
+
+def driven(snap: SchedSnap, now: float, grace: float) -> SchedSnap:
+    """``snap`` once every fire due by ``now`` was handled (see `fired`)."""
+    steps = fired(snap, now, grace)
+    return steps[-1] if steps else snap
+
+
+def fired(snap: SchedSnap, now: float, grace: float) -> list[SchedSnap]:
+    """The states ``snap`` goes through as every fire due by ``now`` is
+    handled, by the misfire policy: one per fire handled (each is recorded
+    on its own, so a crash may leave the store at any of them).
+
+    A fire at most ``grace`` late runs as on time. The fires more than
+    ``grace`` late are misfires, handled at once: the first fire after them,
+    if due by now, runs and stands for them (both policies); else
+    ``coalesce`` runs once, as the latest of them, and ``skip`` runs nothing.
+    Misfires that get no run of their own are counted.
+    """
+    trigger = snap.definition.trigger
+    steps = []
+    while not snap.paused and snap.next_fire is not None and snap.next_fire <= now:
+        due = snap.next_fire
+        if now - due <= grace:
+            snap = _ran(snap, due, trigger.next_after(due), 0)
+            steps.append(snap)
+            continue
+        missed = [due]
+        after = trigger.next_after(due)
+        while after is not None and now - after > grace:
+            missed.append(after)
+            after = trigger.next_after(after)
+        if after is not None and after <= now:
+            snap = _ran(snap, after, trigger.next_after(after), len(missed))
+        elif snap.definition.misfire == "coalesce":
+            snap = _ran(snap, missed[-1], after, len(missed) - 1)
+        else:
+            snap = replace(snap, next_fire=after, misfires=snap.misfires + len(missed))
+        steps.append(snap)
+    return steps
+
+
+def _ran(snap: SchedSnap, fire: float, next_fire: float | None, missed: int) -> SchedSnap:
+    return replace(
+        snap,
+        next_fire=next_fire,
+        fires=snap.fires + 1,
+        misfires=snap.misfires + missed,
+        last_fire=fire,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A schedule's row, as a store file holds it."""
+
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    payload: Any
+    misfire: str
+    paused: bool
+    next_fire: float | None
+    last_fire: float | None
+    fires: int
+    misfires: int
+    skips: int
+
+    def matches(self, snap: SchedSnap, wall_offset: float) -> bool:
+        """Whether this is ``snap``, stored (``wall_offset``: wall minus clock time)."""
+        trigger = snap.definition.trigger
+        if trigger.kind == "at":
+            spec_ok = self.spec == {"when": trigger.at + wall_offset}
+        else:
+            start, interval = self.spec.get("start"), self.spec.get("interval")
+            spec_ok = start == trigger.at + wall_offset and interval == trigger.interval
+        wall = (snap.next_fire, snap.last_fire)
+        return (
+            spec_ok
+            and self.kind == trigger.kind
+            and self.payload == snap.definition.payload
+            and self.misfire == snap.definition.misfire
+            and self.paused == snap.paused
+            and (self.next_fire, self.last_fire) == tuple(_wall(t, wall_offset) for t in wall)
+            and (self.fires, self.misfires, self.skips) == (snap.fires, snap.misfires, 0)
+        )
+
+    def describe(self, wall_offset: float) -> str:
+        times = {
+            name: None if t is None else t - wall_offset
+            for name, t in (("next", self.next_fire), ("last", self.last_fire))
+        }
+        return (
+            f"{self.kind} {self.spec} payload={self.payload!r} {self.misfire} "
+            f"paused={self.paused} next={times['next']} last={times['last']} "
+            f"fires={self.fires} misfires={self.misfires} skips={self.skips}"
+        )
+
+
+def _wall(t: float | None, offset: float) -> float | None:
+    return None if t is None else t + offset
+
+
+def read_schedules(path: str) -> dict[str, StoredSchedule]:
+    """Every schedule a store file holds, by id (read-only, by SQL)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT id, kind, spec, payload, misfire, paused, next_fire, last_fire, "
+            "fires, misfires, skips FROM schedules"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {
+        row[0]: StoredSchedule(
+            row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4], bool(row[5]),
+            *row[6:],
+        )
+        for row in rows
+    }

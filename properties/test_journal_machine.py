@@ -34,8 +34,20 @@ drawn per restart), each finished one findable with its final status through
 next starts are checked as always), and every key still held dedupes a
 resubmission. The teardown crashes the scheduler once more and checks the file.
 
-Schedules are not in the machine: ``every``/``at`` take no ``id=`` yet, so a
-schedule cannot be declared again across a restart.
+Schedules too: the machine declares ``every`` and ``at`` schedules by ids
+drawn from three (so a declaration is often an update, or changes nothing),
+pauses, resumes and removes them; clock moves drive their fires, with a
+``misfire_grace`` of 1 s so that moves and downtimes make misfires. Their
+jobs (handler ``tick``, returning at once, overlap ``allow``) are left out
+of the job model. A schedule's records are never waited for, so the store
+holds each one as of some moment since the last commit the test knows of
+(or not at all, once removed): at every restart the file's ``schedules``
+table must hold one of those states (definition, pause, fire times and
+counts), and the new scheduler must bring back exactly that state, then
+handle the fires missed while it was down (restarts move the clock by a
+drawn downtime) by the misfire policy: under ``coalesce`` one run for all of
+them. ``sched.schedules()`` lists each id once; declaring them all again as
+they are after a restart changes nothing.
 
 Seeded bugs it catches (``test_journal_machine_catches_seeded_bug``):
 
@@ -43,6 +55,10 @@ Seeded bugs it catches (``test_journal_machine_catches_seeded_bug``):
   its submitter is told it is committed all the same (rule 12).
 - ``run_left_open``: recovery does not close the open runs of jobs that were
   running at a crash as ``interrupted`` (rule 12).
+- ``pause_not_recorded``: pausing a schedule is not posted to the Journal;
+  the store keeps it running (rule 12).
+- ``counts_dropped``: a restored schedule forgets its fire and misfire counts
+  (rule 12).
 """
 
 from __future__ import annotations
@@ -55,6 +71,8 @@ import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -68,6 +86,7 @@ from actors import (
     JobNotFound,
     ManualClock,
     RetryPolicy,
+    ScheduleNotFound,
     Scheduler,
     StoreError,
 )
@@ -76,10 +95,18 @@ from properties.journal_model import (
     FAILURE,
     TERMINAL,
     WAITING,
+    Definition,
     ModelJob,
+    ModelSchedule,
+    SchedSnap,
     Snap,
+    Trigger,
+    declared,
+    fired,
+    read_schedules,
     read_store,
     recovered,
+    resumed,
     runnable,
 )
 from properties.profiles import examples
@@ -105,6 +132,18 @@ attempt's start), so that a crash finds them in memory only."""
 ADVANCES = (0.5, 1.0, 2.0, 3.0)
 """Clock moves (every time the test uses is a multiple of 0.5 s: exact in the
 store's wall-clock seconds too, so a due time is never a rounding off)."""
+DOWN = (0.0, 0.0, 2.0, 6.0)
+"""Clock seconds a restart is down for: fires missed meanwhile are late."""
+SCHEDULE_IDS = ("s1", "s2", "s3")
+"""Few, so that a declaration often names a schedule that exists (an update,
+or nothing at all) or one that was removed."""
+KINDS = ("every", "every", "at")
+INTERVALS = (1.0, 2.5)
+FIRST = (-3.0, 0.0, 0.5, 2.0)
+"""An ``every``'s start or an ``at``'s moment, in clock seconds from now."""
+GRACE = 1.0
+"""Every schedule's ``misfire_grace``: clock moves and downtimes of a few
+seconds make misfires."""
 
 
 def _frozen() -> None:
@@ -140,6 +179,7 @@ class JournalMachine(RuleBasedStateMachine):
         self.clean = True
         """No step failed: the teardown's check of the file means something."""
         self.sched: Scheduler | None = None
+        self.schedules = {sid: ModelSchedule(sid, None, [(0, None)]) for sid in SCHEDULE_IDS}
 
     @initialize(batch_interval=st.sampled_from(BATCH_INTERVALS))
     def start(self, batch_interval: float) -> None:
@@ -156,6 +196,7 @@ class JournalMachine(RuleBasedStateMachine):
             workers=WORKERS, clock=self.clock, store=self.path, batch_interval=batch_interval
         )
         sched.register("work", self._work, on_interrupt=on_interrupt)  # type: ignore[arg-type]
+        sched.register("tick", lambda ctx, payload: payload)  # the schedules' jobs
         sched.start()
         return sched
 
@@ -182,16 +223,26 @@ class JournalMachine(RuleBasedStateMachine):
         self.stamp = next(self._stamps)
         job.move(snap, self.stamp, committed=committed)
 
+    def _move_schedule(
+        self, schedule: ModelSchedule, snap: SchedSnap | None, *, committed: bool = False
+    ) -> None:
+        self.stamp = next(self._stamps)
+        schedule.move(snap, self.stamp, committed=committed)
+
     def _commit_seen(self) -> None:
         """A commit was waited for in this step (a submit returned, an attempt
         started): it holds every record posted before the step began."""
         for job in self.jobs.values():
             job.confirm(self.step_began)
+        for schedule in self.schedules.values():
+            schedule.confirm(self.step_began)
 
     def _flushed(self) -> None:
         """Everything posted so far is committed (a flush)."""
         for job in self.jobs.values():
             job.confirm(self.stamp)
+        for schedule in self.schedules.values():
+            schedule.confirm(self.stamp)
 
     def _ordered(self) -> list[ModelJob]:
         return sorted(self.jobs.values(), key=lambda j: j.order)
@@ -362,6 +413,8 @@ class JournalMachine(RuleBasedStateMachine):
         self._begin()
         self.clock.advance(seconds)
         self._settle()
+        self._drive_schedules()
+        self._settle_schedules("")
 
     @rule(pick=st.integers(0, 1 << 16))
     def inspect(self, pick: int) -> None:
@@ -374,15 +427,97 @@ class JournalMachine(RuleBasedStateMachine):
         self._check_live(ordered[pick % len(ordered)], "")
         self._flushed()
 
+    # --- schedules -----------------------------------------------------------------------
+
+    @rule(
+        sid=st.sampled_from(SCHEDULE_IDS),
+        kind=st.sampled_from(KINDS),
+        first=st.sampled_from(FIRST),
+        interval=st.sampled_from(INTERVALS),
+        payload=st.sampled_from(["a", "b"]),
+        misfire=st.sampled_from(["coalesce", "coalesce", "skip"]),
+        same_trigger=st.booleans(),
+    )
+    def declare(
+        self,
+        sid: str,
+        kind: str,
+        first: float,
+        interval: float,
+        payload: str,
+        misfire: str,
+        same_trigger: bool,
+    ) -> None:
+        """Add a schedule by its id, or declare it again: as it is, with a new
+        payload or policy (its fire times kept), or with a new trigger."""
+        self._begin()
+        schedule, now = self.schedules[sid], self.clock.now()
+        if schedule.now is not None and same_trigger:
+            trigger = schedule.now.definition.trigger
+        else:
+            trigger = Trigger(kind, now + first, interval if kind == "every" else None)
+        definition = Definition(trigger, payload, misfire)
+        after = declared(schedule.now, definition, now)
+        event(
+            "declare: new"
+            if schedule.now is None
+            else "declare: as it is"
+            if after == schedule.now
+            else "declare: an update"
+        )
+        sched, wall = self.live, trigger.at + self.clock.wall() - now
+        if trigger.kind == "every":
+            assert trigger.interval is not None
+            sched.every(
+                "tick", trigger.interval, payload, id=sid, start=wall, overlap="allow",
+                misfire=misfire, misfire_grace=GRACE,  # type: ignore[arg-type]
+            )  # fmt: skip
+        else:
+            sched.at("tick", wall, payload, id=sid, misfire=misfire, misfire_grace=GRACE)  # type: ignore[arg-type]
+        if after != schedule.now:
+            self._move_schedule(schedule, after)
+            self._drive_schedules()
+        self._settle_schedules("")
+
+    @rule(sid=st.sampled_from(SCHEDULE_IDS), op=st.sampled_from(["pause", "resume", "remove"]))
+    def manage(self, sid: str, op: str) -> None:
+        """Pause, resume or remove a schedule (one that does not exist: `ScheduleNotFound`)."""
+        self._begin()
+        schedule, sched = self.schedules[sid], self.live
+        try:
+            getattr(sched, op)(sid)
+        except ScheduleNotFound:
+            assert schedule.now is None, f"{op}({sid}): ScheduleNotFound, but it is {schedule.now}"
+            return
+        assert schedule.now is not None, f"{op}({sid}) found a schedule the model has not"
+        event(f"schedule: {op}")
+        if op == "remove":
+            self._move_schedule(schedule, None)
+        elif op == "pause" and not schedule.now.paused:
+            self._move_schedule(schedule, replace(schedule.now, paused=True))
+        elif op == "resume" and schedule.now.paused:
+            self._move_schedule(schedule, resumed(schedule.now, self.clock.now()))
+            self._drive_schedules()
+        self._settle_schedules("")
+
     @rule(
         crash=st.booleans(),
         flushed=st.sampled_from([False, False, True]),
         graceful=st.booleans(),
         on_interrupt=st.sampled_from(["retry", "retry", "fail"]),
         batch_interval=st.sampled_from(BATCH_INTERVALS),
+        down=st.sampled_from(DOWN),
+        redeclare=st.booleans(),
     )
     def restart(
-        self, crash: bool, flushed: bool, graceful: bool, on_interrupt: str, batch_interval: float
+        self,
+        crash: bool,
+        flushed: bool,
+        graceful: bool,
+        on_interrupt: str,
+        batch_interval: float,
+        down: float,
+        redeclare: bool,
     ) -> None:
         self._begin()
         if crash:
@@ -390,16 +525,18 @@ class JournalMachine(RuleBasedStateMachine):
         else:
             self._shut_down(graceful=graceful)
         event(f"restart: {'crash' if crash else 'shutdown'}")
-        self._come_back(on_interrupt, batch_interval)
+        self.clock.advance(down)
+        self._come_back(on_interrupt, batch_interval, redeclare=redeclare)
 
     @rule(
         pick=st.integers(0, 1 << 16),
         how=st.sampled_from(["ok", "fail", "cancel"]),
         on_interrupt=st.sampled_from(["retry", "retry", "fail"]),
         batch_interval=st.sampled_from(BATCH_INTERVALS),
+        down=st.sampled_from(DOWN),
     )
     def crash_between(
-        self, pick: int, how: str, on_interrupt: str, batch_interval: float
+        self, pick: int, how: str, on_interrupt: str, batch_interval: float, down: float
     ) -> None:
         """The process dies once an attempt's end is committed, before what
         follows for its job (its end, or its retry) is: the store holds a
@@ -453,13 +590,18 @@ class JournalMachine(RuleBasedStateMachine):
                     self._move(other, other.now.start())
         self._abandon()
         event(f"crash between: {how}")
-        self._come_back(on_interrupt, batch_interval)
+        self.clock.advance(down)
+        self._come_back(on_interrupt, batch_interval, redeclare=False)
 
-    def _come_back(self, on_interrupt: str, batch_interval: float) -> None:
+    def _come_back(self, on_interrupt: str, batch_interval: float, *, redeclare: bool) -> None:
         """The scheduler stopped (or crashed): check the file, start a new one
         on it, and check what it brought back."""
         stored = self._check_store("restart")
+        stored_schedules = self._check_schedule_store("restart")
         now = self.clock.now()
+        for schedule in self.schedules.values():
+            # Back as stored, then the fires missed while down (misfire policy).
+            self._move_schedule(schedule, stored_schedules[schedule.id], committed=True)
         for job in self._ordered():
             back = recovered(job, stored[job.id], now, on_interrupt)
             if back != stored[job.id]:
@@ -473,6 +615,10 @@ class JournalMachine(RuleBasedStateMachine):
             self._check_live(job, " after a restart")
         self._flushed()
         self._probe_keys()
+        self._drive_schedules(" after a restart")
+        self._settle_schedules(" after a restart")
+        if redeclare:
+            self._redeclare()
 
     def _begin(self) -> None:
         self.clean = False
@@ -489,6 +635,7 @@ class JournalMachine(RuleBasedStateMachine):
                 # even in a run that never restarted.
                 self._crash(flushed=False)
                 self._check_store("teardown")
+                self._check_schedule_store("teardown")
         finally:
             self._abandon()
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -523,6 +670,8 @@ class JournalMachine(RuleBasedStateMachine):
         for job in self._ordered():
             snap = job.now.run_ended("interrupted") if job.now.status == "running" else job.now
             self._move(job, snap, committed=True)
+        for schedule in self.schedules.values():
+            self._move_schedule(schedule, schedule.now, committed=True)
 
     def _check_store(self, when: str) -> dict[str, Snap]:
         """The file against the model; the state each job is stored in."""
@@ -604,6 +753,129 @@ class JournalMachine(RuleBasedStateMachine):
             f"rule 12: {job.id}'s runs are {got}{when}, not {snap}"
         )
 
+    def _drive_schedules(self, when: str = "") -> None:
+        """The model's schedules, once the fires due by now were handled."""
+        now = self.clock.now()
+        for schedule in self.schedules.values():
+            if schedule.now is None:
+                continue
+            # Each fire handled is a record of its own: the store may hold any.
+            for after in fired(schedule.now, now, GRACE):
+                if after.misfires != schedule.now.misfires:
+                    event(f"schedule{when}: misfires ({after.definition.misfire})")
+                else:
+                    event(f"schedule{when}: fires")
+                self._move_schedule(schedule, after)
+
+    def _expected_schedules(self) -> dict[str, tuple[Any, ...]]:
+        return {
+            s.id: (
+                s.now.definition.trigger.kind, s.now.definition.misfire, s.now.paused,
+                None if s.now.paused else s.now.next_fire, s.now.last_fire,
+                s.now.fires, s.now.misfires, 0,
+            )
+            for s in self.schedules.values()
+            if s.now is not None
+        }
+
+    def _live_schedules(self) -> tuple[list[str], dict[str, tuple[Any, ...]]]:
+        offset = self.clock.wall() - self.clock.now()
+
+        def clock(t: datetime | None) -> float | None:
+            return None if t is None else t.timestamp() - offset
+
+        infos = self.live.schedules()
+        live = {
+            i.id: (
+                i.kind, i.misfire, i.paused, clock(i.next_fire), clock(i.last_fire),
+                i.fires, i.misfires, i.skips,
+            )
+            for i in infos
+        }
+        return [i.id for i in infos], live
+
+    def _settle_schedules(self, when: str) -> None:
+        """Wait for the schedules to be as the model says (their fires are
+        handled on the Dispatcher as the Timer wakes it), and check it."""
+        expected = self._expected_schedules()
+        seen: list[Any] = []
+
+        def matches() -> bool:
+            ids, live = self._live_schedules()
+            seen[:] = [ids, live]
+            return len(ids) == len(live) and live == expected
+
+        try:
+            wait_until(matches, "the schedules")
+        except AssertionError:
+            ids, live = seen
+            rule = "rule 12" if when else "rule 11"
+            msg = (
+                f"{rule}: the schedules{when} are (kind, misfire, paused, next, last, fires, "
+                f"misfires, skips)\n  {live} (ids listed: {ids}),\nnot\n  {expected}"
+            )
+            raise AssertionError(msg) from None
+
+    def _redeclare(self) -> None:
+        """A service declares its schedules again at its start: nothing changes,
+        nothing is duplicated."""
+        sched, offset = self.live, self.clock.wall() - self.clock.now()
+        before = sched.schedules()
+        for schedule in self.schedules.values():
+            if schedule.now is None:
+                continue
+            d = schedule.now.definition
+            if d.trigger.kind == "every":
+                assert d.trigger.interval is not None
+                sched.every(
+                    "tick", d.trigger.interval, d.payload, id=schedule.id,
+                    start=d.trigger.at + offset, overlap="allow", misfire=d.misfire,  # type: ignore[arg-type]
+                    misfire_grace=GRACE,
+                )  # fmt: skip
+            else:
+                sched.at(
+                    "tick", d.trigger.at + offset, d.payload, id=schedule.id,
+                    misfire=d.misfire, misfire_grace=GRACE,  # type: ignore[arg-type]
+                )  # fmt: skip
+        after = sched.schedules()
+        assert after == before, (
+            f"rule 12: declared again as they are after a restart, the schedules "
+            f"changed:\n  {before}\nto\n  {after}"
+        )
+        event("restart: schedules declared again")
+
+    def _check_schedule_store(self, when: str) -> dict[str, SchedSnap | None]:
+        """The schedules table against the model; the state each id is stored in."""
+        rows = read_schedules(self.path)
+        offset = self.clock.wall() - self.clock.now()
+        problems = []
+        found: dict[str, SchedSnap | None] = {}
+        for schedule in self.schedules.values():
+            row = rows.get(schedule.id)
+            candidates = schedule.stored
+            match: list[SchedSnap | None] = [
+                snap
+                for snap in reversed(candidates)
+                if (row is None and snap is None)
+                or (row is not None and snap is not None and row.matches(snap, offset))
+            ]
+            if not match:
+                stored = "absent" if row is None else row.describe(offset)
+                problems.append(
+                    f"rule 12: schedule {schedule.id} is stored as {stored}, "
+                    f"not as one of {candidates}"
+                )
+                continue
+            found[schedule.id] = match[0]
+            if candidates.index(match[0]) < len(candidates) - 1:
+                event(f"{when}: a schedule stored behind memory")
+        strangers = sorted(set(rows) - set(self.schedules))
+        if strangers:
+            problems.append(f"rule 12: the store holds schedules nobody declared: {strangers}")
+        if problems:
+            raise AssertionError(f"{when}:\n" + "\n".join(problems))
+        return found
+
     def _probe_keys(self) -> None:
         """Every key held before the restart still dedupes (rule 10)."""
         for key in sorted({j.key for j in self.jobs.values() if j.holds_key and j.key}):
@@ -655,9 +927,42 @@ def _run_left_open() -> AbstractContextManager[None]:
     return patched(recovery, "_end_run", end_run)
 
 
+def _pause_not_recorded() -> AbstractContextManager[None]:
+    from actors._dispatcher.schedules import ScheduleDriver
+    from actors.messages import ScheduleCall
+
+    original = ScheduleDriver.call
+
+    def call(self: ScheduleDriver, message: ScheduleCall) -> Any:
+        if message.op != "pause":
+            return original(self, message)
+        journal = self._journal
+        self._journal = lambda: None  # BUG: a pause is not posted to the Journal
+        try:
+            return original(self, message)
+        finally:
+            self._journal = journal
+
+    return patched(ScheduleDriver, "call", call)
+
+
+def _counts_dropped() -> AbstractContextManager[None]:
+    from actors._dispatcher import schedules
+
+    original = schedules._restore_state
+
+    def restore_state(schedule: Any, row: Any) -> None:
+        original(schedule, row)
+        schedule.fires = schedule.misfires = 0  # BUG: a restored schedule forgets its counts
+
+    return patched(schedules, "_restore_state", restore_state)
+
+
 SEEDED_BUGS: dict[str, Callable[[], AbstractContextManager[None]]] = {
     "lost_row": _lost_row,
     "run_left_open": _run_left_open,
+    "pause_not_recorded": _pause_not_recorded,
+    "counts_dropped": _counts_dropped,
 }
 
 
