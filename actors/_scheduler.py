@@ -923,7 +923,8 @@ class Scheduler:
 
         Fire times that passed while it was paused are not run and not
         misfires (they were not wanted); a one-shot `at` that came due while
-        paused runs at once.
+        paused is a late fire: under ``misfire="coalesce"`` (the default) it
+        runs at once, under ``"skip"`` only within ``misfire_grace``.
 
         Raises:
             ScheduleNotFound: no schedule has that id.
