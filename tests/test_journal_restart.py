@@ -6,13 +6,23 @@ Each test here pins down a bug the journal's state machine
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors import CancelResult, Fatal, JobContext, JobStatus, ManualClock, RunOutcome, Scheduler
+from actors import (
+    CancelResult,
+    Fatal,
+    JobContext,
+    JobStatus,
+    ManualClock,
+    RunOutcome,
+    Scheduler,
+    StoreCorrupt,
+)
 from tests.helpers import WAIT
 
 
@@ -170,3 +180,24 @@ def test_a_final_error_whose_end_was_lost_is_not_retried(
     assert info.error is not None and info.error.type == error_type
     assert info.attempts == 1
     assert [r.outcome for r in second.runs(handle.id)] == [RunOutcome.FAILED]
+
+
+def test_a_row_changed_by_hand_fails_the_start_with_store_corrupt(
+    store: str, clock: ManualClock, restarted: list[Scheduler]
+) -> None:
+    """A payload that is no longer JSON (the store edited by hand) is a typed
+    `StoreCorrupt` at start, naming the job, not a JSON error from the depths."""
+    first = _scheduler(store, clock)
+    restarted.append(first)
+    first.start()
+    handle = first.submit("ok", {"n": 1}, delay=60)
+    first.shutdown()
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE jobs SET payload = '{not json' WHERE id = ?", (handle.id,))
+    conn.close()
+    second = _scheduler(store, clock)
+    restarted.append(second)
+    with pytest.raises(StoreCorrupt, match=handle.id):
+        second.start()
+    assert not second.running

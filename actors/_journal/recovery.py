@@ -35,6 +35,7 @@ import sqlite3
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from actors._errors import StoreCorrupt
 from actors._journal.batch import dump_json, error_columns
 from actors._journal.reader import error_of
 from actors._journal.schema import TERMINAL
@@ -249,11 +250,30 @@ def _find_parents(conn: sqlite3.Connection, recovery: Recovery) -> None:
             continue
         status, result, error_type, message, trace = row
         error = error_of(error_type, message, trace)
-        value = json.loads(result) if result is not None else None
+        try:
+            value = json.loads(result) if result is not None else None
+        except ValueError:
+            msg = f"job {parent!r} in the store holds a result that is not JSON"
+            raise StoreCorrupt(msg) from None
         recovery.parents[parent] = (status, value, error)
 
 
 def _recovered(values: tuple[object, ...]) -> Recovered:
+    """A job row as `Recovered`.
+
+    Raises:
+        StoreCorrupt: a value is not what postroom writes (JSON that does not
+            parse, a retry policy out of range...): the store was changed by
+            hand, or damaged.
+    """
+    try:
+        return _decoded(values)
+    except (ValueError, TypeError, AttributeError) as exc:
+        msg = f"job {values[0]!r} in the store holds a value postroom did not write: {exc}"
+        raise StoreCorrupt(msg) from None
+
+
+def _decoded(values: tuple[object, ...]) -> Recovered:
     (
         job_id, seq, handler, queue, repo, priority, status, attempts, max_retries, timeout,
         retry, payload, key, submitted_at, started_at, due_at,
