@@ -12,6 +12,10 @@ Dispatcher, a child's failure report, a worker's note to itself) live here too,
 in `LOCAL_MESSAGE_TYPES`; the codec does not carry them. All but `AddSchedule`
 and `RestoreSchedules` are plain data as well; their docstrings say why not.
 
+The node protocol, between a scheduler and a worker node in another process
+(`Hello`, `Run`, `NodeFinished` and the rest), has a section of its own;
+`transport.protocol` says which side may send which.
+
 The flow, for a job with a repo::
 
     facade --Submit--> Dispatcher --Enqueue--> RepoLock --Ready--> Dispatcher
@@ -50,11 +54,15 @@ __all__ = [
     "AddSchedule",
     "After",
     "Boot",
+    "Bye",
     "Cancel",
+    "CancelRun",
     "CancelTimer",
     "ChildFailed",
     "Close",
+    "Credit",
     "Done",
+    "Drain",
     "Enqueue",
     "ErrorInfo",
     "Finished",
@@ -64,6 +72,8 @@ __all__ = [
     "GetMetrics",
     "GetStats",
     "Halt",
+    "Heartbeat",
+    "Hello",
     "Idle",
     "JSONValue",
     "Job",
@@ -72,13 +82,17 @@ __all__ = [
     "JobReleased",
     "JobRetrying",
     "ListSchedules",
+    "NodeFinished",
     "Outcome",
     "OutcomeStatus",
+    "Progress",
     "Pull",
     "Ready",
+    "Refused",
     "Resize",
     "RestoreSchedules",
     "Retry",
+    "Run",
     "RunEnded",
     "RunStarted",
     "ScheduleCall",
@@ -89,6 +103,7 @@ __all__ = [
     "Tick",
     "TimerKind",
     "Wake",
+    "Welcome",
     "Withdraw",
 ]
 
@@ -376,6 +391,157 @@ class Close:
     keep_running: bool = False
 
 
+# --- scheduler <-> worker node (the node protocol; see transport/protocol.py) -------
+# A worker node is another process, on this machine or another, that runs jobs
+# the scheduler lends it. These are the messages of that exchange, and nothing
+# but them may cross it (`transport.protocol` checks which side sent which).
+# A lease, in `Run` and after, is the fencing token of one dispatch: a job sent
+# again after its node was declared dead gets a new lease, so a late word from
+# the old node names a stale lease and is never applied.
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Node -> scheduler, first on connecting: who it is and what it can run.
+
+    Answered with `Welcome`, or `Refused` (another protocol version, say).
+    """
+
+    node_id: str
+    """The node's name, unique among the scheduler's nodes."""
+    handlers: tuple[str, ...]
+    """The handlers it has registered: only jobs of these are sent to it."""
+    capacity: int
+    """How many jobs it runs at once."""
+    version: int
+    """The node protocol version it speaks (`transport.protocol.PROTOCOL_VERSION`)."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Scheduler -> node, in answer to `Hello`: accepted, and the timing to keep."""
+
+    node_id: str
+    """The node's id, as the scheduler knows it."""
+    heartbeat: float
+    """Seconds between `Heartbeat` messages, both ways; three missed and the
+    peer counts as dead."""
+    lease: float
+    """Seconds a dispatched job's lease lasts without word from the node."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Scheduler -> node, in answer to `Hello`: not accepted; the node exits."""
+
+    reason: str
+    """Why, for the node's log: a version mismatch names both versions."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Node -> scheduler, whenever slots free up: it can take ``slots`` more jobs.
+
+    Credit adds up; the scheduler sends no more `Run` messages than the credit
+    it holds, and each `Run` uses one.
+    """
+
+    slots: int
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Scheduler -> node, within its credit: run this attempt of ``job``."""
+
+    job: Job
+    """The job, with the attempt to run (``job.attempt``)."""
+    lease: int
+    """The dispatch's fencing token, unique per dispatch: the node names it in
+    every message about this run."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Node -> scheduler, while a run goes on: what its handler reported
+    (``ctx.progress``)."""
+
+    job_id: str
+    attempt: int
+    lease: int
+    """The lease of the `Run` it is about; a stale one is ignored."""
+    fraction: float
+    """In [0, 1]."""
+    message: str
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class NodeFinished:
+    """Node -> scheduler, when a run ends: how the attempt ended.
+
+    Applied only if ``lease`` is the job's current lease; a stale one (the job
+    was sent elsewhere since) is rejected, counted and logged. Named apart from
+    `Finished`, a local worker's report, which carries the whole job.
+    """
+
+    job_id: str
+    attempt: int
+    lease: int
+    outcome: Outcome
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    """Scheduler -> the node running it: signal the handler of this run to stop.
+
+    The node answers, in time, with the run's `NodeFinished`; a cancel for a
+    lease it does not hold is ignored.
+    """
+
+    job_id: str
+    attempt: int
+    lease: int
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Either way, every `Welcome.heartbeat` seconds, sent from the sender's
+    working loop (not an I/O thread), so a hung loop stops them."""
+
+    sent_at: float
+    """The sender's wall-clock time, for the log; liveness is judged by
+    arrival, never by comparing clocks."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Either way, to end a node gracefully: no more `Run` messages.
+
+    From the scheduler: take no more work, finish what runs, then say `Bye`.
+    From the node (it was told to stop): send no more work, whatever credit is
+    left; its running jobs' `NodeFinished` follow, then its `Bye`.
+    """
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """Node -> scheduler, last, after the `NodeFinished` of every run it held:
+    it disconnects. A lease still unresolved at `Bye` ends as a dead node's do
+    (an ``interrupted`` run)."""
+
+    node_id: str
+
+
 # --- facade -> Dispatcher (asks that stay in the process) --------------------------
 # The facade asks these of its own Dispatcher: they never cross a process
 # boundary, so they are not in `MESSAGE_TYPES` (see `LOCAL_MESSAGE_TYPES`).
@@ -643,6 +809,17 @@ MESSAGE_TYPES: tuple[type, ...] = (
     Cancel,
     Resize,
     Close,
+    Hello,
+    Welcome,
+    Refused,
+    Credit,
+    Run,
+    Progress,
+    NodeFinished,
+    CancelRun,
+    Heartbeat,
+    Drain,
+    Bye,
 )
 """Every plain-data type the codec must carry, in a stable order."""
 

@@ -70,8 +70,14 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
     if typing.get_origin(hint) is Literal:
         return st.sampled_from(args)
     if typing.get_origin(hint) is tuple:
-        return st.tuples(*map(strategy_for, args))
+        return _tuples(args)
     return st.one_of(*[st.none() if a is type(None) else strategy_for(a) for a in args])
+
+
+def _tuples(args: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+        return st.lists(strategy_for(args[0]), max_size=5).map(tuple)
+    return st.tuples(*map(strategy_for, args))
 
 
 def messages_of(cls: Any) -> st.SearchStrategy[Any]:
