@@ -3,7 +3,8 @@
 `encode` turns any message of `actors.messages` into compact, versioned msgpack
 bytes; `decode` turns such bytes back into an equal message, or raises
 `DecodeError` for anything else. The ZeroMQ links and the journal use nothing
-but these two functions.
+but these two functions; `transport.protocol` adds the node protocol's rules on
+top (which side may send which message, and its version).
 """
 
 from __future__ import annotations
