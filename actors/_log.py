@@ -23,6 +23,7 @@ __all__ = [
     "metrics_logger",
     "runtime_logger",
     "journal_logger",
+    "nodes_logger",
     "job_extra",
     "job_logger",
 ]
@@ -57,6 +58,9 @@ runtime_logger = logger.getChild("runtime")
 callbacks that raised on the callback thread."""
 journal_logger = logger.getChild("journal")
 """The store: opening, recovery, failed commits, pruning."""
+nodes_logger = logger.getChild("nodes")
+"""Worker nodes and their ZeroMQ I/O (``transport/io.py``): malformed frames,
+messages a peer could not take."""
 
 
 def job_extra(job: Job) -> dict[str, object]:
