@@ -42,7 +42,7 @@ import zmq
 from zmq.utils import z85
 
 from actors._errors import InvalidArgument
-from actors._log import logger as _root_logger
+from actors._log import nodes_logger as security_logger
 
 __all__ = [
     "ZAP_DOMAIN",
@@ -54,8 +54,6 @@ __all__ = [
     "load_secret_key",
 ]
 
-security_logger = _root_logger.getChild("nodes.security")
-"""Refused handshakes (DEBUG), key reloads (INFO), insecure listening (WARNING)."""
 
 ZAP_DOMAIN = "postroom"
 """The ZAP domain a scheduler's socket names; the authenticator answers no other."""
@@ -498,4 +496,3 @@ class ClientSecurity:
         socket.curve_secretkey = self._secret
         socket.curve_publickey = self._public
         socket.curve_serverkey = self._server
-
