@@ -8,7 +8,8 @@ progress; a summary table follows, with the queues, the deploys and the
 schedules' counts.
 
 ``postroom jobs``, ``postroom job`` and ``postroom prune`` read and prune a
-scheduler's store (``actors/_journal/cli.py``).
+scheduler's store (``actors/_journal/cli.py``); ``postroom keys`` makes a CURVE
+keypair for a node or a scheduler (``transport/keys_cli.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from actors._demo_workload import (
     wait_all,
 )
 from actors._journal import cli as store_commands
+from transport import keys_cli
 
 __all__ = ["main"]
 
@@ -344,12 +346,15 @@ def parser() -> argparse.ArgumentParser:
         "demo removes its schedules as it ends)",
     )
     store_commands.add_commands(commands)
+    keys_cli.add_command(commands)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``postroom`` console script."""
     args = parser().parse_args(argv)
+    if args.command == keys_cli.COMMAND:
+        return keys_cli.run(args, sys.stdout, sys.stderr)
     if args.command in store_commands.COMMANDS:
         try:
             return store_commands.run(args, sys.stdout, sys.stderr)

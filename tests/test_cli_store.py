@@ -584,7 +584,7 @@ def test_demo_still_runs_and_help_lists_every_command(
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "jobs", "job", "prune"):
+    for command in ("demo", "jobs", "job", "prune", "keys"):
         assert re.search(rf"^\s+{command}\s", out, re.M), out
     with pytest.raises(SystemExit):
         main(["prune", "--help"])
