@@ -117,8 +117,11 @@ WORKERS = 4
 MAX_LIVE = WORKERS
 """Unfinished jobs at most: a submit beyond does nothing, so every job that
 may start has a worker free and the model knows which jobs run."""
-WAIT = 5.0
-"""Real seconds any wait for something that must happen may take."""
+WAIT = 20.0
+"""Real seconds any wait for something that must happen may take: a deadline,
+not a pause (each wait ends as soon as its condition holds, in milliseconds
+when nothing is wrong), so it is long enough for a machine loaded by a full
+suite running beside other work."""
 POLL = 0.002
 """Real seconds a running handler waits between two looks at the test's decision."""
 REPOS = (None, None, "a", "b")
@@ -297,7 +300,11 @@ class JournalMachine(RuleBasedStateMachine):
     def _wait_status(self, job: ModelJob, status: str) -> None:
         sched = self.live
         try:
-            wait_until(lambda: sched.job(job.id).status.value == status, f"{job.id} {status}")
+            wait_until(
+                lambda: sched.job(job.id).status.value == status,
+                f"{job.id} {status}",
+                timeout=WAIT,
+            )
         except AssertionError:
             msg = f"rule 5: {job.id} never became {status}: it is {sched.job(job.id).status}"
             raise AssertionError(msg) from None
@@ -770,9 +777,14 @@ class JournalMachine(RuleBasedStateMachine):
     def _expected_schedules(self) -> dict[str, tuple[Any, ...]]:
         return {
             s.id: (
-                s.now.definition.trigger.kind, s.now.definition.misfire, s.now.paused,
-                None if s.now.paused else s.now.next_fire, s.now.last_fire,
-                s.now.fires, s.now.misfires, 0,
+                s.now.definition.trigger.kind,
+                s.now.definition.misfire,
+                s.now.paused,
+                None if s.now.paused else s.now.next_fire,
+                s.now.last_fire,
+                s.now.fires,
+                s.now.misfires,
+                0,
             )
             for s in self.schedules.values()
             if s.now is not None
@@ -787,8 +799,14 @@ class JournalMachine(RuleBasedStateMachine):
         infos = self.live.schedules()
         live = {
             i.id: (
-                i.kind, i.misfire, i.paused, clock(i.next_fire), clock(i.last_fire),
-                i.fires, i.misfires, i.skips,
+                i.kind,
+                i.misfire,
+                i.paused,
+                clock(i.next_fire),
+                clock(i.last_fire),
+                i.fires,
+                i.misfires,
+                i.skips,
             )
             for i in infos
         }
@@ -806,7 +824,7 @@ class JournalMachine(RuleBasedStateMachine):
             return len(ids) == len(live) and live == expected
 
         try:
-            wait_until(matches, "the schedules")
+            wait_until(matches, "the schedules", timeout=WAIT)
         except AssertionError:
             ids, live = seen
             rule = "rule 12" if when else "rule 11"
