@@ -988,5 +988,9 @@ SEEDED_BUGS: dict[str, Callable[[], AbstractContextManager[None]]] = {
 def test_journal_machine_catches_seeded_bug(bug: str) -> None:
     """The machine is only worth something if it fails on a broken journal."""
     with SEEDED_BUGS[bug]():
-        message = failure_of(JournalMachine, max_examples=100, steps=20)
+        # 400 examples: an unrecorded pause shows only at a clean restart after
+        # it (a crash may keep any state since the last known commit), and with
+        # real threads whether a run reaches that sequence varies; 100 missed
+        # it once in a full-suite run, though never alone.
+        message = failure_of(JournalMachine, max_examples=400, steps=20)
     assert "rule 12" in message, message[:500]
