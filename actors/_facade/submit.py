@@ -264,17 +264,11 @@ class Submitter:
             elif state.where == PARKED:
                 pass  # held: `Links` hands it off (actors/_jobs/links.py)
             elif not direct:
-                assert self._dispatcher is not None
-                if job.not_before is None and (first_of_repo or self._mutex(job)):
-                    # Its repo may well be free: it competes with every job
-                    # submitted after it (rule 3; see ReadyQueue.expect).
-                    self._readies[job.queue].expect(job)
-                try:
-                    self._dispatcher.tell(Submit(job))
-                except ActorDead:
-                    # Dead, its failure not yet reported (the report waits for
-                    # this gate): the crash that follows resolves the job.
-                    self._readies[job.queue].settled(job)
+                # Its repo may well be free: it competes with every job
+                # submitted after it (rule 3; see ReadyQueue.expect). Dead, its
+                # failure not yet reported (the report waits for this gate):
+                # the crash that follows resolves the job.
+                self._send(state, expect=self._expected(job, first_of_repo), gated=True)
             elif state.timer is None:
                 self._readies[job.queue].put(job)
             else:
@@ -322,8 +316,7 @@ class Submitter:
             self._table.withdraw(state, ErrorInfo(f"postroom.{type(exc).__name__}", str(exc)))
             raise
         if state.where != PARKED:
-            mutex = job.repo is not None and self._mutex(job)
-            self._send(state, expect=job.not_before is None and (first_of_repo or mutex))
+            self._send(state, expect=self._expected(job, first_of_repo))
 
     def resume_seq(self, after: int) -> None:
         """Number new jobs after ``after`` (the largest the store holds), so a
@@ -376,9 +369,16 @@ class Submitter:
         self._capacities[row.queue].force_take()
         first_of_repo = self._table.add(state)
         if not held:
-            mutex = job.repo is not None and self._mutex(job)
-            self._send(state, expect=not_before is None and (first_of_repo or mutex), gated=True)
+            self._send(state, expect=self._expected(job, first_of_repo), gated=True)
         return state
+
+    def _expected(self, job: Job, first_of_repo: bool) -> bool:
+        """Whether the ready queue should expect a job with a repo as it is sent
+        (rule 3, docs/guarantees.md): due now, and its repo may be free (no other
+        unfinished job, or a mutex repo, whose jobs may all wait for a time)."""
+        return (
+            job.repo is not None and job.not_before is None and (first_of_repo or self._mutex(job))
+        )
 
     def _mutex(self, job: Job) -> bool:
         """Whether the job's repo is in ``mutex`` mode (where a repo with
