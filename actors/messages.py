@@ -416,6 +416,8 @@ class Hello:
     """How many jobs it runs at once."""
     version: int
     """The node protocol version it speaks (`transport.protocol.PROTOCOL_VERSION`)."""
+    queue: str = "default"
+    """The named queue whose jobs it takes, as a local worker serves one queue."""
 
 
 @fast_init
@@ -508,6 +510,9 @@ class CancelRun:
     job_id: str
     attempt: int
     lease: int
+    reason: str = "cancel"
+    """Why: ``"cancel"``, ``"timeout"``, ``"shutdown"`` or ``"parent"``
+    (`actors._worker.cancel.CancelReason`); the handler reads it as a local one does."""
 
 
 @fast_init
