@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +41,7 @@ from actors._facade.durable import Durable
 from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
+from actors._facade.nodes import Nodes
 from actors._facade.restore import Restorer
 from actors._facade.retry import ManualRetry
 from actors._facade.schedules import DEFAULT_MISFIRE_GRACE, ScheduleHandle, Schedules
@@ -48,7 +49,7 @@ from actors._facade.submit import Submitter
 from actors._jobs.cancel_result import CancelResult
 from actors._jobs.capacity import Capacity
 from actors._jobs.handle import JobHandle
-from actors._jobs.info import JobInfo, Stats
+from actors._jobs.info import JobInfo, NodeInfo, Stats
 from actors._jobs.links import Links
 from actors._jobs.query import JobQuery
 from actors._jobs.ready import ReadyQueue
@@ -77,6 +78,9 @@ from actors._schedules.misfire import MisfirePolicy
 from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger
 from actors._timer.clock import Clock, MonotonicClock
 from actors.messages import BOOT, GET_STATS, Cancel, Resize
+
+if TYPE_CHECKING:
+    from transport.listener import Listener
 
 __all__ = ["OnFull", "Scheduler"]
 
@@ -151,8 +155,8 @@ class Scheduler:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
         Args:
-            workers: size of the ``default`` queue's worker pool (>= 1); `resize`
-                changes it later.
+            workers: size of the ``default`` queue's worker pool (>= 0; 0: its
+                jobs run only on worker nodes, see `listen`); `resize` changes it later.
             max_pending: the most accepted, unfinished jobs at once in the
                 ``default`` queue (back-pressure); each named queue has its own.
             on_full: what `submit` does when ``max_pending`` is reached: ``"reject"``
@@ -208,7 +212,7 @@ class Scheduler:
             InvalidArgument: an argument is out of range or of the wrong type.
             GILRequired: a free-threaded Python runs without the GIL (docs/errors.md).
         """
-        check_int("workers", workers, 1)
+        check_int("workers", workers, 0)
         check_int("max_pending", max_pending, 1)
         check_name("name", name)
         check_int("history", history, 0)
@@ -288,6 +292,16 @@ class Scheduler:
             submitter,
         )
         self._metrics = Metrics(self._life, enabled=metrics, registry=registry)
+        self._nodes = Nodes(
+            self._life,
+            self._readies,
+            self._table,
+            self._handlers,
+            self._clock,
+            self._tokens,
+            self._reaper,
+            lambda reason: self._shutdown.crash(reason, None),
+        )
         self._shutdown = Shutdown(
             self._life,
             self._table,
@@ -297,6 +311,7 @@ class Scheduler:
             self._metrics,
             submitter.rejections,
             self._durable,
+            self._nodes.close,
         )
         track(self)  # a forked child must know this scheduler is its parent's
 
@@ -742,11 +757,11 @@ class Scheduler:
         """Grow or shrink a queue's worker pool. A busy worker leaves after its job.
 
         Raises:
-            InvalidArgument: ``workers`` is not an int >= 1.
+            InvalidArgument: ``workers`` is not an int >= 0.
             UnknownQueue: the scheduler has no queue of that name.
             SchedulerClosed: the scheduler is not running.
         """
-        check_int("workers", workers, 1)
+        check_int("workers", workers, 0)
         check_queue(queue, self._queues)
         self._life.ask(Resize(workers, queue))
 
@@ -951,6 +966,59 @@ class Scheduler:
         return self._schedules.remove(schedule_id)
 
     # --- metrics --------------------------------------------------------------------
+
+    def listen(
+        self,
+        endpoint: str,
+        *,
+        keys: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+        heartbeat: float = 1.0,
+        misses: int = 3,
+    ) -> Listener:
+        """Take worker nodes in on ``endpoint`` (ZeroMQ): they run jobs as workers do.
+
+        A node (``postroom worker``, or `transport.node.Node`) connects,
+        offers its handlers and capacity for one named queue, and is lent the
+        best ready jobs of those handlers within the credit it gives. Rules
+        hold across nodes as for local workers; a node that dies or goes
+        silent for ``misses`` heartbeats has its runs ended as interrupted and
+        run again (at least once) or failed by their handler's
+        ``on_interrupt``. See docs/nodes.md.
+
+        Args:
+            endpoint: where to bind, e.g. ``"tcp://0.0.0.0:7555"`` (port 0 or
+                ``*``: the system chooses; read `Listener.endpoint`).
+            keys: the directory of node public keys (``NAME.key``) to admit (CURVE).
+            server_key: this scheduler's secret key file (``NAME.key_secret``).
+            insecure: no keys: plain TCP, on a loopback endpoint only (logged
+                as a WARNING). For tests and one-machine setups.
+            heartbeat: seconds between heartbeats, both ways.
+            misses: heartbeat intervals of silence after which a node is dead.
+
+        Returns:
+            The listener: its endpoint, nodes and key reloading. The
+            scheduler's shutdown closes it (nodes are told to drain first).
+
+        Raises:
+            InvalidArgument: a bad endpoint (malformed, in use), keys missing
+                without ``insecure=True``, keys given with it, an unusable key
+                file, or plain TCP on a non-loopback address.
+            SchedulerClosed: the scheduler is not running (call `start` first).
+        """
+        return self._nodes.listen(
+            endpoint,
+            keys=keys,
+            server_key=server_key,
+            insecure=insecure,
+            heartbeat=heartbeat,
+            misses=misses,
+        )
+
+    def nodes(self) -> list[NodeInfo]:
+        """The worker nodes connected now, by id (empty if it never listened)."""
+        return self._nodes.nodes()
 
     def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
         """Serve this scheduler's metrics registry at ``http://addr:port/metrics``.

@@ -172,7 +172,6 @@ def test_an_unknown_queue_is_a_typed_error_that_names_it() -> None:
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"workers": 0}, "Queue.workers"),
         ({"workers": -1}, "Queue.workers"),
         ({"workers": 1, "max_pending": 0}, "Queue.max_pending"),
         ({"workers": 1, "timeout": -1.0}, "Queue.timeout"),

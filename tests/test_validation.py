@@ -356,7 +356,7 @@ def test_good_options_together(sched: Scheduler) -> None:
     assert handle.result(timeout=10) == {"v": 1}
 
 
-@pytest.mark.parametrize("workers", [0, -1, 2.0, True, "2"])
+@pytest.mark.parametrize("workers", [-1, 2.0, True, "2"])
 def test_bad_resize(sched: Scheduler, workers: Any) -> None:
     before = sched.stats().workers
     with pytest.raises(InvalidArgument):
@@ -390,7 +390,6 @@ def test_registering_a_name_twice(sched: Scheduler) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"workers": 0},
         {"workers": -2},
         {"workers": 1.5},
         {"on_full": "x"},

@@ -375,6 +375,9 @@ class SchedulerIO(_IOThread):
             Must not block. If it raises, the error is logged and counted.
         on_undeliverable: Called on the I/O thread with the routing id, the
             message and the reason, for a message the node could not take.
+        on_malformed: Called on the I/O thread with the routing id and the
+            `DecodeError` of each frame dropped as malformed (after it is
+            counted): a node of another codec version gets an answer so.
         configure: Called with the ROUTER before it binds (security options).
         context: A ZeroMQ context to use (and leave open); else one is made.
         log_interval: Seconds between two warnings about one peer's
@@ -397,12 +400,14 @@ class SchedulerIO(_IOThread):
         *,
         on_undeliverable: Callable[[bytes, SchedulerMessage, Undeliverable], object]
         | None = None,
+        on_malformed: Callable[[bytes, DecodeError], object] | None = None,
         configure: Configure | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         log_interval: float = 60.0,
     ) -> None:
         self._on_message = on_message
         self._on_undeliverable = on_undeliverable
+        self._on_malformed = on_malformed
         super().__init__(endpoint, configure=configure, context=context, log_interval=log_interval)
 
     def send(self, node: bytes, msg: SchedulerMessage) -> None:
@@ -440,6 +445,8 @@ class SchedulerIO(_IOThread):
             msg = decode_from_node(frames[1])
         except DecodeError as exc:
             self._drop(peer, str(exc))
+            if self._on_malformed is not None:
+                self._call(self._on_malformed, peer, exc)
             return
         self._received += 1
         self._call(self._on_message, peer, msg)

@@ -31,11 +31,15 @@ from actors._runtime.refs import ActorDead, ActorRef, NoReply, ask, stop
 from actors._timer.clock import wait_seconds
 from actors.messages import GET_STATS, HALT, Close, ErrorInfo
 
-__all__ = ["CANCEL_BOUND", "JOIN_FLOOR", "Shutdown"]
+__all__ = ["CANCEL_BOUND", "JOIN_FLOOR", "NODES_BYE", "Shutdown"]
 
 JOIN_FLOOR = 0.1
 """Seconds shutdown gives threads already told to stop to end, even when the
 caller's limits are used up (a stuck handler took the whole grace)."""
+
+NODES_BYE = 2.0
+"""Seconds a shutdown gives drained worker nodes to say Bye before their
+sessions are ended anyway (nothing runs on them by then)."""
 
 CANCEL_BOUND = 1e-4
 """Seconds per unfinished job a forceful close may take before shutdown gives
@@ -55,6 +59,7 @@ class Shutdown:
         metrics: Metrics,
         rejections: Callable[[], tuple[int, int]],
         durable: Durable | None = None,
+        close_nodes: Callable[[float], None] | None = None,
     ) -> None:
         """End one scheduler.
 
@@ -70,8 +75,11 @@ class Shutdown:
             durable: the store, if the scheduler has one: a shutdown leaves
                 the unfinished jobs in it for the next start, and stops the
                 Journal last.
+            close_nodes: ends the worker node sessions (with a time limit),
+                once no job is left and before the Dispatcher stops.
         """
         self._durable = durable
+        self._close_nodes = close_nodes
         self._life = life
         self._table = table
         self._capacities = capacities
@@ -200,6 +208,10 @@ class Shutdown:
                         "postroom.JobCancelled", "cancelled by shutdown; the handler did not return"
                     ),
                 )
+        if self._close_nodes is not None:
+            # Nodes drain (nothing is left for them) and say Bye; their links
+            # tell the Dispatcher how any last run ended, so it still listens.
+            self._close_nodes(NODES_BYE)
         try:
             final: Stats = ask(dispatcher, GET_STATS, timeout=self._life.ask_timeout)
             self.final_stats = _at_rest(final)

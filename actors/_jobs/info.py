@@ -125,3 +125,39 @@ class Stats:
     def finished(self) -> int:
         """Jobs in a terminal state."""
         return self.completed + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One connected worker node, as `Scheduler.nodes` shows it."""
+
+    node_id: str
+    """The id the node gave when it connected."""
+    queue: str
+    """The named queue whose jobs it takes."""
+    handlers: tuple[str, ...]
+    """The handlers it offered that this scheduler has: only their jobs go to it."""
+    capacity: int
+    """How many jobs it says it runs at once."""
+    in_flight: int
+    """Jobs sent to it whose lease is not resolved yet."""
+    credit: int
+    """Jobs it asked for that were not sent yet."""
+    connected_at: float
+    """Wall-clock time its session began."""
+    last_heard: float
+    """Wall-clock time of its last message (a heartbeat at least every interval)."""
+    draining: bool
+    """It said it is leaving (or was told to): no more jobs go to it."""
+    dispatched: int
+    """Runs sent to it, over all its sessions with this listener."""
+    completed: int
+    """Of those, runs it reported completed."""
+    failed: int
+    """Runs it reported failed, cancelled or timed out."""
+    redispatched: int
+    """Runs ended because its session ended (interrupted), to run again or fail."""
+    stale_rejected: int
+    """Results and progress it sent under a lease it no longer held: rejected."""
+    heartbeat_misses: int
+    """Heartbeat intervals that passed without a word from it."""

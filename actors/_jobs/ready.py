@@ -34,18 +34,31 @@ A cancel that comes between a worker popping a job and registering it as taken
 finds it in neither place and cannot signal it. That is why the Dispatcher
 marks the job ``cancel_requested`` before it looks, and the worker checks that
 mark after it has registered the job and before it starts it (`Worker`).
+
+Worker nodes take from the same queue, through their `NodeLink`
+(``transport/link.py``), so priorities and the expectation rule hold for
+remote jobs unchanged. A link must not block (it has its node's messages to
+read), so it takes with `take_now`, which never waits and takes only jobs
+of the handlers its node offered; when it finds none it may take, it
+`watch`es: the next `put`, or the settling of an expected job, calls it back
+once. A link takes no token: the token of the job it took stays behind, and
+wakes a worker for nothing, or is drained by the link's next take. Tokens
+only ever outnumber jobs, which costs a wake-up, never a job left waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Callable, Container
 from heapq import heappop, heappush
+from typing import Protocol
 
 from actors._worker.cancel import CancelReason, CancelScope
 from actors.messages import Job
 
-__all__ = ["SEQ_BITS", "ReadyQueue"]
+__all__ = ["SEQ_BITS", "ReadyQueue", "Signal"]
 
 SEQ_BITS = 52
 """Bits of a job's ``seq`` in its heap key: 4.5e15 submissions per scheduler."""
@@ -53,6 +66,15 @@ SEQ_BITS = 52
 
 def _key(job: Job) -> int:
     return job.priority << SEQ_BITS | job.seq
+
+
+class Signal(Protocol):
+    """How a taken attempt is told to stop: a worker's `CancelScope`, or a
+    node link's per-run signal, which sends the stop over the wire."""
+
+    def fire(self, job_id: str, attempt: int, reason: CancelReason) -> bool:
+        """Tell the attempt to stop; False if it is not the attempt this signal is for."""
+        ...
 
 
 class ReadyQueue:
@@ -75,12 +97,14 @@ class ReadyQueue:
         only the settling of one of these wakes anybody."""
         self._heap: list[int] = []  # priority << SEQ_BITS | seq
         self._jobs: dict[int, Job] = {}  # by the same key
-        self._taken: dict[str, tuple[int, CancelScope]] = {}
+        self._taken: dict[str, tuple[int, Signal]] = {}
         # One token per job put (or per worker to retire): idle workers block in
         # the C-coded SimpleQueue.get rather than in a Python-level Condition.
         self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
         self._retire = 0
+        self._watchers: list[Callable[[], object]] = []
+        """Node links to call back at the next put or settling (under the lock)."""
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -99,6 +123,8 @@ class ReadyQueue:
         self._tokens.put(True)
         if self._expected:
             self._settle(key)
+        if self._watchers:
+            self._wake_watchers()
 
     def expect(self, job: Job) -> None:
         """``job`` (with a repo, due now) was just submitted and is on its way.
@@ -123,6 +149,93 @@ class ReadyQueue:
                 self._expected.discard(key)
                 if key in self._waited:
                     self._settled.notify_all()
+        if self._watchers:
+            self._wake_watchers()
+
+    def watch(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` once, at the next `put` or settling of an expected job
+        (or at `close`), on that caller's thread: it must not block.
+
+        For a node link that found nothing to take: it watches *before* it
+        takes again, so a job put in between is never missed.
+        """
+        with self._lock:
+            self._watchers.append(wake)
+
+    def _wake_watchers(self) -> None:
+        with self._lock:
+            watchers, self._watchers = self._watchers, []
+        for wake in watchers:
+            wake()
+
+    def take_now(
+        self, taker_id: int, accepts: Container[str], signal: Callable[[Job], Signal]
+    ) -> Job | None:
+        """Take the best ready job whose handler is in ``accepts``, without waiting.
+
+        For node links (see the module docstring). The best job of all is
+        looked at first; only when its handler is not accepted are the other
+        queued jobs scanned, which costs a pass over the queue: a node that
+        offers a few of its queue's handlers should have a queue of its own.
+
+        Args:
+            taker_id: who takes it (`taken_by` finds it by this id).
+            accepts: the handlers the taker runs.
+            signal: makes the taken attempt's stop signal (`signal` fires it).
+
+        Returns:
+            The job, now taken; None if no job may be taken now (none queued,
+            none of these handlers, or a better job is still expected).
+        """
+        if self._closed or not self._jobs:
+            return None
+        heap, jobs = self._heap, self._jobs
+        while True:
+            try:
+                key = heappop(heap)
+            except IndexError:
+                return None
+            job = jobs.pop(key, None)
+            if job is not None:
+                break
+        if job.handler not in accepts:
+            # Give it back, with a token: a worker may have spent the one it
+            # came with on the heap this take emptied for a moment.
+            jobs[key] = job
+            heappush(heap, key)
+            self._tokens.put(True)
+            found = self._best_of(accepts)
+            if found is None:
+                return None
+            key, job = found
+        if self._expected and self._expected_before(key) is not None:
+            jobs[key] = job
+            heappush(heap, key)
+            self._tokens.put(True)
+            return None  # the link watches: the settling calls it back
+        # The job's token, so tokens don't pile up; if a worker holds it, that
+        # worker finds the heap without this job and waits again.
+        with contextlib.suppress(queue.Empty):
+            self._tokens.get_nowait()
+        self._taken[job.id] = (taker_id, signal(job))
+        return job
+
+    def _best_of(self, accepts: Container[str]) -> tuple[int, Job] | None:
+        """Pop the best queued job of one of these handlers, by a pass over the
+        queue; its heap entry stays behind, skipped when it surfaces."""
+        jobs = self._jobs
+        while True:
+            best = None
+            for key in list(jobs):  # a copy: workers pop from it meanwhile
+                job = jobs.get(key)
+                if job is not None and job.handler in accepts and (best is None or key < best):
+                    best = key
+            if best is None:
+                return None
+            job = jobs.pop(best, None)
+            if job is not None:
+                return best, job
+            # Taken by someone else between the pass and the pop: look again.
 
     def _expected_before(self, key: int) -> int | None:
         """The best job on its way that comes before ``key``; None if none does."""
@@ -226,6 +339,7 @@ class ReadyQueue:
         self._tokens.put(False)
         with self._lock:
             self._settled.notify_all()  # nobody waits for a job that won't come
+        self._wake_watchers()
 
     def retire(self, count: int) -> None:
         """Let ``count`` workers leave: the next ``count`` calls of `take` (from

@@ -34,7 +34,8 @@ class Queue:
     """
 
     workers: int
-    """Workers serving this queue (>= 1); `Scheduler.resize` changes it later."""
+    """Workers serving this queue (>= 0: with 0, only worker nodes run its jobs);
+    `Scheduler.resize` changes it later."""
     max_pending: int = 10_000
     """The most accepted, unfinished jobs this queue holds (its back-pressure bound)."""
     timeout: float | None = None
@@ -45,7 +46,7 @@ class Queue:
     """Retries allowed, for jobs whose handler and submit name none."""
 
     def __post_init__(self) -> None:
-        check_int("Queue.workers", self.workers, 1)
+        check_int("Queue.workers", self.workers, 0)
         check_int("Queue.max_pending", self.max_pending, 1)
         if self.timeout is not None:
             check_seconds("Queue.timeout", self.timeout)
