@@ -302,6 +302,7 @@ class Scheduler:
             self._reaper,
             lambda reason: self._shutdown.crash(reason, None),
         )
+        self._metrics.nodes = self._nodes.figures
         self._shutdown = Shutdown(
             self._life,
             self._table,

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import InvalidArgument
-from actors._metrics.collector import MetricsSnapshot, register_metrics
+from actors._metrics.collector import MetricsSnapshot, NodeFigures, register_metrics
 from actors._metrics.histogram import RUN_BUCKETS, HistogramData, RunHistogram, merge_histograms
 from actors._metrics.server import MetricsServer
 from tests.helpers import WAIT
@@ -66,6 +66,10 @@ def _snapshot(**changes: Any) -> MetricsSnapshot:
         schedule_skips={"nightly": 1},
         dropped=13,
         rejected=14,
+        nodes={
+            "node-a": NodeFigures(True, 2, 30, 1, 3, 4),
+            "node-b": NodeFigures(False, 0, 5, 0, 0, 6),
+        },
     )
     return dataclasses.replace(snap, **changes)
 
@@ -165,6 +169,7 @@ def _assert_matches(samples: Samples, scheduler: str, snap: MetricsSnapshot) -> 
         ("postroom_submissions_rejected_total", snap.rejected),
     ]:
         assert _value(samples, name, scheduler=s) == n
+    _assert_nodes_match(samples, s, snap)
     for name, counts in [
         ("postroom_schedule_fires_total", snap.schedule_fires),
         ("postroom_schedule_misfires_total", snap.schedule_misfires),
@@ -172,6 +177,20 @@ def _assert_matches(samples: Samples, scheduler: str, snap: MetricsSnapshot) -> 
     ]:
         for handler, n in counts.items():
             assert _value(samples, name, scheduler=s, handler=handler) == n
+
+
+def _assert_nodes_match(samples: Samples, s: str, snap: MetricsSnapshot) -> None:
+    connected = sum(f.connected for f in snap.nodes.values())
+    assert _value(samples, "postroom_nodes_connected", scheduler=s) == connected
+    for node, f in snap.nodes.items():
+        for name, n in [
+            ("postroom_node_jobs_in_flight", f.in_flight),
+            ("postroom_node_runs_dispatched_total", f.dispatched),
+            ("postroom_node_runs_redispatched_total", f.redispatched),
+            ("postroom_node_stale_results_total", f.stale),
+            ("postroom_node_heartbeat_misses_total", f.heartbeat_misses),
+        ]:
+            assert _value(samples, name, scheduler=s, node=node) == n
 
 
 # --- exposition over HTTP -----------------------------------------------------------------
@@ -191,8 +210,9 @@ def test_a_scrape_shows_every_figure_of_the_snapshot(
     assert source.calls == 1  # one snapshot per scrape, every family built from it
     # Exactly the snapshot's series and nothing else: 2 (queue, handler) pairs x
     # (submitted + 3 finished + retries + 17 buckets + count + sum), 2 queues x
-    # (3 waiting + running + workers), 5 scalars, 1 schedule handler x 3.
-    assert len(samples) == 2 * (5 + len(RUN_BUCKETS) + 1 + 2) + 2 * 5 + 5 + 3
+    # (3 waiting + running + workers), 5 scalars, 1 schedule handler x 3,
+    # nodes connected, 2 nodes x 5.
+    assert len(samples) == 2 * (5 + len(RUN_BUCKETS) + 1 + 2) + 2 * 5 + 5 + 3 + 1 + 2 * 5
 
 
 def test_families_are_prefixed_typed_and_carry_no_repo_or_job_label(
@@ -203,8 +223,9 @@ def test_families_are_prefixed_typed_and_carry_no_repo_or_job_label(
         families = list(text_string_to_metric_families(_scrape(server.url)))
     finally:
         unregister()
-    assert len(families) == 15
-    allowed = {"scheduler", "queue", "handler", "status", "state", "le"}
+    assert len(families) == 21
+    # "node" is a key's name (bounded by the keys handed out), never a job or repo.
+    allowed = {"scheduler", "queue", "handler", "status", "state", "le", "node"}
     for family in families:
         assert family.name.startswith("postroom_")
         assert family.documentation

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from actors import (
     CancelResult,
@@ -346,3 +347,33 @@ def test_listen_needs_a_running_scheduler_and_keys_or_loopback(tmp_path: Path) -
             sched.listen("nonsense", insecure=True)
         with pytest.raises(InvalidArgument):
             sched.listen("tcp://127.0.0.1:0", insecure=True, heartbeat=0)
+
+
+def test_node_figures_reach_prometheus_by_node_label() -> None:
+    registry = CollectorRegistry()
+    sched = Scheduler(workers=0, name="metered", registry=registry)
+    sched.register("echo", lambda ctx, payload: payload)
+    sched.start()
+    node = ScriptedNode(sched.listen("tcp://127.0.0.1:0", insecure=True).endpoint)
+    try:
+        node.hello(node_id="n7")
+        node.credit(2)
+        handles = [sched.submit("echo", i) for i in range(2)]
+        first, second = node.expect(Run), node.expect(Run)
+        node.finish(first, 0)
+        forged = Outcome("completed", "forged")
+        node.send(NodeFinished(second.job.id, second.job.attempt, second.lease + 7, forged))
+        wait_until(lambda: sched.nodes()[0].stale_rejected == 1, "the forged result counted")
+        labels = {"scheduler": "metered", "node": "n7"}
+        assert registry.get_sample_value("postroom_nodes_connected", {"scheduler": "metered"}) == 1
+        assert registry.get_sample_value("postroom_node_runs_dispatched_total", labels) == 2
+        assert registry.get_sample_value("postroom_node_jobs_in_flight", labels) == 1
+        assert registry.get_sample_value("postroom_node_stale_results_total", labels) == 1
+        node.bye("n7")
+        with pytest.raises(JobFailed):  # no retry left: the interrupted run fails it
+            handles[1].result(WAIT)
+        assert registry.get_sample_value("postroom_node_runs_redispatched_total", labels) == 1
+        assert registry.get_sample_value("postroom_nodes_connected", {"scheduler": "metered"}) == 0
+    finally:
+        node.close()
+        sched.shutdown()

@@ -47,7 +47,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import zmq
 
@@ -59,6 +59,7 @@ from actors._errors import (
 )
 from actors._log import nodes_logger
 from actors._policy.payloads import MAX_MESSAGE_BYTES
+from actors.messages import Hello
 from transport.codec import encode
 from transport.protocol import (
     NODE_MESSAGES,
@@ -124,6 +125,8 @@ class _IOThread:
 
     _kind: str
     _socket_type: int
+    _copy = True
+    """Whether the loop reads bytes (True) or zmq.Frame objects."""
 
     def __init__(
         self,
@@ -250,7 +253,7 @@ class _IOThread:
         """Bind or connect ``socket``; return the endpoint to report."""
         raise NotImplementedError
 
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[Any]) -> None:
         """Handle one multipart message from the network socket."""
         raise NotImplementedError
 
@@ -311,7 +314,7 @@ class _IOThread:
             if net in ready:
                 for _ in range(_BATCH):
                     try:
-                        frames = net.recv_multipart(zmq.DONTWAIT, copy=True)
+                        frames = net.recv_multipart(zmq.DONTWAIT, copy=self._copy)
                     except zmq.Again:
                         break
                     self._on_frames(frames)
@@ -359,6 +362,14 @@ def _check_side(msg: object, allowed: tuple[type, ...], side: str) -> None:
         raise InvalidArgument(reason)
 
 
+def _user_of(frame: zmq.Frame) -> str | None:
+    try:
+        user = frame.get("User-Id")
+    except zmq.ZMQError:  # no authenticator named it (plain TCP)
+        return None
+    return user if isinstance(user, str) and user else None
+
+
 def _endpoint_of(socket: zmq.Socket[bytes]) -> str:
     value = socket.getsockopt(zmq.LAST_ENDPOINT)
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -392,6 +403,8 @@ class SchedulerIO(_IOThread):
 
     _kind = "scheduler"
     _socket_type = zmq.ROUTER
+    _copy = False
+    """Frames, not bytes: a Hello's frame tells who holds the node's key."""
 
     def __init__(
         self,
@@ -408,6 +421,10 @@ class SchedulerIO(_IOThread):
         self._on_message = on_message
         self._on_undeliverable = on_undeliverable
         self._on_malformed = on_malformed
+        self.user: str | None = None
+        """While ``on_message`` handles a `Hello`: the name the authenticator
+        gave the node's key (``User-Id``; the key file's name under
+        `transport.security.ServerSecurity`), or None without CURVE."""
         super().__init__(endpoint, configure=configure, context=context, log_interval=log_interval)
 
     def send(self, node: bytes, msg: SchedulerMessage) -> None:
@@ -436,20 +453,26 @@ class SchedulerIO(_IOThread):
         socket.bind(endpoint)
         return _endpoint_of(socket)
 
-    def _on_frames(self, frames: list[bytes]) -> None:
-        peer = frames[0]
+    def _on_frames(self, frames: list[Any]) -> None:
+        peer: bytes = frames[0].bytes
         if len(frames) != 2:
             self._drop(peer, f"{len(frames) - 1} frames, not 1")
             return
+        frame = frames[1]
         try:
-            msg = decode_from_node(frames[1])
+            msg = decode_from_node(frame.buffer)
         except DecodeError as exc:
             self._drop(peer, str(exc))
             if self._on_malformed is not None:
                 self._call(self._on_malformed, peer, exc)
             return
         self._received += 1
-        self._call(self._on_message, peer, msg)
+        if type(msg) is Hello:
+            self.user = _user_of(frame)
+        try:
+            self._call(self._on_message, peer, msg)
+        finally:
+            self.user = None
 
     def _send_frames(self, frames: list[bytes]) -> None:
         node, data = frames

@@ -188,6 +188,9 @@ class Session:
     accepts: frozenset[str]
     capacity: int
     label: str
+    """Its figures' name: its key's name under CURVE, else its node id."""
+    key: str | None
+    """The name of the key it connected with (CURVE), else None."""
     connected_at: float = field(default_factory=time.time)
 
 
@@ -260,6 +263,7 @@ class NodeLink(TimedActor):
         session, totals = self._session, self.totals
         return NodeInfo(
             node_id=session.node_id,
+            key=session.key,
             queue=session.queue,
             handlers=tuple(sorted(session.accepts)),
             capacity=session.capacity,

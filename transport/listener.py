@@ -16,10 +16,12 @@ session. On the I/O thread it reads who is talking:
 - a frame of another codec version is answered with a `Refused` naming both
   versions, once per connection; other malformed frames are only counted.
 
-Per-node figures (`NodeTotals`) are kept by node id for the listener's life,
-so a node that reconnects continues its counts; only ids admitted by a
-session get an entry, and under CURVE only holders of a configured key can
-open one, so the ids an operator sees are bounded by the keys handed out.
+Per-node figures (`NodeTotals`) are kept by the node's label for the
+listener's life, so a node that reconnects continues its counts. Under CURVE
+the label is the name of the node's key (the key file's name, which the
+authenticator hands on with each connection), so the labels an operator's
+metrics carry are bounded by the keys handed out, whatever ids nodes give;
+on plain loopback it is the node id.
 """
 
 from __future__ import annotations
@@ -170,7 +172,8 @@ class Listener:
         return sorted((link.info() for link in links), key=lambda info: info.node_id)
 
     def totals(self) -> dict[str, NodeTotals]:
-        """Per node id, its counters over all its sessions (a copy)."""
+        """Per node label, its counters over all its sessions (a copy). The
+        label is the name of the node's key under CURVE, else its node id."""
         with self._lock:
             return {node_id: _copy(t) for node_id, t in self._totals.items()}
 
@@ -210,8 +213,11 @@ class Listener:
     def _hello(self, peer: bytes, hello: Hello) -> None:
         refused = check_hello(hello) or self._check(hello)
         if refused is None:
+            # Under CURVE the authenticator named the node's key: the figures
+            # go by that name, so their labels are bounded by the keys handed out.
+            key = self._io.user
             with self._lock:
-                refused = self._open(peer, hello)
+                refused = self._open(peer, hello, key)
         if refused is not None:
             logger.warning("refused node %r: %s", hello.node_id[:80], refused.reason)
             self._io.send(peer, refused)
@@ -228,7 +234,7 @@ class Listener:
             )
         return None
 
-    def _open(self, peer: bytes, hello: Hello) -> Refused | None:
+    def _open(self, peer: bytes, hello: Hello, key: str | None) -> Refused | None:
         """Start a session (under the lock)."""
         old = self._sessions.pop(peer, None)
         if old is not None:
@@ -237,14 +243,16 @@ class Listener:
         other = self._by_id.get(hello.node_id)
         if other is not None:
             return Refused(f"node id {hello.node_id!r:.80} is in session on another connection")
-        totals = self._totals.setdefault(hello.node_id, NodeTotals())
+        label = key or hello.node_id
+        totals = self._totals.setdefault(label, NodeTotals())
         session = Session(
             node=peer,
             node_id=hello.node_id,
             queue=hello.queue,
             accepts=frozenset(hello.handlers) & self._handlers.keys(),
             capacity=hello.capacity,
-            label=hello.node_id,
+            label=label,
+            key=key,
         )
         link, thread = NodeLink.open(self._parts, session, totals, self._ended_link, self._failed)
         ref = link.actor_ref

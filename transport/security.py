@@ -50,6 +50,7 @@ __all__ = [
     "ServerSecurity",
     "generate_keys",
     "is_loopback",
+    "load_named_keys",
     "load_public_keys",
     "load_secret_key",
 ]
@@ -206,6 +207,15 @@ def _read_certificate(path: Path) -> tuple[bytes, bytes | None]:
 def load_public_keys(directory: str | os.PathLike[str]) -> frozenset[bytes]:
     """The Z85 public keys of every ``*.key`` certificate in ``directory``.
 
+    As `load_named_keys`, without the names.
+    """
+    return frozenset(load_named_keys(directory))
+
+
+def load_named_keys(directory: str | os.PathLike[str]) -> dict[bytes, str]:
+    """The Z85 public key of every ``*.key`` certificate in ``directory``, with its
+    name (the file's, without ``.key``): how a scheduler names the node holding it.
+
     Secret files (``*.key_secret``) and other files are ignored; a ``*.key``
     file that is not a valid certificate is an error, not skipped, so a typo
     cannot silently lock a node out.
@@ -220,7 +230,11 @@ def load_public_keys(directory: str | os.PathLike[str]) -> frozenset[bytes]:
     except OSError as exc:
         msg = f"cannot read key directory {folder}: {exc.strerror or exc}"
         raise InvalidArgument(msg) from None
-    return frozenset(_read_certificate(path)[0] for path in paths if path.is_file())
+    return {
+        _read_certificate(path)[0]: path.name[: -len(_PUBLIC_SUFFIX)]
+        for path in paths
+        if path.is_file()
+    }
 
 
 def load_secret_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
@@ -304,7 +318,7 @@ class ServerSecurity:
             if secret_key is not None or authorized is not None:
                 msg = "insecure=True takes no keys: drop secret_key and authorized, or insecure"
                 raise InvalidArgument(msg)
-            self._keys: frozenset[bytes] = frozenset()
+            self._keys: dict[bytes, str] = {}
             self._authorized: Path | None = None
             self._public = self._secret = b""
             return
@@ -316,7 +330,7 @@ class ServerSecurity:
             raise InvalidArgument(msg)
         self._public, self._secret = load_secret_key(secret_key)
         self._authorized = Path(authorized)
-        self._keys = load_public_keys(self._authorized)
+        self._keys = load_named_keys(self._authorized)
         self._start(context)
 
     @property
@@ -327,7 +341,7 @@ class ServerSecurity:
     @property
     def authorized_keys(self) -> frozenset[bytes]:
         """The node public keys admitted now."""
-        return self._keys
+        return frozenset(self._keys)
 
     def apply(self, socket: zmq.Socket[bytes], endpoint: str) -> None:
         """Make ``socket`` a CURVE server admitting only authorized keys; call before ``bind``.
@@ -372,12 +386,12 @@ class ServerSecurity:
             InvalidArgument: the directory or a key file is unusable (nothing changes).
         """
         if self._authorized is None:
-            return self._keys
-        keys = load_public_keys(self._authorized)
+            return frozenset()
+        keys = load_named_keys(self._authorized)
         # One reference assignment: the ZAP thread sees the old set or the new one.
         self._keys = keys
         security_logger.info("reloaded %d node keys from %s", len(keys), self._authorized)
-        return keys
+        return frozenset(keys)
 
     def close(self) -> None:
         """Stop the authenticator and join its thread. Idempotent.
@@ -453,10 +467,12 @@ class ServerSecurity:
             reason = b"unknown domain"
         elif not curve:
             reason = b"CURVE required"
-        elif key not in self._keys:
+        elif (name := self._keys.get(key)) is None:
             reason = b"unknown key"
         else:
-            return [b"1.0", request_id, b"200", b"OK", key, b""]
+            # The user id a message carries (``User-Id``) is the key's name:
+            # how the scheduler names the node in its figures.
+            return [b"1.0", request_id, b"200", b"OK", name.encode(), b""]
         security_logger.debug(
             "refused a peer from %s: %s (key %s)",
             address.decode(errors="replace"),

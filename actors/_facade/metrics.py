@@ -8,13 +8,14 @@ its figures (the last ones it gave, once it has stopped).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
 from actors._errors import InvalidArgument, SchedulerClosed, SchedulerUnresponsive
 from actors._facade.life import Life
-from actors._metrics.collector import MetricsSnapshot, register_metrics
+from actors._metrics.collector import MetricsSnapshot, NodeFigures, register_metrics
 from actors._metrics.server import MetricsServer
 from actors.messages import GET_METRICS
 
@@ -38,6 +39,8 @@ class Metrics:
         self._servers: list[MetricsServer] = []
         self._unregister: Callable[[], None] | None = None
         self._last: MetricsSnapshot | None = None
+        self.nodes: Callable[[], dict[str, NodeFigures]] | None = None
+        """The worker nodes' figures, once the scheduler can listen (set by it)."""
 
     def register(self) -> None:
         """Register the scheduler's metrics (at start, the gate held).
@@ -72,7 +75,9 @@ class Metrics:
         if self._life.running:
             with contextlib.suppress(SchedulerClosed, SchedulerUnresponsive):
                 self._last = self._life.ask(GET_METRICS)
-        return self._last or _EMPTY_METRICS
+        snapshot = self._last or _EMPTY_METRICS
+        nodes = self.nodes() if self.nodes is not None else None
+        return dataclasses.replace(snapshot, nodes=nodes) if nodes else snapshot
 
     def close(self) -> None:
         """Stop the servers and unregister (at shutdown)."""

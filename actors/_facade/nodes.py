@@ -10,6 +10,7 @@ stops, since links tell it how their runs ended.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -20,13 +21,13 @@ from actors._facade.life import RUNNING, Life
 from actors._jobs.info import NodeInfo
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.table import JobTable
+from actors._metrics.collector import NodeFigures
 from actors._policy.checks import check_int, check_seconds
 from actors._policy.handlers import HandlerSpec
 from actors._runtime.reaper import Reaper
 from actors._timer.clock import Clock
 
 if TYPE_CHECKING:
-    from transport.link import NodeTotals
     from transport.listener import Listener
 
 __all__ = ["Nodes"]
@@ -57,6 +58,7 @@ class Nodes:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._closed = False
+        self._figures: dict[str, NodeFigures] = {}
 
     def listen(
         self,
@@ -117,14 +119,24 @@ class Nodes:
             listeners = list(self._listeners)
         return [info for listener in listeners for info in listener.nodes()]
 
-    def totals(self) -> dict[str, NodeTotals]:
-        """Per node id, its counters over every listener (for the metrics)."""
+    def figures(self) -> dict[str, NodeFigures]:
+        """Per node label, its figures over every listener (for the metrics);
+        kept after shutdown, so counters never go back."""
         with self._lock:
             listeners = list(self._listeners)
-        merged: dict[str, NodeTotals] = {}
         for listener in listeners:
-            merged.update(listener.totals())
-        return merged
+            connected = {info.key or info.node_id: info for info in listener.nodes()}
+            for label, totals in listener.totals().items():
+                info = connected.get(label)
+                self._figures[label] = NodeFigures(
+                    connected=info is not None,
+                    in_flight=info.in_flight if info is not None else 0,
+                    dispatched=totals.dispatched,
+                    redispatched=totals.redispatched,
+                    stale=totals.stale,
+                    heartbeat_misses=totals.heartbeat_misses,
+                )
+        return dict(self._figures)
 
     def close(self, timeout: float) -> None:
         """End every listener (shutdown); nodes get ``timeout`` seconds to say Bye."""
@@ -133,3 +145,8 @@ class Nodes:
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.close(timeout)
+        # The last figures stay, the sessions ended: nothing is connected or in flight.
+        self._figures = {
+            label: dataclasses.replace(f, connected=False, in_flight=0)
+            for label, f in self._figures.items()
+        }

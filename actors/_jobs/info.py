@@ -133,6 +133,9 @@ class NodeInfo:
 
     node_id: str
     """The id the node gave when it connected."""
+    key: str | None
+    """The name of the key it connected with (CURVE), or None on plain loopback;
+    its metrics go by this name."""
     queue: str
     """The named queue whose jobs it takes."""
     handlers: tuple[str, ...]

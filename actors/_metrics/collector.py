@@ -10,7 +10,9 @@ registry's ``/metrics`` over HTTP on a thread it owns and joins.
 Every series carries a ``scheduler`` label, so several schedulers share one
 registry: a registry holds one postroom collector, which asks every scheduler
 registered on it for a snapshot. Other labels are ``queue``, ``handler``,
-``status`` and ``state``, whose values are few and fixed by the code.
+``status`` and ``state``, whose values are few and fixed by the code, and
+``node``, a worker node's key name (or its id on plain loopback): bounded by
+the keys an operator hands out.
 
 Cardinality rule: no repo name and no job id is ever a label. Both are
 unbounded (a repo per customer, an id per job): each value would create series
@@ -26,7 +28,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import (
@@ -40,7 +42,7 @@ from actors._errors import InvalidArgument
 from actors._log import metrics_logger as logger
 from actors._metrics.histogram import HistogramData
 
-__all__ = ["MetricsSnapshot", "register_metrics"]
+__all__ = ["MetricsSnapshot", "NodeFigures", "register_metrics"]
 
 # --- the snapshot -----------------------------------------------------------------------
 
@@ -83,6 +85,26 @@ class MetricsSnapshot:
     """Submissions dropped by back-pressure (``on_full="drop"``)."""
     rejected: int
     """Submissions refused by back-pressure (`QueueFull`)."""
+    nodes: Mapping[str, NodeFigures] = field(default_factory=dict)
+    """node label -> its figures: worker nodes this scheduler has had, by the
+    name of their key (CURVE) or their id (plain loopback)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """One worker node's figures (its label is the key's name under CURVE)."""
+
+    connected: bool
+    in_flight: int
+    """Jobs sent to it whose lease is unresolved."""
+    dispatched: int
+    """Runs sent to it (a counter)."""
+    redispatched: int
+    """Runs ended by the loss of its session, to run again or fail (a counter)."""
+    stale: int
+    """Results it sent under a lease no longer held, rejected (a counter)."""
+    heartbeat_misses: int
+    """Heartbeat intervals that passed without a word from it (a counter)."""
 
 
 # --- exposition ---------------------------------------------------------------------------
@@ -138,6 +160,29 @@ class _Exposition:
         self.rejected = counter(
             "postroom_submissions_rejected", "Submissions refused by back-pressure.", labels=[s]
         )
+        n = "node"
+        self.nodes = gauge("postroom_nodes_connected", "Worker nodes in session.", labels=[s])
+        self.node_in_flight = gauge(
+            "postroom_node_jobs_in_flight", "Jobs leased to a node, unresolved.", labels=[s, n]
+        )
+        self.node_dispatched = counter(
+            "postroom_node_runs_dispatched", "Runs sent to a node.", labels=[s, n]
+        )
+        self.node_redispatched = counter(
+            "postroom_node_runs_redispatched",
+            "Runs ended by the loss of a node's session (interrupted), to run again or fail.",
+            labels=[s, n],
+        )
+        self.node_stale = counter(
+            "postroom_node_stale_results",
+            "Results a node sent under a lease no longer held: rejected.",
+            labels=[s, n],
+        )
+        self.node_misses = counter(
+            "postroom_node_heartbeat_misses",
+            "Heartbeat intervals without a word from a node.",
+            labels=[s, n],
+        )
 
     def families(self) -> list[Metric]:
         """The families, in a fixed order."""
@@ -145,6 +190,8 @@ class _Exposition:
             self.submitted, self.finished, self.retries, self.run_seconds, self.waiting,
             self.running, self.workers, self.repo_waits, self.repo_locks, self.timer_entries,
             self.fires, self.misfires, self.skips, self.dropped, self.rejected,
+            self.nodes, self.node_in_flight, self.node_dispatched, self.node_redispatched,
+            self.node_stale, self.node_misses,
         ]  # fmt: skip
 
     def add(self, name: str, snap: MetricsSnapshot) -> None:
@@ -161,6 +208,17 @@ class _Exposition:
             self.skips.add_metric([name, handler], snap.schedule_skips.get(handler, 0))
         self.dropped.add_metric([name], snap.dropped)
         self.rejected.add_metric([name], snap.rejected)
+        self._add_nodes(name, snap)
+
+    def _add_nodes(self, name: str, snap: MetricsSnapshot) -> None:
+        self.nodes.add_metric([name], sum(f.connected for f in snap.nodes.values()))
+        for node, figures in sorted(snap.nodes.items()):
+            labels = [name, node]
+            self.node_in_flight.add_metric(labels, figures.in_flight)
+            self.node_dispatched.add_metric(labels, figures.dispatched)
+            self.node_redispatched.add_metric(labels, figures.redispatched)
+            self.node_stale.add_metric(labels, figures.stale)
+            self.node_misses.add_metric(labels, figures.heartbeat_misses)
 
     def _add_jobs(self, name: str, snap: MetricsSnapshot) -> None:
         pairs = {*snap.submitted, *snap.retries, *(key[:2] for key in snap.finished)}
