@@ -32,8 +32,10 @@ Nothing a peer sends or fails to take reaches the I/O loop as an exception:
 
 The ``configure`` parameter is called with the network socket, on the I/O
 thread, before it binds or connects: where security options (CURVE keys, the
-ZAP domain) are set. ``context`` shares a ZeroMQ context (a ZAP authenticator
-listens on its context); by default each object makes its own and terms it on
+ZAP domain) are set. ``MAXMSGSIZE`` is set after it, from `MAX_FRAME_BYTES` and
+the mechanism ``configure`` chose (CURVE makes each frame longer on the wire).
+``context`` shares a ZeroMQ context (a ZAP authenticator listens on its
+context); by default each object makes its own and terms it on
 `close`. ``close`` stops and joins the thread, closes the sockets with linger 0,
 and may be called any number of times.
 """
