@@ -3,7 +3,13 @@
 `ScriptedNode` speaks the node protocol through a real `NodeIO` over loopback
 and does only what the test tells it, so a test can hold a run, answer with
 a stale lease, fall silent or send garbage, and see exactly what the
-scheduler sends back.
+scheduler sends back. Given ``configure`` (a `ClientSecurity`'s ``apply``) it
+speaks CURVE.
+
+For the security and fuzz tests, `make_keys` writes a scheduler keypair and
+admitted node keypairs, and `RawPeer` is a bare DEALER that sends any bytes
+(no encoding, so frames no node would send) and reports, from its socket
+monitor, how its handshake ended.
 """
 
 from __future__ import annotations
