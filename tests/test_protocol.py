@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from typing import Any
 
@@ -102,7 +103,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     ),
     m.Welcome: st.builds(m.Welcome, node_id=ids, heartbeat=seconds, lease=seconds),
     m.Refused: st.builds(m.Refused, reason=st.text()),
-    m.Credit: st.builds(m.Credit, slots=ints),
+    m.Credit: st.builds(m.Credit, slots=st.integers(1, 2**64 - 1)),  # fewer is refused
     m.Run: st.builds(m.Run, job=jobs, lease=leases),
     m.Progress: st.builds(
         m.Progress,
@@ -183,7 +184,9 @@ class _JSONMarker:
 
 
 def _sample(hint: Any) -> Any:
-    samples = {str: "s", int: 3, float: 1.5, bool: True, _JSONMarker: {"k": [1]}}
+    # 0.5: a float every field takes (a Progress fraction out of [0, 1] is refused
+    # as invalid whoever reads it, before the side is checked).
+    samples = {str: "s", int: 3, float: 0.5, bool: True, _JSONMarker: {"k": [1]}}
     if hint in samples:
         return samples[hint]
     if dataclasses.is_dataclass(hint):
@@ -293,3 +296,30 @@ def test_a_long_node_id_is_cut_in_the_reason() -> None:
     refused = check_hello(_hello(node_id="n" * 100_000, version=PROTOCOL_VERSION + 1))
     assert refused is not None
     assert len(refused.reason) < 300
+
+
+@pytest.mark.parametrize(
+    ("msg", "problem"),
+    [
+        (m.Credit(0), "slots must be at least 1, got 0"),
+        (m.Credit(-1), "slots must be at least 1, got -1"),
+        (m.Credit(-(2**63)), "slots must be at least 1"),
+        (m.Progress("j1", 1, 7, math.inf, ""), "fraction must be in [0, 1], got inf"),
+        (m.Progress("j1", 1, 7, -1.0, ""), "fraction must be in [0, 1], got -1.0"),
+        (m.Progress("j1", 1, 7, 1.0000001, ""), "fraction must be in [0, 1]"),
+    ],
+    ids=repr,
+)
+def test_values_a_field_takes_but_the_exchange_does_not_are_refused(
+    msg: object, problem: str
+) -> None:
+    # Encodable, so a node could send them: the boundary refuses them, and the
+    # I/O thread counts them with the malformed frames.
+    wire = encode(msg)
+    for decode_from in (decode_from_node, decode_from_scheduler):
+        with pytest.raises(DecodeError, match=re.escape(problem)) as exc:
+            decode_from(wire)
+        assert str(exc.value).startswith(f"invalid {type(msg).__name__}: ")
+        assert exc.value.raw == wire
+    for edge in (m.Credit(1), m.Progress("j1", 1, 7, 0.0, ""), m.Progress("j1", 1, 7, 1.0, "")):
+        assert decode_from_node(encode(edge)) == edge

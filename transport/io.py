@@ -32,8 +32,10 @@ Nothing a peer sends or fails to take reaches the I/O loop as an exception:
 
 The ``configure`` parameter is called with the network socket, on the I/O
 thread, before it binds or connects: where security options (CURVE keys, the
-ZAP domain) are set. ``context`` shares a ZeroMQ context (a ZAP authenticator
-listens on its context); by default each object makes its own and terms it on
+ZAP domain) are set. ``MAXMSGSIZE`` is set after it, from `MAX_FRAME_BYTES` and
+the mechanism ``configure`` chose (CURVE makes each frame longer on the wire).
+``context`` shares a ZeroMQ context (a ZAP authenticator listens on its
+context); by default each object makes its own and terms it on
 `close`. ``close`` stops and joins the thread, closes the sockets with linger 0,
 and may be called any number of times.
 """
@@ -79,7 +81,8 @@ __all__ = [
 ]
 
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 1
-"""The longest frame ZeroMQ reads at all; a longer one drops the connection.
+"""The longest message ZeroMQ reads at all; a longer one drops the connection
+(with or without CURVE: the limit set allows for its wire overhead).
 
 One byte over the codec's limit, so a frame just too long is still read, refused
 by the decoder and counted, while a huge one costs no memory."""
@@ -99,6 +102,10 @@ _BATCH = 256
 _LOGGED_PEERS = 1024
 """Peers whose last warning time is remembered; a peer that reconnects gets a
 new routing id, so the table must not grow without bound."""
+_CURVE_OVERHEAD = 33
+"""Bytes CURVE adds to a message on the wire: the command name (8), the nonce
+(8), the MAC (16) and the flags (1); measured against libzmq, see
+tests/test_nodes_fuzz.py."""
 _SEND, _STOP = b"s", b"x"
 """The commands on the hand-off queue: send these frames, or stop the loop."""
 _names = itertools.count(1)
@@ -280,13 +287,13 @@ class _IOThread:
             try:
                 pull.bind(self._handoff)
                 net.setsockopt(zmq.LINGER, 0)
-                net.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
                 if self._configure is not None:
                     try:
                         self._configure(net)
                     except zmq.ZMQError as exc:
                         reason = f"configure set an option ZeroMQ refused: {exc}"
                         raise InvalidArgument(reason) from None
+                net.setsockopt(zmq.MAXMSGSIZE, _max_wire_frame(net))
                 self._endpoint = self._open(net, endpoint)
             except zmq.ZMQError as exc:
                 self._start_error = InvalidArgument(f"cannot use endpoint {endpoint!r}: {exc}")
@@ -353,6 +360,19 @@ class _IOThread:
         except BaseException:  # noqa: BLE001 - the owner's bug must not stop the loop
             self._callback_errors += 1
             nodes_logger.exception("%s I/O: the owner's callback raised", self._kind)
+
+
+def _max_wire_frame(socket: zmq.Socket[bytes]) -> int:
+    """The ``MAXMSGSIZE`` that lets a message of `MAX_FRAME_BYTES` in, and no longer.
+
+    ZeroMQ applies the limit to the frame on the wire: under CURVE that is the
+    encrypted box, `_CURVE_OVERHEAD` bytes longer than the message, so a limit of
+    `MAX_FRAME_BYTES` would drop the connection of a peer sending a message the
+    codec accepts (and read none just over its limit, to count).
+    """
+    if socket.getsockopt(zmq.MECHANISM) == zmq.CURVE:
+        return MAX_FRAME_BYTES + _CURVE_OVERHEAD
+    return MAX_FRAME_BYTES
 
 
 def _check_side(msg: object, allowed: tuple[type, ...], side: str) -> None:

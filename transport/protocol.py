@@ -6,7 +6,9 @@ scheduler lends it. Both sides exchange the messages of the node section of
 `transport.codec` envelope. The codec refuses bytes that are no message; this
 module also refuses a message the other side has no business sending: a node
 that sends `Run`, or a `Submit` or `Close` meant for a scheduler's own actors,
-is refused like corrupt bytes, with a `DecodeError`, before anything acts on it.
+is refused like corrupt bytes, with a `DecodeError`, before anything acts on it;
+so is a value its field's type allows but the exchange does not (a `Credit` of
+0 or fewer slots, a `Progress` fraction outside [0, 1]).
 
 The exchange, from the node's side::
 
@@ -26,7 +28,8 @@ layout: another one is a `DecodeError` naming both) and `PROTOCOL_VERSION`
 from __future__ import annotations
 
 import typing
-from typing import TypeAlias, cast
+from collections.abc import Callable
+from typing import Any, TypeAlias, cast
 
 from actors._errors import DecodeError
 from actors.messages import (
@@ -75,10 +78,35 @@ _FROM_NODE = frozenset(NODE_MESSAGES)
 _FROM_SCHEDULER = frozenset(SCHEDULER_MESSAGES)
 
 
+def _credit_out_of_range(msg: Credit) -> str | None:
+    # Credit adds up: a negative one would silently eat the credit a node gives
+    # next, and 0 means nothing a node would send.
+    return None if msg.slots >= 1 else f"slots must be at least 1, got {msg.slots}"
+
+
+def _progress_out_of_range(msg: Progress) -> str | None:
+    fraction = msg.fraction  # NaN never decodes; inf and -1 do
+    return None if 0.0 <= fraction <= 1.0 else f"fraction must be in [0, 1], got {fraction!r}"
+
+
+_OUT_OF_RANGE: dict[type, Callable[[Any], str | None]] = {
+    Credit: _credit_out_of_range,
+    Progress: _progress_out_of_range,
+}
+"""Checks of the values a field's type lets through but the exchange has no use
+for: refused at the boundary, counted with the malformed frames, so nothing
+behind it needs to guard against them."""
+
+
 def _decode_from(
     data: bytes | bytearray | memoryview, allowed: frozenset[type], side: str
 ) -> object:
     msg = decode(data)  # a DecodeError for anything that is no message at all
+    check = _OUT_OF_RANGE.get(type(msg))
+    problem = None if check is None else check(msg)
+    if problem is not None:
+        # Worded as the codec words a field of the wrong type: the same kind of refusal.
+        raise DecodeError(f"invalid {type(msg).__name__}: {problem}", raw=bytes(data))
     if type(msg) not in allowed:
         reason = f"a {side} may not send {type(msg).__name__}"
         raise DecodeError(reason, raw=bytes(data))
@@ -96,9 +124,11 @@ def decode_from_node(data: bytes | bytearray | memoryview) -> NodeMessage:
         The message: one of `NODE_MESSAGES`.
 
     Raises:
-        DecodeError: ``data`` is not a message (see `transport.codec.decode`), or
-            is one a node may not send (``Run``, ``Submit``, ``Close``...); the
-            error names its type, and ``raw`` holds the bytes.
+        DecodeError: ``data`` is not a message (see `transport.codec.decode`),
+            is one a node may not send (``Run``, ``Submit``, ``Close``...; the
+            error names its type), or holds a value of the right type the
+            exchange has no use for: a `Credit` of fewer than 1 slot, a
+            `Progress` fraction outside [0, 1]. ``raw`` holds the bytes.
     """
     return cast(NodeMessage, _decode_from(data, _FROM_NODE, "node"))
 
