@@ -379,3 +379,26 @@ def test_node_figures_reach_prometheus_by_node_label() -> None:
     finally:
         node.close()
         sched.shutdown()
+
+
+def test_a_run_lost_with_its_node_is_on_record_as_interrupted(
+    sched: Scheduler, endpoint: str, node: ScriptedNode
+) -> None:
+    handle = sched.submit("echo", "x", max_retries=1)
+    node.hello()
+    node.credit(1)
+    node.expect(Run)
+    node.bye()
+    other = ScriptedNode(endpoint)
+    try:
+        other.hello(node_id="n2")
+        other.credit(1)
+        other.finish(other.expect(Run), "ok")
+        assert handle.result(WAIT) == "ok"
+    finally:
+        other.close()
+    first, second = sched.runs(handle.id)
+    assert (first.outcome, first.worker) == ("interrupted", "node:n1")
+    assert first.error is not None
+    assert first.error.type == "postroom.NodeLost"
+    assert (second.outcome, second.worker) == ("completed", "node:n2")

@@ -27,8 +27,9 @@ class RunOutcome(StrEnum):
 
     INTERRUPTED = "interrupted"
     """The process running it stopped (a crash, a kill, a shutdown that could
-    not wait) before the attempt ended: what it did is unknown, and the job is
-    retried or failed by its handler's ``on_interrupt``."""
+    not wait), or the worker node running it was lost, before the attempt
+    ended: what it did is unknown, and the job is retried or failed by its
+    handler's ``on_interrupt``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class RunInfo:
 
 
 _TIMED_OUT = "postroom.JobTimedOut"
+_INTERRUPTED = frozenset({"postroom.JobInterrupted", "postroom.NodeLost"})
+"""Errors of attempts cut short: by the end of the process, or of a node's session."""
 
 
 def outcome_of(status: str, error: ErrorInfo | None) -> RunOutcome:
@@ -61,4 +64,6 @@ def outcome_of(status: str, error: ErrorInfo | None) -> RunOutcome:
         return RunOutcome.CANCELLED
     if error is not None and error.type == _TIMED_OUT:
         return RunOutcome.TIMED_OUT
+    if error is not None and error.type in _INTERRUPTED:
+        return RunOutcome.INTERRUPTED
     return RunOutcome.FAILED
