@@ -16,6 +16,8 @@ The tree::
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │   │                             or crashed)
     │   └── SchedulerForked           this process is a fork of the one that started it
+    ├── NotSupportedOnNode            a handler on a worker node called what only runs
+    │                                 in the scheduler's process (``ctx.submit``)
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
     ├── ScheduleNotFound (KeyError)   no schedule with that id (never added, or removed)
     ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
@@ -55,6 +57,7 @@ __all__ = [
     "JobNotFound",
     "JobTimedOut",
     "NotSerializable",
+    "NotSupportedOnNode",
     "PayloadTooLarge",
     "QueueFull",
     "SchedulerAlreadyStarted",
@@ -180,6 +183,18 @@ class SchedulerForked(SchedulerClosed):
     this at once (``shutdown`` does nothing and returns). Make a new
     `Scheduler` in the child. A scheduler made but not started before the fork
     is the child's own to start.
+    """
+
+
+class NotSupportedOnNode(SchedulerError):
+    """A handler running on a worker node called something only the scheduler's
+    own process can do: ``ctx.submit`` (a child job needs the scheduler's job
+    table, which a node does not have).
+
+    Raised inside the handler; unless it catches it, its attempt fails with this
+    error type (``postroom.NotSupportedOnNode``) and is retried like any other
+    error. Submit follow-ups from the scheduler's process instead, e.g. with
+    `JobHandle.then`.
     """
 
 
