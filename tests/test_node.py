@@ -14,9 +14,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import zmq
 
 from actors import Fatal, Handlers, InvalidArgument, NodeRefused, NotSupportedOnNode
 from actors.messages import (
@@ -37,6 +39,7 @@ from tests.helpers import WAIT
 from transport.io import SchedulerIO
 from transport.node import Node
 from transport.protocol import PROTOCOL_VERSION, NodeMessage, SchedulerMessage
+from transport.security import ServerSecurity, generate_keys
 
 M = TypeVar("M")
 SLOW_BEAT = 30.0
@@ -101,13 +104,18 @@ class FakeScheduler:
         return done
 
 
+_running: list[Running] = []
+
+
 class Running:
     """A node's `run` on a thread of its own; `join` re-raises what it raised."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="test-node")
+        # A daemon, and stopped by the fixture: a failed test leaves no node behind.
+        self.thread = threading.Thread(target=self._run, name="test-node", daemon=True)
+        _running.append(self)
         self.thread.start()
 
     def _run(self) -> None:
@@ -208,6 +216,10 @@ def fake() -> Iterator[FakeScheduler]:
     sched = FakeScheduler()
     yield sched
     release.set()
+    while _running:
+        left = _running.pop()
+        left.node.stop()
+        left.thread.join(WAIT)
     sched.io.close()
 
 
@@ -521,3 +533,61 @@ def test_hard_timeout_names_the_process_runner_it_needs() -> None:
         pytest.skip("the process runner is here: its own tests cover hard_timeout")
     with pytest.raises(InvalidArgument, match="process runner"):
         Node("tcp://127.0.0.1:7555", handlers, insecure=True, hard_timeout=5.0)
+
+
+def test_the_node_side_deadline_times_the_attempt_out(fake: FakeScheduler) -> None:
+    # No CancelRun comes: the node itself tells the handler to stop at its deadline.
+    running = Running(_node(fake))
+    fake.welcome()
+    fake.expect(Credit)
+    run = fake.run("block", "until-cancelled", timeout=0.05)
+    outcome = fake.finished(run).outcome
+    assert (outcome.status, outcome.timed_out) == ("failed", True)
+    assert outcome.run_time < WAIT
+    fake.expect(Credit)
+    _drain(fake, running)
+    assert running.node.stats().timed_out == 1
+
+
+def test_with_keys_the_node_speaks_curve_to_a_scheduler_that_admits_its_key(
+    tmp_path: Path,
+) -> None:
+    _, server_secret = generate_keys(tmp_path / "sched", "sched")
+    node_public, node_secret = generate_keys(tmp_path / "node", "node1")
+    authorized = tmp_path / "nodes"
+    authorized.mkdir()
+    (authorized / "node1.key").write_bytes(node_public.read_bytes())
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    security = ServerSecurity(context, secret_key=server_secret, authorized=authorized)
+    got: queue.Queue[tuple[bytes, NodeMessage]] = queue.Queue()
+    sched = SchedulerIO(
+        "tcp://127.0.0.1:*",
+        lambda peer, msg: got.put((peer, msg)),
+        configure=lambda socket: security.apply(socket, "tcp://127.0.0.1:*"),
+        context=context,
+    )
+    try:
+        node = Node(
+            sched.endpoint,
+            handlers,
+            node_id="n1",
+            key=node_secret,
+            server_key=tmp_path / "sched" / "sched.key",
+        )
+        running = Running(node)
+        _running.remove(running)  # no fake fixture here: stopped below
+        peer, hello = got.get(timeout=WAIT)
+        assert isinstance(hello, Hello) and hello.node_id == "n1"
+        sched.send(peer, Welcome("n1", SLOW_BEAT, 10.0))
+        assert got.get(timeout=WAIT)[1] == Credit(1)
+        node.stop()
+        assert isinstance(got.get(timeout=WAIT)[1], Drain)
+        assert got.get(timeout=WAIT)[1] == Bye("n1")
+        running.join()
+    finally:
+        if "running" in locals():
+            running.node.stop()
+            running.thread.join(WAIT)
+        sched.close()
+        security.close()
+        context.destroy(linger=0)

@@ -381,10 +381,13 @@ class Node:
 
     def _teardown(self) -> None:
         with self._lock:
-            # Only when run() ends abnormally are runs still held: stop them.
+            # Only when run() ends abnormally are runs still held: stop those
+            # running, and let those queued end without calling their handler.
             for held in self._held.values():
                 if held.scope is not None:
                     held.scope.fire(held.run.job.id, held.run.job.attempt, "shutdown")
+                else:
+                    held.cancel = "shutdown"
         for _ in self._slots:
             self._work.put(None)
         for slot in self._slots:
