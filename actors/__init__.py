@@ -17,7 +17,9 @@ from actors._errors import (
     JobFailed,
     JobNotFound,
     JobTimedOut,
+    NodeRefused,
     NotSerializable,
+    NotSupportedOnNode,
     PayloadTooLarge,
     QueueFull,
     ScheduleNotFound,
@@ -46,6 +48,7 @@ from actors._journal.options import KeepFinished
 from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.priority import Priority
 from actors._policy.queue import Queue
+from actors._policy.registry import Handlers
 from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
 from actors._scheduler import OnFull, Scheduler
@@ -59,6 +62,7 @@ __all__ = [
     "DecodeError",
     "Fatal",
     "GILRequired",
+    "Handlers",
     "InvalidArgument",
     "JobCancelled",
     "JobContext",
@@ -73,7 +77,9 @@ __all__ = [
     "KeepFinished",
     "ManualClock",
     "MonotonicClock",
+    "NodeRefused",
     "NotSerializable",
+    "NotSupportedOnNode",
     "OnFull",
     "PayloadTooLarge",
     "Priority",

@@ -16,6 +16,9 @@ The tree::
     ├── SchedulerClosed               the scheduler is not running (not started, shut down,
     │   │                             or crashed)
     │   └── SchedulerForked           this process is a fork of the one that started it
+    ├── NotSupportedOnNode            a handler on a worker node called what only runs
+    │                                 in the scheduler's process (``ctx.submit``)
+    ├── NodeRefused                   the scheduler refused a worker node's Hello
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
     ├── ScheduleNotFound (KeyError)   no schedule with that id (never added, or removed)
     ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
@@ -54,7 +57,9 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "JobTimedOut",
+    "NodeRefused",
     "NotSerializable",
+    "NotSupportedOnNode",
     "PayloadTooLarge",
     "QueueFull",
     "SchedulerAlreadyStarted",
@@ -181,6 +186,33 @@ class SchedulerForked(SchedulerClosed):
     `Scheduler` in the child. A scheduler made but not started before the fork
     is the child's own to start.
     """
+
+
+class NotSupportedOnNode(SchedulerError):
+    """A handler running on a worker node called something only the scheduler's
+    own process can do: ``ctx.submit`` (a child job needs the scheduler's job
+    table, which a node does not have).
+
+    Raised inside the handler; unless it catches it, its attempt fails with this
+    error type (``postroom.NotSupportedOnNode``) and is retried like any other
+    error. Submit follow-ups from the scheduler's process instead, e.g. with
+    `JobHandle.then`.
+    """
+
+
+class NodeRefused(SchedulerError):
+    """The scheduler refused a worker node before ever accepting it.
+
+    Raised by `transport.Node.run`. ``reason`` is the scheduler's: another
+    protocol version (it names both), an empty node id, a queue the scheduler
+    lacks, no handlers, a node id already connected. Nothing ran; fix the
+    node's configuration (or the scheduler's) and start it again.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the scheduler refused this node: {reason}")
+        self.reason = reason
+        """The scheduler's reason, as it sent it."""
 
 
 class JobNotFound(SchedulerError, KeyError):

@@ -419,20 +419,24 @@ def _deadline_ignored() -> contextmanager[None]:  # type: ignore[type-arg]
 def _timeout_completes() -> contextmanager[None]:  # type: ignore[type-arg]
     from dataclasses import replace
 
-    from actors._worker.worker import Worker
+    from actors._worker.attempt import AttemptRunner
     from actors.messages import Job, Outcome
 
-    original = Worker._stopped
+    original = AttemptRunner.stopped
 
     def stopped(
-        self: Worker, job: Job, exc: BaseException | None, started_at: float, run_time: float
+        self: AttemptRunner,
+        job: Job,
+        exc: BaseException | None,
+        started_at: float,
+        run_time: float,
     ) -> Outcome:
         outcome = original(self, job, exc, started_at, run_time)
         if outcome.timed_out:  # BUG: an attempt stopped by its deadline completes
             return replace(outcome, status="completed", error=None, timed_out=False)
         return outcome
 
-    return patched(Worker, "_stopped", stopped)
+    return patched(AttemptRunner, "stopped", stopped)
 
 
 def _repo_freed_at_deadline() -> contextmanager[None]:  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-import actors._worker.worker
+import actors._worker.attempt
 from actors import JobFailed, ManualClock, Scheduler
 from actors import messages as m
 from actors._dispatcher.dispatcher import Dispatcher
@@ -71,14 +71,14 @@ def test_every_message_an_actor_receives_is_defined_in_messages(
     lock = threading.Lock()
     for cls in (Dispatcher, RepoLock, Timer, Worker):
         _spy(monkeypatch, cls, seen, lock)
-    original_run = actors._worker.worker.Worker._run
+    original_run = actors._worker.attempt.AttemptRunner.run
 
     def run(self: Any, job: Any, *args: Any) -> Any:
         if job.payload == "crash":
             raise RuntimeError("worker bug")  # a postroom bug: the Dispatcher hears ChildFailed
         return original_run(self, job, *args)
 
-    monkeypatch.setattr(actors._worker.worker.Worker, "_run", run)
+    monkeypatch.setattr(actors._worker.attempt.AttemptRunner, "run", run)
     clock = ManualClock()
     registry = CollectorRegistry()
     sched = Scheduler(workers=1, clock=clock, registry=registry)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import actors._repo_lock
-import actors._worker.worker
+import actors._worker.attempt
 from actors import (
     JobFailed,
     JobStatus,
@@ -28,15 +28,16 @@ def _postroom_threads() -> set[threading.Thread]:
 
 
 def _crash_worker_on(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
-    """Make `Worker._run` raise (a postroom bug) for jobs whose payload is ``marker``."""
-    original = actors._worker.worker.Worker._run
+    """Make the worker's attempt (`AttemptRunner.run`) raise (a postroom bug) for
+    jobs whose payload is ``marker``."""
+    original = actors._worker.attempt.AttemptRunner.run
 
     def run(self: Any, job: Any, *args: Any) -> Any:
         if job.payload == marker:
             raise RuntimeError(f"worker bug on {marker}")
         return original(self, job, *args)
 
-    monkeypatch.setattr(actors._worker.worker.Worker, "_run", run)
+    monkeypatch.setattr(actors._worker.attempt.AttemptRunner, "run", run)
 
 
 def _work_scheduler(**options: Any) -> tuple[Scheduler, Counter[str]]:

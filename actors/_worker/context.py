@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Unpack
 
-from actors._errors import InvalidArgument, JobCancelled, SchedulerClosed
+from actors._errors import InvalidArgument, JobCancelled, NotSupportedOnNode, SchedulerClosed
 from actors._log import job_logger
 from actors._policy.options import SubmitOptions
 from actors._timer.clock import wait_seconds
@@ -32,7 +32,7 @@ class JobContext:
     for child jobs.
     """
 
-    __slots__ = ("_job", "_links", "_log", "_progress", "_scope", "deadline")
+    __slots__ = ("_job", "_links", "_log", "_on_node", "_progress", "_scope", "deadline")
 
     def __init__(
         self,
@@ -41,13 +41,16 @@ class JobContext:
         progress: ProgressSink,
         deadline: float | None,
         links: Links | None = None,
+        on_node: bool = False,
     ) -> None:
         self._job = job
+        self._on_node = on_node
         self._scope = scope
         self._progress = progress
         self._links = links
         self.deadline = deadline
-        """Scheduler-clock time at which this attempt is told to stop, or None."""
+        """Time at which this attempt is told to stop, or None: the scheduler's
+        clock in process, the node's ``time.monotonic()`` on a worker node."""
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
@@ -148,7 +151,15 @@ class JobContext:
         Raises:
             UnknownHandler, UnknownQueue, InvalidArgument, QueueFull: as `Scheduler.submit`.
             SchedulerClosed: the scheduler is not running (shutting down, say).
+            NotSupportedOnNode: the handler runs on a worker node, which has no
+                scheduler to submit to.
         """
+        if self._on_node:
+            msg = (
+                f"job {self.job_id} runs on a worker node: ctx.submit is not supported "
+                "there (submit follow-ups from the scheduler's process, e.g. with then())"
+            )
+            raise NotSupportedOnNode(msg)
         links = self._links
         if links is None:
             msg = f"job {self.job_id}'s context has no scheduler to submit a child to"

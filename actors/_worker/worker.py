@@ -1,24 +1,19 @@
 """The Worker actor: takes the best ready job, runs it, reports how it ended.
 
-Sync handlers run on the worker's own thread; ``async def`` handlers run on an
-event loop the worker owns, so a cancel or a deadline cancels their task for
-real. Whatever the handler does, including raising `BaseException`, the worker
-turns it into an `Outcome`: handler errors are data, never a failure of the
-actor. An attempt that completed a job without a repo leaves nothing to decide,
-so the worker finishes that job itself; every other outcome goes to the
-Dispatcher as `Finished`, which decides what follows (retry, release, end).
+The handler call and its `Outcome` are an `AttemptRunner`'s (`attempt.py`),
+shared with worker nodes: sync handlers run on the worker's own thread, ``async
+def`` handlers on an event loop the worker's runner keeps. An attempt that
+completed a job without a repo leaves nothing to decide, so the worker finishes
+that job itself; every other outcome goes to the Dispatcher as `Finished`,
+which decides what follows (retry, release, end).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from actors._errors import Fatal, NotSerializable, PayloadTooLarge
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
 from actors._jobs.status import COMPLETED
@@ -28,42 +23,15 @@ from actors._log import job_extra
 from actors._log import worker_logger as logger
 from actors._metrics.histogram import RunHistogram
 from actors._policy.handlers import HandlerSpec
-from actors._policy.payloads import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    INT_MAX,
-    INT_MIN,
-    SHORT_STR,
-    json_copy,
-)
+from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from actors._runtime.actor import FailureReport, PostroomActor, post
 from actors._runtime.refs import ActorDead, ActorRef
 from actors._timer.clock import Clock
+from actors._worker.attempt import AttemptRunner, error_info, run_outcome
 from actors._worker.cancel import CancelScope
-from actors._worker.context import JobContext
-from actors.messages import PULL, After, CancelTimer, ErrorInfo, Finished, Job, Outcome, Pull
+from actors.messages import PULL, After, CancelTimer, Finished, Job, Outcome, Pull
 
 __all__ = ["Worker", "error_info"]
-
-
-def error_info(exc: BaseException) -> ErrorInfo:
-    """An exception as data. postroom's own errors are named ``postroom.<Name>``."""
-    kind = type(exc)
-    module = kind.__module__
-    if module == "builtins":
-        name = kind.__qualname__
-    elif module == "actors" or module.startswith("actors."):
-        name = f"postroom.{kind.__qualname__}"
-    else:
-        name = f"{module}.{kind.__qualname__}"
-    return ErrorInfo(
-        type=name,
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
-    )
-
-
-_PLAIN = (str, int, float, list, dict, type(None))
-"""Results that are certainly not awaitable (skips a slower check on the hot path)."""
 
 
 class Worker(PostroomActor):
@@ -93,14 +61,21 @@ class Worker(PostroomActor):
         self._dispatcher = dispatcher
         self._timer = timer
         self._ready = ready
-        self._handlers = handlers
         self._table = table
         self._clock = clock
         self._tokens = tokens
         self._scope = CancelScope()
-        self._progress = _progress_sink(table)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._max_result_bytes = max_result_bytes
+        self._runner = AttemptRunner(
+            handlers,
+            self._scope,
+            _progress_sink(table),
+            links=table.links,
+            keep_exception=self._keep_exception,
+            max_result_bytes=max_result_bytes,
+        )
+        self._run = self._runner.run
+        """Runs one attempt: bound once, so the hot path pays no extra lookup."""
+        self._stopped = self._runner.stopped
         self._name = f"worker-{worker_id}"
         """How run history names this worker."""
         self._journal = table.journal
@@ -163,7 +138,7 @@ class Worker(PostroomActor):
             histogram.observe(outcome.run_time)
             if journal is not None:
                 journal.run_ended(
-                    job, _run_outcome(outcome), outcome.error, retryable=outcome.retryable
+                    job, run_outcome(outcome), outcome.error, retryable=outcome.retryable
                 )
         self._ready.done(job.id)
         if job.repo is None and outcome.status == "completed":
@@ -199,143 +174,13 @@ class Worker(PostroomActor):
 
     def on_stop(self) -> None:
         """Close the event loop, if an async handler ever needed one."""
-        if self._loop is not None:
-            self._loop.close()
-
-    def _run(self, job: Job, deadline: float | None, started_at: float) -> Outcome:
-        scope = self._scope
-        spec = self._handlers[job.handler]
-        ctx = JobContext(job, scope, self._progress, deadline, self._table.links)
-        t0 = time.perf_counter()
-        try:
-            result = spec.func(ctx, job.payload)
-            if not isinstance(result, _PLAIN) and inspect.isawaitable(result):
-                result = self._await(result)
-        except BaseException as exc:  # noqa: BLE001 - every error is the job's, as data
-            run_time = time.perf_counter() - t0
-            if scope.reason is not None:
-                return self._stopped(job, exc, started_at, run_time)
-            return self._failed(job, spec, exc, started_at, run_time)
-        run_time = time.perf_counter() - t0
-        if scope.reason is not None:
-            # The handler returned after it was told to stop: the attempt still
-            # ends as cancelled or timed out, so the outcome does not depend on
-            # how quickly a handler notices its signal.
-            return self._stopped(job, None, started_at, run_time)
-        try:
-            kind = type(result)
-            # As at submit: None, a bool, an int of 64 bits or a short ASCII str
-            # needs no copy and no measure.
-            if (
-                result is None
-                or kind is bool
-                or (kind is int and INT_MIN <= result <= INT_MAX)
-                or (kind is str and len(result) < SHORT_STR and result.isascii())
-            ):
-                value = result
-            else:
-                what = f"result of handler {job.handler!r}"
-                value = json_copy(result, what, max_bytes=self._max_result_bytes)
-        except (NotSerializable, PayloadTooLarge) as exc:
-            # Never retried: the same handler would most likely return the same.
-            return self._attempt_failed(job, exc, False, started_at, run_time)
-        # Positional on the hot path: status, result, error, retryable,
-        # timed_out, started_at, run_time.
-        return Outcome("completed", value, None, True, False, started_at, run_time)
+        self._runner.close()
 
     def _keep_exception(self, job_id: str, exc: BaseException) -> None:
         # In process, a failed handle chains the handler's real exception.
         state = self._table.active.get(job_id)
         if state is not None:
             state.keep_exception(exc)
-
-    def _await(self, awaitable: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        loop = self._loop
-        task = loop.create_task(_as_coroutine(awaitable))
-        self._scope.attach(loop, task)
-        return loop.run_until_complete(task)
-
-    def _stopped(
-        self, job: Job, exc: BaseException | None, started_at: float, run_time: float
-    ) -> Outcome:
-        reason = self._scope.reason
-        if reason == "timeout":
-            info = ErrorInfo(
-                "postroom.JobTimedOut",
-                f"attempt {job.attempt} ran past its timeout of {job.timeout}s",
-                error_info(exc).traceback if exc is not None else "",
-            )
-            return Outcome(
-                "failed",
-                error=info,
-                timed_out=True,
-                started_at=started_at,
-                run_time=run_time,
-            )
-        why = "its parent job was cancelled" if reason == "parent" else reason
-        info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({why})")
-        return Outcome(
-            "cancelled",
-            error=info,
-            retryable=False,
-            started_at=started_at,
-            run_time=run_time,
-        )
-
-    def _failed(
-        self,
-        job: Job,
-        spec: HandlerSpec,
-        exc: BaseException,
-        started_at: float,
-        run_time: float,
-    ) -> Outcome:
-        cause = exc
-        retryable = True
-        if isinstance(exc, Fatal):
-            retryable = False
-            if exc.args and isinstance(exc.args[0], BaseException):
-                cause = exc.args[0]
-        elif isinstance(exc, spec.throws) or not isinstance(exc, Exception):
-            # SystemExit, KeyboardInterrupt and the like end the job, not the actor
-            # (in Pykka they would stop every actor in the process).
-            retryable = False
-        logger.debug(
-            "job %s (%s) attempt %d raised %s",
-            job.id,
-            job.handler,
-            job.attempt,
-            type(cause).__name__,
-            extra=job_extra(job),
-        )
-        return self._attempt_failed(job, cause, retryable, started_at, run_time)
-
-    def _attempt_failed(
-        self, job: Job, cause: BaseException, retryable: bool, started_at: float, run_time: float
-    ) -> Outcome:
-        """The failed outcome of an attempt; ``cause`` is kept for the handle to chain."""
-        self._keep_exception(job.id, cause)
-        return Outcome(
-            "failed",
-            error=error_info(cause),
-            retryable=retryable,
-            started_at=started_at,
-            run_time=run_time,
-        )
-
-
-def _run_outcome(outcome: Outcome) -> str:
-    """The `RunOutcome` value of an attempt's outcome."""
-    if outcome.status == "failed" and outcome.timed_out:
-        return "timed_out"
-    return outcome.status
-
-
-async def _as_coroutine(awaitable: Any) -> Any:
-    return await awaitable
-
 
 def _progress_sink(table: JobTable) -> Callable[[str, float, str], None]:
     def sink(job_id: str, fraction: float, message: str) -> None:
