@@ -47,6 +47,7 @@ from actors._journal.options import KeepFinished
 from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.priority import Priority
 from actors._policy.queue import Queue
+from actors._policy.registry import Handlers
 from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
 from actors._scheduler import OnFull, Scheduler
@@ -60,6 +61,7 @@ __all__ = [
     "DecodeError",
     "Fatal",
     "GILRequired",
+    "Handlers",
     "InvalidArgument",
     "JobCancelled",
     "JobContext",

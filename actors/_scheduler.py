@@ -64,6 +64,7 @@ from actors._policy.handlers import HandlerFunc, HandlerSpec, OnInterrupt, make_
 from actors._policy.options import JobOptions, SubmitOptions
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload_bytes
 from actors._policy.queue import DEFAULT_QUEUE, Queue, check_queues
+from actors._policy.registry import Handlers, handler_specs
 from actors._policy.retry import RetryPolicy
 from actors._repo_lock import RepoMode
 from actors._runtime.callbacks import CallbackRunner
@@ -147,6 +148,7 @@ class Scheduler:
         batch_interval: float = 0.05,
         busy_timeout: float = 5.0,
         keep_finished: KeepFinished | None = DEFAULT_KEEP_FINISHED,
+        handlers: Handlers | None = None,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
@@ -203,9 +205,13 @@ class Scheduler:
             keep_finished: how long the store keeps finished jobs:
                 ``{"age": seconds}`` and/or ``{"count": n}``, pruned in the
                 background (default: a week); None keeps them all.
+            handlers: registrations made apart from the scheduler (a `Handlers`),
+                registered here as `include` does.
 
         Raises:
-            InvalidArgument: an argument is out of range or of the wrong type.
+            InvalidArgument: an argument is out of range or of the wrong type,
+                or ``handlers`` is not a `Handlers` (or holds a name twice).
+            UnknownQueue: a handler of ``handlers`` names a queue it lacks.
             GILRequired: a free-threaded Python runs without the GIL (docs/errors.md).
         """
         check_int("workers", workers, 1)
@@ -298,6 +304,8 @@ class Scheduler:
             submitter.rejections,
             self._durable,
         )
+        if handlers is not None:
+            self.include(handlers)
         track(self)  # a forked child must know this scheduler is its parent's
 
     # --- handlers -------------------------------------------------------------------
@@ -391,6 +399,29 @@ class Scheduler:
             msg = f"a handler named {name!r} is already registered"
             raise InvalidArgument(msg)
         self._handlers[name] = spec
+
+    def include(self, handlers: Handlers) -> None:
+        """Register every handler of ``handlers``, with the options it was given.
+
+        All or nothing: every name and queue is checked before any is registered.
+
+        Raises:
+            InvalidArgument: ``handlers`` is not a `Handlers`, or one of its
+                names is already registered here.
+            UnknownQueue: one of its handlers names a queue the scheduler lacks.
+        """
+        self._life.check_process()
+        if not isinstance(handlers, Handlers):
+            msg = f"include takes a Handlers, not {type(handlers).__name__}"
+            raise InvalidArgument(msg)
+        specs = handler_specs(handlers)
+        for name, spec in specs.items():
+            if spec.queue is not None:
+                check_queue(spec.queue, self._queues)
+            if name in self._handlers:
+                msg = f"a handler named {name!r} is already registered"
+                raise InvalidArgument(msg)
+        self._handlers.update(specs)
 
     # --- lifecycle ------------------------------------------------------------------
 
