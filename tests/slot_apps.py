@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from actors import Fatal, JobContext, Scheduler
+from actors import Fatal, Handlers, JobContext, Scheduler
 
 
 def echo(ctx: JobContext, payload: Any) -> Any:
@@ -91,12 +91,14 @@ def pid(ctx: JobContext, payload: Any) -> Any:
     return os.getpid()
 
 
-HANDLERS = {
-    name: func
-    for name, func in list(globals().items())
-    if callable(func) and getattr(func, "__module__", None) == __name__
-}
-"""Every handler above, by name, as a plain dict."""
+handlers = Handlers()
+for _name, _func in list(globals().items()):
+    if callable(_func) and getattr(_func, "__module__", None) == __name__:
+        handlers.register(_name, _func)
+"""Every handler above, under its function's name."""
+
+as_dict = {"echo": echo}
+"""A dict of handlers is neither a Handlers nor a Scheduler: refused."""
 
 scheduler = Scheduler(workers=1)
 scheduler.register("echo", echo)

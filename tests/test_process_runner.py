@@ -21,7 +21,7 @@ from actors._worker.cancel import CancelReason, CancelScope
 from actors.messages import Job, Outcome
 from transport.process_runner import ProcessRunner
 
-APP = "tests.slot_apps:HANDLERS"
+APP = "tests.slot_apps:handlers"
 GRACE = 0.2
 _seq = itertools.count(1)
 
@@ -239,6 +239,8 @@ def test_a_scheduler_app_gives_its_handlers() -> None:
     ("app", "words"),
     [
         ("tests.slot_apps:not_handlers", "not a Handlers or a Scheduler"),
+        ("tests.slot_apps:as_dict", "is a dict, not a Handlers"),
+        ("tests.slot_apps", "module:attr"),
         ("tests.no_such_module:handlers", "ModuleNotFoundError"),
         ("tests.slot_apps:missing", "AttributeError"),
     ],

@@ -24,7 +24,6 @@ the whole process group, and what a slot does about it is its parent's call.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import queue
@@ -33,11 +32,10 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from actors import Scheduler
-from actors._errors import DecodeError, InvalidArgument, SchedulerError
-from actors._policy.handlers import HandlerSpec, make_spec
+from actors._errors import DecodeError, SchedulerError
+from actors._policy.handlers import HandlerSpec
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from actors._worker.attempt import AttemptRunner
 from actors._worker.cancel import CancelReason, CancelScope
@@ -52,6 +50,7 @@ from actors.messages import (
     Refused,
     Run,
 )
+from transport.app import load_handlers
 from transport.pipe_frames import pack, read_frame, write_all
 from transport.protocol import PROTOCOL_VERSION
 
@@ -69,26 +68,6 @@ frames_out: int | None = None
 """The descriptor frames to the parent go out on, once `main` has taken it."""
 
 _REASONS: frozenset[str] = frozenset(("cancel", "timeout", "shutdown", "parent"))
-
-
-def load_handlers(app: str) -> dict[str, HandlerSpec]:
-    """The handlers registered on the object ``app`` (``module:attr``) names."""
-    module_name, _, attr = app.partition(":")
-    if not module_name or not attr:
-        msg = f"app must be 'module:attr', not {app!r}"
-        raise InvalidArgument(msg)
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if isinstance(obj, Scheduler):
-        return dict(obj._handlers)  # noqa: SLF001
-    if isinstance(obj, dict):
-        return {
-            name: make_spec(name, func, max_retries=None, timeout=None, retry=None, throws=())
-            for name, func in obj.items()
-        }
-    msg = f"{app!r} is a {type(obj).__name__}, not a Handlers or a Scheduler"
-    raise InvalidArgument(msg)
 
 
 class _Writer:
