@@ -59,7 +59,8 @@ def _run(
     scope.arm(job.id, job.attempt)
     reports: list[tuple[float, str]] = []
 
-    def progress(fraction: float, message: str) -> None:
+    def progress(job_id: str, fraction: float, message: str) -> None:
+        assert job_id == job.id
         reports.append((fraction, message))
         if on_progress is not None:
             on_progress(scope, job)
@@ -260,3 +261,22 @@ def test_ctx_submit_in_a_child_raises_not_supported_on_node(runner: ProcessRunne
     outcome, _ = _run(runner, _job("submit_child"))
     assert outcome.status == "failed"
     assert outcome.error is not None and outcome.error.type == "postroom.NotSupportedOnNode"
+
+
+def test_a_scope_fired_before_the_run_never_calls_the_handler(runner: ProcessRunner) -> None:
+    job = _job("exit_now")  # would take the child down if it ran
+    pid = runner.pid
+    scope = CancelScope()
+    scope.arm(job.id, job.attempt)
+    scope.fire(job.id, job.attempt, "cancel")
+    outcome = runner.run(job, scope, lambda *_: None, None)
+    assert outcome.status == "cancelled"
+    assert outcome.run_time == 0.0
+    assert runner.pid == pid
+
+
+def test_an_unknown_handler_fails_retryable(runner: ProcessRunner) -> None:
+    outcome, _ = _run(runner, _job("nobody"))
+    assert outcome.status == "failed"
+    assert outcome.retryable  # another node may have it
+    assert outcome.error is not None and outcome.error.type == "postroom.UnknownHandler"

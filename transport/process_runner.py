@@ -40,13 +40,12 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from actors._errors import DecodeError, InvalidArgument, SchedulerError
+from actors._errors import DecodeError, InvalidArgument, SchedulerError, UnknownHandler
 from actors._policy.checks import check_int, check_seconds
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES
-from actors._worker.attempt import error_info
+from actors._worker.attempt import AttemptRunner, error_info
 from actors.messages import (
     CancelRun,
     ErrorInfo,
@@ -62,6 +61,7 @@ from transport.protocol import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from actors._worker.cancel import CancelScope
+    from actors._worker.context import ProgressSink
     from actors.messages import Job
 
 __all__ = ["ProcessRunner"]
@@ -290,7 +290,7 @@ class ProcessRunner:
         self,
         job: Job,
         scope: CancelScope,
-        progress: Callable[[float, str], None],
+        progress: ProgressSink,
         deadline: float | None,
     ) -> Outcome:
         """Run one attempt of ``job`` in the child; block until it ends.
@@ -299,7 +299,8 @@ class ProcessRunner:
             job: The attempt to run.
             scope: Armed for this attempt; a fire is relayed to the child as
                 `CancelRun` with its reason.
-            progress: Called on this thread with each ``ctx.progress`` report.
+            progress: Called on this thread with ``(job_id, fraction, message)``
+                for each ``ctx.progress`` report.
             deadline: `time.monotonic` time at which the attempt is due to stop,
                 or None. The slot fires ``scope`` then (reason ``timeout``); if
                 the handler is still running ``grace`` s later, it is killed.
@@ -312,42 +313,14 @@ class ProcessRunner:
             SchedulerClosed: the runner is closed.
         """
         started_at = time.time()
-        t0 = time.perf_counter()
         child = self._live_child()
-        try:
-            child.ready(START_TIMEOUT)
-        except InvalidArgument as exc:
-            self._replace()
-            return _crashed(f"the slot process could not start: {exc}", started_at, 0.0)
-        lease = next(self._leases)
+        refused = self._refuse(child, job, scope, progress, started_at)
+        if refused is not None:
+            return refused
         kill_at = None if deadline is None else deadline + self._grace
+        t0 = time.perf_counter()
         try:
-            try:
-                sent = child.send(Run(job, lease), kill_at)
-            except SchedulerError as exc:  # cannot be encoded: the job's, not the child's
-                info = error_info(exc)
-                return Outcome("failed", error=info, retryable=False, started_at=started_at)
-            relayed = False
-            while sent:
-                if not relayed and scope.event.is_set():
-                    reason = scope.reason or "cancel"
-                    sent = child.send(CancelRun(job.id, job.attempt, lease, reason), kill_at)
-                    relayed = True
-                    continue
-                # Once the cancel is relayed only the child and the kill
-                # deadline are left to wait for.
-                wait = None if relayed else _CANCEL_POLL
-                if kill_at is not None:
-                    left = kill_at - time.monotonic()
-                    if left <= 0:
-                        break
-                    wait = left if wait is None else min(wait, left)
-                for msg in child.receive(wait):
-                    if isinstance(msg, NodeFinished) and msg.lease == lease:
-                        return msg.outcome
-                    if isinstance(msg, Progress) and msg.lease == lease:
-                        _relay(progress, msg, job)
-            return self._kill_timed_out(child, job, started_at, time.perf_counter() - t0)
+            outcome = self._exchange(child, job, scope, progress, kill_at)
         except _ChildGone:
             code = child.reap()
             self._replace()
@@ -366,6 +339,70 @@ class ProcessRunner:
             return Outcome(
                 "failed", error=info, started_at=started_at, run_time=time.perf_counter() - t0
             )
+        except SchedulerError as exc:  # the Run cannot be encoded: the job's fault
+            info = error_info(exc)
+            return Outcome("failed", error=info, retryable=False, started_at=started_at)
+        if outcome is None:
+            return self._kill_timed_out(child, job, started_at, time.perf_counter() - t0)
+        return outcome
+
+    def _refuse(
+        self,
+        child: _Child,
+        job: Job,
+        scope: CancelScope,
+        progress: ProgressSink,
+        started_at: float,
+    ) -> Outcome | None:
+        """The outcome of a run that cannot start, or None if it can."""
+        if scope.reason is not None:
+            # Told to stop before it started: the handler is never called, as
+            # in process (the same code builds the outcome).
+            return AttemptRunner({}, scope, progress).stopped(job, None, started_at, 0.0)
+        if job.handler not in self.handlers:
+            # As a thread slot says it: another node may have the handler.
+            exc = UnknownHandler(f"this node has no handler named {job.handler!r}")
+            return Outcome("failed", error=error_info(exc), started_at=started_at)
+        try:
+            child.ready(START_TIMEOUT)
+        except InvalidArgument as exc:
+            self._replace()
+            return _crashed(f"the slot process could not start: {exc}", started_at, 0.0)
+        return None
+
+    def _exchange(
+        self,
+        child: _Child,
+        job: Job,
+        scope: CancelScope,
+        progress: ProgressSink,
+        kill_at: float | None,
+    ) -> Outcome | None:
+        """Send the Run, relay its cancel and progress; its outcome, or None at ``kill_at``."""
+        lease = next(self._leases)
+        sent = child.send(Run(job, lease), kill_at)
+        relayed = False
+        while sent:
+            if not relayed and scope.event.is_set():
+                reason = scope.reason or "cancel"
+                sent = child.send(CancelRun(job.id, job.attempt, lease, reason), kill_at)
+                relayed = True
+                continue
+            # Once the cancel is relayed only the child and the kill deadline
+            # are left to wait for.
+            wait = None if relayed else _CANCEL_POLL
+            if kill_at is not None:
+                left = kill_at - time.monotonic()
+                if left <= 0:
+                    break
+                wait = left if wait is None else min(wait, left)
+            for msg in child.receive(wait):
+                # A lease other than this run's is a leftover of no run: skipped.
+                if isinstance(msg, NodeFinished) and msg.lease == lease:
+                    return msg.outcome
+                if isinstance(msg, Progress) and msg.lease == lease:
+                    _relay(progress, msg, job)
+        return None
 
     def _kill_timed_out(
         self, child: _Child, job: Job, started_at: float, run_time: float
@@ -405,11 +442,11 @@ class ProcessRunner:
             child.end(CLOSE_TIMEOUT)
 
 
-def _relay(progress: Callable[[float, str], None], msg: Progress, job: Job) -> None:
+def _relay(progress: ProgressSink, msg: Progress, job: Job) -> None:
     # A sink that raises must not end the run here while the child runs on:
     # its next Run would wait behind this one.
     try:
-        progress(msg.fraction, msg.message)
+        progress(msg.job_id, msg.fraction, msg.message)
     except Exception:
         logger.exception("job %s: the progress sink raised", job.id)
 

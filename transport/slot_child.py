@@ -34,14 +34,13 @@ import time
 from collections.abc import Mapping
 from typing import BinaryIO
 
-from actors._errors import DecodeError, SchedulerError
+from actors._errors import DecodeError, SchedulerError, UnknownHandler
 from actors._policy.handlers import HandlerSpec
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES
-from actors._worker.attempt import AttemptRunner
+from actors._worker.attempt import AttemptRunner, error_info
 from actors._worker.cancel import CancelReason, CancelScope
 from actors.messages import (
     CancelRun,
-    ErrorInfo,
     Hello,
     Job,
     NodeFinished,
@@ -163,14 +162,9 @@ class _Slot:
     def _attempt(self, job: Job) -> Outcome:
         started_at = time.time()
         if job.handler not in self._handlers:
-            # The node offers only what its children loaded; say so all the same.
-            msg = f"no handler {job.handler!r} in this node's app"
-            return Outcome(
-                "failed",
-                error=ErrorInfo("postroom.UnknownHandler", msg),
-                retryable=False,
-                started_at=started_at,
-            )
+            # The parent checks against our Hello first; this is a last guard.
+            exc = UnknownHandler(f"this node has no handler named {job.handler!r}")
+            return Outcome("failed", error=error_info(exc), started_at=started_at)
         # ctx.deadline on this process's monotonic clock, as the parent's; the
         # parent relays the timeout itself (CancelRun, reason "timeout").
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
