@@ -12,6 +12,10 @@ from typing import Any
 
 from actors import Fatal, Handlers, JobContext, Scheduler
 
+if os.environ.get("POSTROOM_TEST_BREAK_SLOT_APPS"):
+    # A test sets this to make the next child fail its import.
+    raise RuntimeError("slot_apps broken on purpose")
+
 
 def echo(ctx: JobContext, payload: Any) -> Any:
     return {"payload": payload, "pid": os.getpid(), "attempt": ctx.attempt}

@@ -280,3 +280,19 @@ def test_an_unknown_handler_fails_retryable(runner: ProcessRunner) -> None:
     assert outcome.status == "failed"
     assert outcome.retryable  # another node may have it
     assert outcome.error is not None and outcome.error.type == "postroom.UnknownHandler"
+
+
+def test_a_replacement_that_cannot_load_the_app_fails_runs_until_one_can(
+    runner: ProcessRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTROOM_TEST_BREAK_SLOT_APPS", "1")
+    assert _run(runner, _job("exit_now"))[0].error.type == "postroom.WorkerCrashed"  # type: ignore[union-attr]
+    outcome, _ = _run(runner, _job("echo", 1))
+    assert outcome.status == "failed"
+    assert outcome.retryable
+    assert outcome.error is not None and outcome.error.type == "postroom.WorkerCrashed"
+    assert "could not start" in outcome.error.message
+    assert "slot_apps broken on purpose" in outcome.error.message
+    monkeypatch.delenv("POSTROOM_TEST_BREAK_SLOT_APPS")
+    outcome, _ = _run(runner, _job("echo", 2))
+    assert outcome.status == "completed"

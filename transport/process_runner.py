@@ -27,7 +27,13 @@ What `run` returns when the child does not answer normally:
   not known to be the job's fault).
 
 In each case the child is reaped and a new one started before `run` returns,
-so the next run finds one (its import is awaited at that next run).
+so the next run finds one (its import is awaited at that next run). A new
+child that cannot load the app fails that next run (``postroom.WorkerCrashed``,
+retryable, naming its error), and the run after it tries another.
+
+`close` is for the slot's own thread, once `run` has returned: to end a run
+early, fire its scope; a handler that ignores it is killed ``grace`` s past
+its deadline.
 """
 
 from __future__ import annotations
@@ -42,7 +48,13 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from actors._errors import DecodeError, InvalidArgument, SchedulerError, UnknownHandler
+from actors._errors import (
+    DecodeError,
+    InvalidArgument,
+    SchedulerClosed,
+    SchedulerError,
+    UnknownHandler,
+)
 from actors._policy.checks import check_int, check_seconds
 from actors._policy.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from actors._worker.attempt import AttemptRunner, error_info
@@ -276,14 +288,16 @@ class ProcessRunner:
         self._max_payload_bytes = max_payload_bytes
         self._leases = itertools.count(1)
         self._closed = False
-        child = _Child(app, max_payload_bytes)
-        self._child: _Child | None = child
-        self.handlers: tuple[str, ...] = child.ready(START_TIMEOUT).handlers
+        self._child: _Child | None = None
+        """The current child; None once closed, or while a new one cannot be started."""
+        self.handlers: tuple[str, ...] = self._ready_child().handlers
         """The names of the handlers the child loaded."""
 
     @property
     def pid(self) -> int | None:
         """The current child's process id (None once closed)."""
+        if self._closed:
+            return None
         return None if self._child is None else self._child.pid
 
     def run(
@@ -312,11 +326,15 @@ class ProcessRunner:
         Raises:
             SchedulerClosed: the runner is closed.
         """
+        if self._closed:
+            msg = "the process runner is closed"
+            raise SchedulerClosed(msg)
         started_at = time.time()
-        child = self._live_child()
-        refused = self._refuse(child, job, scope, progress, started_at)
+        refused = self._refuse(job, scope, progress, started_at)
         if refused is not None:
             return refused
+        child = self._child
+        assert child is not None  # _refuse saw it ready
         kill_at = None if deadline is None else deadline + self._grace
         t0 = time.perf_counter()
         try:
@@ -348,7 +366,6 @@ class ProcessRunner:
 
     def _refuse(
         self,
-        child: _Child,
         job: Job,
         scope: CancelScope,
         progress: ProgressSink,
@@ -364,9 +381,9 @@ class ProcessRunner:
             exc = UnknownHandler(f"this node has no handler named {job.handler!r}")
             return Outcome("failed", error=error_info(exc), started_at=started_at)
         try:
-            child.ready(START_TIMEOUT)
+            self._ready_child()
         except InvalidArgument as exc:
-            self._replace()
+            self._child = None  # tried again at the next run
             return _crashed(f"the slot process could not start: {exc}", started_at, 0.0)
         return None
 
@@ -419,24 +436,36 @@ class ProcessRunner:
             "failed", error=info, timed_out=True, started_at=started_at, run_time=run_time
         )
 
-    def _live_child(self) -> _Child:
-        if self._child is None:
-            from actors._errors import SchedulerClosed
+    def _ready_child(self) -> Hello:
+        """Start a child if there is none; wait for its Hello.
 
-            msg = "the process runner is closed"
-            raise SchedulerClosed(msg)
-        return self._child
+        Raises:
+            InvalidArgument: it cannot be started, or cannot load the app.
+        """
+        child = self._child
+        if child is None:
+            try:
+                child = self._child = _Child(self._app, self._max_payload_bytes)
+            except OSError as exc:  # no memory, no descriptors left, no interpreter
+                msg = f"cannot start the slot process: {exc}"
+                raise InvalidArgument(msg) from None
+        return child.ready(START_TIMEOUT)
 
     def _replace(self) -> None:
         # Started now, awaited at the next run: its import overlaps the time
         # the slot spends reporting this one.
-        self._child = _Child(self._app, self._max_payload_bytes)
+        try:
+            self._child = _Child(self._app, self._max_payload_bytes)
+        except OSError:
+            logger.exception("cannot start a slot process; trying again at the next run")
+            self._child = None
 
     def close(self) -> None:
         """End the child (stdin closed, a short wait, then SIGKILL) and reap it.
 
         Idempotent.
         """
+        self._closed = True
         child, self._child = self._child, None
         if child is not None:
             child.end(CLOSE_TIMEOUT)
