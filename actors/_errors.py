@@ -18,6 +18,7 @@ The tree::
     │   └── SchedulerForked           this process is a fork of the one that started it
     ├── NotSupportedOnNode            a handler on a worker node called what only runs
     │                                 in the scheduler's process (``ctx.submit``)
+    ├── NodeRefused                   the scheduler refused a worker node's Hello
     ├── JobNotFound (KeyError)        no job with that id (never existed, or aged out of history)
     ├── ScheduleNotFound (KeyError)   no schedule with that id (never added, or removed)
     ├── JobError                      raised by `JobHandle.result()` for a job that did not complete
@@ -56,6 +57,7 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "JobTimedOut",
+    "NodeRefused",
     "NotSerializable",
     "NotSupportedOnNode",
     "PayloadTooLarge",
@@ -196,6 +198,21 @@ class NotSupportedOnNode(SchedulerError):
     error. Submit follow-ups from the scheduler's process instead, e.g. with
     `JobHandle.then`.
     """
+
+
+class NodeRefused(SchedulerError):
+    """The scheduler refused a worker node before ever accepting it.
+
+    Raised by `transport.Node.run`. ``reason`` is the scheduler's: another
+    protocol version (it names both), an empty node id, a queue the scheduler
+    lacks, no handlers, a node id already connected. Nothing ran; fix the
+    node's configuration (or the scheduler's) and start it again.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the scheduler refused this node: {reason}")
+        self.reason = reason
+        """The scheduler's reason, as it sent it."""
 
 
 class JobNotFound(SchedulerError, KeyError):
