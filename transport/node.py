@@ -175,6 +175,8 @@ class Node:
             a warning).
         hard_timeout: GRACE seconds: run each handler in a child process,
             killed and replaced GRACE seconds past its attempt's deadline.
+            The children import ``handlers`` by its module-level name
+            (`transport.app.app_path`); one bound to none is refused.
         max_payload_bytes: the most bytes a result may take, encoded.
 
     Raises:

@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     slot.serve()
     return 0
 
+
 if __name__ == "__main__":
     # Run the module under its own name, not as ``__main__``, so there is one
     # copy of it (and of `frames_out`) whichever way a handler imports it.
