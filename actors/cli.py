@@ -9,7 +9,8 @@ schedules' counts.
 
 ``postroom jobs``, ``postroom job`` and ``postroom prune`` read and prune a
 scheduler's store (``actors/_journal/cli.py``); ``postroom keys`` makes a CURVE
-keypair for a node or a scheduler (``transport/keys_cli.py``).
+keypair for a node or a scheduler (``transport/keys_cli.py``); ``postroom
+worker`` runs a worker node, or N node processes (``transport/worker_cli.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from actors._demo_workload import (
     wait_all,
 )
 from actors._journal import cli as store_commands
-from transport import keys_cli
+from transport import keys_cli, worker_cli
 
 __all__ = ["main"]
 
@@ -347,14 +348,19 @@ def parser() -> argparse.ArgumentParser:
     )
     store_commands.add_commands(commands)
     keys_cli.add_command(commands)
+    worker_cli.add_command(commands)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``postroom`` console script."""
     args = parser().parse_args(argv)
-    if args.command == keys_cli.COMMAND:
-        return keys_cli.run(args, sys.stdout, sys.stderr)
+    commands: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+        keys_cli.COMMAND: keys_cli.run,
+        worker_cli.COMMAND: worker_cli.run,
+    }
+    if args.command in commands:
+        return commands[args.command](args, sys.stdout, sys.stderr)
     if args.command in store_commands.COMMANDS:
         try:
             return store_commands.run(args, sys.stdout, sys.stderr)
