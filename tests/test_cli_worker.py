@@ -194,3 +194,34 @@ def test_processes_2_brings_two_nodes_restarts_a_killed_one_and_sigterm_ends_bot
             supervisor.kill()
             supervisor.communicate()
 
+
+
+def test_hard_timeout_kills_a_stuck_handler_and_the_node_process_serves_on(fake: Fake) -> None:
+    app = "tests.slot_apps:handlers"
+    process = _worker(fake, "--node-id", "h", "--hard-timeout", "0.2", app=app)
+    try:
+        peer, _ = fake.expect(Hello)
+        fake.io.send(peer, Welcome("h", 30.0, 10.0))
+        fake.expect(Credit)
+        # Spins past its timeout, deaf to its cancel: only a kill ends it.
+        fake.io.send(peer, Run(Job("j1", "stuck_spin", None, 1, timeout=0.3), 1))
+        _, msg = fake.next()
+        while not isinstance(msg, NodeFinished):
+            _, msg = fake.next()
+        assert (msg.job_id, msg.outcome.status, msg.outcome.timed_out) == ("j1", "failed", True)
+        assert msg.outcome.error is not None
+        assert "killed 0.2s past its deadline" in msg.outcome.error.message
+        fake.expect(Credit)
+        fake.io.send(peer, Run(Job("j2", "echo", 5, 2), 2))
+        _, done = fake.expect(NodeFinished)
+        assert done.outcome.status == "completed"
+        child = done.outcome.result["pid"]  # type: ignore[index]
+        assert child not in (process.pid, os.getpid())
+        process.send_signal(signal.SIGTERM)
+        code, err = _ended(process)
+        assert code == 0, err
+        with pytest.raises(ProcessLookupError):  # the slot's process ended with the node
+            os.kill(child, 0)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -524,17 +524,6 @@ def test_a_node_without_handlers_is_refused() -> None:
         Node("tcp://127.0.0.1:7555", {"echo": echo}, insecure=True)  # type: ignore[arg-type]
 
 
-def test_hard_timeout_names_the_process_runner_it_needs() -> None:
-    try:
-        import transport.process_runner  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the process runner is here: its own tests cover hard_timeout")
-    with pytest.raises(InvalidArgument, match="process runner"):
-        Node("tcp://127.0.0.1:7555", handlers, insecure=True, hard_timeout=5.0)
-
-
 def test_the_node_side_deadline_times_the_attempt_out(fake: FakeScheduler) -> None:
     # No CancelRun comes: the node itself tells the handler to stop at its deadline.
     running = Running(_node(fake))
@@ -591,3 +580,36 @@ def test_with_keys_the_node_speaks_curve_to_a_scheduler_that_admits_its_key(
         sched.close()
         security.close()
         context.destroy(linger=0)
+
+
+def test_hard_timeout_kills_a_stuck_handler_and_the_node_keeps_serving(
+    fake: FakeScheduler,
+) -> None:
+    from tests import slot_apps  # module-level: the slots' children import it
+
+    node = Node(fake.endpoint, slot_apps.handlers, node_id="n1", insecure=True, hard_timeout=0.2)
+    running = Running(node)
+    fake.welcome()
+    fake.expect(Credit)
+    run = fake.run("stuck_spin", timeout=0.3)  # ignores its timeout: only a kill ends it
+    msg = fake.next()
+    while isinstance(msg, Progress):
+        msg = fake.next()
+    assert isinstance(msg, NodeFinished) and msg.lease == run.lease
+    outcome = msg.outcome
+    assert (outcome.status, outcome.timed_out, outcome.retryable) == ("failed", True, True)
+    assert outcome.error is not None and outcome.error.type == "postroom.JobTimedOut"
+    assert "killed 0.2s past its deadline" in outcome.error.message
+    fake.expect(Credit)
+    run = fake.run("echo", 7)
+    done = fake.finished(run)
+    assert done.outcome.status == "completed"
+    assert done.outcome.result["payload"] == 7  # type: ignore[index]
+    _drain(fake, running)
+
+
+def test_hard_timeout_needs_handlers_a_child_can_import() -> None:
+    local = Handlers()  # bound to no module-level name
+    local.register("echo", echo)
+    with pytest.raises(InvalidArgument, match="module-level name"):
+        Node("tcp://127.0.0.1:7555", local, insecure=True, hard_timeout=5.0)

@@ -58,7 +58,9 @@ from actors.messages import (
     Run,
     Welcome,
 )
+from transport.app import app_path
 from transport.io import NodeIO
+from transport.process_runner import ProcessRunner
 from transport.protocol import PROTOCOL_VERSION, NodeMessage, SchedulerMessage
 from transport.runner import Runner, ThreadRunner
 from transport.security import ClientSecurity, is_loopback
@@ -173,6 +175,8 @@ class Node:
             a warning).
         hard_timeout: GRACE seconds: run each handler in a child process,
             killed and replaced GRACE seconds past its attempt's deadline.
+            The children import ``handlers`` by its module-level name
+            (`transport.app.app_path`); one bound to none is refused.
         max_payload_bytes: the most bytes a result may take, encoded.
 
     Raises:
@@ -215,7 +219,7 @@ class Node:
             raise InvalidArgument(msg)
         self._max_result_bytes = check_max_payload_bytes(max_payload_bytes)
         self._security = _security(endpoint, key, server_key, insecure)
-        self._runner_factory = self._runners(hard_timeout)
+        self._runner_factory = self._runners(handlers, hard_timeout)
         self._endpoint = endpoint
         self._node_id = node_id
         self._capacity = capacity
@@ -339,7 +343,9 @@ class Node:
 
     # --- setup and teardown ---------------------------------------------------
 
-    def _runners(self, hard_timeout: float | None) -> Callable[[], Runner]:
+    def _runners(
+        self, handlers: Handlers | Scheduler, hard_timeout: float | None
+    ) -> Callable[[], Runner]:
         if hard_timeout is None:
             specs, limit = self._specs, self._max_result_bytes
             return lambda: ThreadRunner(specs, max_result_bytes=limit)
@@ -350,16 +356,10 @@ class Node:
         ):
             msg = f"hard_timeout must be a number of seconds > 0, not {hard_timeout!r}"
             raise InvalidArgument(msg)
-        try:
-            from transport.process_runner import ProcessRunner  # type: ignore[import-not-found]
-        except ImportError:
-            msg = (
-                "hard_timeout needs the process runner (transport.process_runner."
-                "ProcessRunner), which this build of postroom does not have yet"
-            )
-            raise InvalidArgument(msg) from None
-        specs, limit, grace = self._specs, self._max_result_bytes, float(hard_timeout)
-        return lambda: cast(Runner, ProcessRunner(specs, grace=grace, max_result_bytes=limit))
+        # The children import the registrations themselves (nothing is
+        # pickled): found now, so a registry they cannot import fails Node().
+        app, limit, grace = app_path(handlers), self._max_result_bytes, float(hard_timeout)
+        return lambda: ProcessRunner(app, grace, limit)
 
     def _start(self) -> None:
         security = self._security
