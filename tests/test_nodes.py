@@ -7,6 +7,7 @@ step of the exchange is something the test sees and could see go wrong.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,3 +403,42 @@ def test_a_run_lost_with_its_node_is_on_record_as_interrupted(
     assert first.error is not None
     assert first.error.type == "postroom.NodeLost"
     assert (second.outcome, second.worker) == ("completed", "node:n2")
+
+
+def _cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time a thread of this process has used (Linux: /proc)."""
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1]
+    utime, stime = fields.split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_a_link_waits_quietly_while_its_node_is_silent(sched: Scheduler) -> None:
+    # Silent well past one heartbeat, but not for long enough to be declared
+    # dead: the link must sleep to its next due time, not spin on the missed one.
+    listener = sched.listen("tcp://127.0.0.1:0", insecure=True, heartbeat=0.05, misses=100)
+    node = ScriptedNode(listener.endpoint)
+    try:
+        node.hello()
+        [link] = [t for t in threading.enumerate() if t.name.startswith("postroom-NodeLink")]
+        before = _cpu_seconds(link)
+        quiet = threading.Event()
+        quiet.wait(1.0)  # the window measured, not a synchronisation
+        assert _cpu_seconds(link) - before < 0.2
+        assert [info.node_id for info in sched.nodes()] == ["n1"]
+    finally:
+        node.close()
+
+
+def test_a_node_silent_from_its_hello_on_gets_heartbeats_and_is_declared_dead(
+    sched: Scheduler,
+) -> None:
+    listener = sched.listen("tcp://127.0.0.1:0", insecure=True, heartbeat=0.1, misses=3)
+    node = ScriptedNode(listener.endpoint)
+    try:
+        assert isinstance(node.hello(), Welcome)
+        assert isinstance(node.next(), Heartbeat)
+        wait_until(lambda: sched.nodes() == [], "the silent node declared dead")
+        assert listener.totals()["n1"].heartbeat_misses >= 3
+    finally:
+        node.close()

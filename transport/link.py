@@ -287,6 +287,9 @@ class NodeLink(TimedActor):
         session, parts = self._session, self._parts
         self.totals.sessions += 1
         self._send(Welcome(session.node_id, parts.heartbeat, parts.heartbeat * parts.misses))
+        # The loop reads its due time after each message: a node that says
+        # nothing after Hello must still get heartbeats, and be found silent.
+        self._inbox.due = self.next_due()
         logger.info(
             "node %s connected: queue %r, capacity %d, %d handler(s)",
             session.node_id,
@@ -299,7 +302,10 @@ class NodeLink(TimedActor):
         """The next heartbeat to send, or the moment the node counts as dead."""
         if self._ended:
             return None
-        return min(self._beat_at, self._heard + self._parts.heartbeat)
+        # The next miss to count: one interval after the last one counted (not
+        # after the last word heard, which lies in the past once one is missed).
+        next_miss = self._heard + self._parts.heartbeat * (self._counted_misses + 1)
+        return min(self._beat_at, next_miss)
 
     def on_due(self) -> None:
         """Send a heartbeat when one is due; count missed ones; declare death."""
