@@ -14,7 +14,7 @@ def test_load_handlers_takes_a_handlers_or_a_scheduler() -> None:
     assert sorted(load_handlers("tests.slot_apps:scheduler")) == ["boom", "echo"]
     with pytest.raises(InvalidArgument, match="not a Handlers or a Scheduler"):
         load_handlers("tests.slot_apps:as_dict")
-    with pytest.raises(InvalidArgument, match="module:attr"):
+    with pytest.raises(InvalidArgument, match="MODULE:ATTR"):
         load_handlers("tests.slot_apps")
 
 

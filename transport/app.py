@@ -9,6 +9,7 @@ so one module declares them for both sides: a `Handlers` registry, or a
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,34 +21,60 @@ from actors._policy.handlers import HandlerSpec
 from actors._policy.registry import Handlers, handler_specs
 from actors._scheduler import Scheduler
 
-__all__ = ["app_path", "load_handlers"]
+__all__ = ["app_path", "load_handlers", "load_object"]
+
+
+def load_object(spec: str) -> Any:
+    """The object ``MODULE:ATTR`` names, imported as ``python`` would from here.
+
+    ``ATTR`` may be dotted (``module:obj.handlers``). Returns whatever the
+    attribute is; the caller checks its type.
+
+    Raises:
+        InvalidArgument: ``spec`` is not ``MODULE:ATTR``, the module cannot be
+            imported (or raised while importing: the message names the error's
+            type), or it has no such attribute.
+    """
+    if not isinstance(spec, str):
+        msg = f"an app is a 'MODULE:ATTR' str, not {spec!r}"
+        raise InvalidArgument(msg)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        msg = f"an app is MODULE:ATTR (e.g. myapp.jobs:handlers), not {spec!r}"
+        raise InvalidArgument(msg)
+    # As `python -m` does: the current directory is on the path, so an app
+    # next to where the command runs is found without installing it.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+        raise InvalidArgument(msg) from None
+    except Exception as exc:  # noqa: BLE001 - the app's own error, shown in one line
+        msg = f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        raise InvalidArgument(msg) from None
+    value: Any = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            msg = f"module {module_name!r} has no attribute {attr!r} (AttributeError)"
+            raise InvalidArgument(msg) from None
+    return value
 
 
 def load_handlers(app: str) -> Mapping[str, HandlerSpec]:
-    """The handlers registered on the object ``app`` names.
-
-    Args:
-        app: ``module:attr``; the module is imported (and runs its top level).
+    """The handlers registered on the object ``app`` (``MODULE:ATTR``) names.
 
     Returns:
         The registrations, by name (read-only).
 
     Raises:
-        InvalidArgument: ``app`` is not ``module:attr``, or names neither a
+        InvalidArgument: as `load_object`, or ``app`` names neither a
             `Handlers` nor a `Scheduler`.
-        Exception: whatever importing the module or reading ``attr`` raised
-            (`ModuleNotFoundError`, `AttributeError`, the module's own errors).
     """
-    if not isinstance(app, str):
-        msg = f"app must be a 'module:attr' str, not {app!r}"
-        raise InvalidArgument(msg)
-    module_name, _, attr = app.partition(":")
-    if not module_name or not attr:
-        msg = f"app must be 'module:attr', not {app!r}"
-        raise InvalidArgument(msg)
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    obj = load_object(app)
     if isinstance(obj, Handlers):
         return handler_specs(obj)
     if isinstance(obj, Scheduler):

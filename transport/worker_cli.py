@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -36,8 +35,9 @@ from typing import Any, TextIO
 
 from actors._errors import InvalidArgument, NodeRefused, SchedulerError
 from actors._policy.registry import Handlers
+from transport.app import load_object
 
-__all__ = ["COMMAND", "FAILED", "add_command", "load_app", "run"]
+__all__ = ["COMMAND", "FAILED", "add_command", "run"]
 
 COMMAND = "worker"
 """The command this module adds and `run` runs."""
@@ -108,45 +108,10 @@ def add_command(commands: Any) -> None:
     )
 
 
-def load_app(spec: str) -> Handlers | Any:
-    """The object ``MODULE:ATTR`` names, imported as ``python`` would from here.
-
-    Returns whatever the attribute is; the caller checks its type.
-
-    Raises:
-        InvalidArgument: ``spec`` has no ``:``, the module cannot be imported
-            (or raised while importing), or it has no such attribute.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        msg = f"--app takes MODULE:ATTR (e.g. myapp.jobs:handlers), not {spec!r}"
-        raise InvalidArgument(msg)
-    # As `python -m` does: the current directory is on the path, so an app
-    # next to where the command runs is found without installing it.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        msg = f"cannot import module {module_name!r}: {exc}"
-        raise InvalidArgument(msg) from None
-    except Exception as exc:  # noqa: BLE001 - the app's own error, shown in one line
-        msg = f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-        raise InvalidArgument(msg) from None
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            msg = f"module {module_name!r} has no attribute {attr!r}"
-            raise InvalidArgument(msg) from None
-    return value
-
-
 def _handlers(spec: str) -> Any:
     from actors._scheduler import Scheduler
 
-    app = load_app(spec)
+    app = load_object(spec)
     if not isinstance(app, Handlers | Scheduler):
         msg = f"--app {spec} is a {type(app).__name__}, not a Handlers or a Scheduler"
         raise InvalidArgument(msg)
