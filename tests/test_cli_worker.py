@@ -31,6 +31,7 @@ from actors.messages import (
     Run,
     Welcome,
 )
+from tests import node_app
 from transport.io import SchedulerIO
 from transport.protocol import NodeMessage
 
@@ -118,7 +119,8 @@ def test_a_node_process_runs_a_job_and_drains_on_sigterm(fake: Fake) -> None:
     process = _worker(fake, "--node-id", "w", "--capacity", "2", app="tests.node_app:scheduler")
     try:
         peer, hello = fake.expect(Hello)
-        assert (hello.node_id, hello.handlers, hello.capacity) == ("w", ("echo",), 2)
+        names = tuple(node_app.handlers.names())
+        assert (hello.node_id, hello.handlers, hello.capacity) == ("w", names, 2)
         fake.io.send(peer, Welcome("w", 30.0, 10.0))
         assert fake.expect(Credit)[1].slots == 2
         fake.io.send(peer, Run(Job("j1", "echo", {"x": 1}, 1), 1))
