@@ -10,7 +10,9 @@ schedules' counts.
 ``postroom jobs``, ``postroom job`` and ``postroom prune`` read and prune a
 scheduler's store (``actors/_journal/cli.py``); ``postroom keys`` makes a CURVE
 keypair for a node or a scheduler (``transport/keys_cli.py``); ``postroom
-worker`` runs a worker node, or N node processes (``transport/worker_cli.py``).
+worker`` runs a worker node, or N node processes (``transport/worker_cli.py``);
+``postroom serve`` runs a scheduler as a process of its own
+(``transport/serve_cli.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from actors._demo_workload import (
     wait_all,
 )
 from actors._journal import cli as store_commands
-from transport import keys_cli, worker_cli
+from transport import keys_cli, serve_cli, worker_cli
 
 __all__ = ["main"]
 
@@ -349,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
     store_commands.add_commands(commands)
     keys_cli.add_command(commands)
     worker_cli.add_command(commands)
+    serve_cli.add_command(commands)
     return root
 
 
@@ -358,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
         keys_cli.COMMAND: keys_cli.run,
         worker_cli.COMMAND: worker_cli.run,
+        serve_cli.COMMAND: serve_cli.run,
     }
     if args.command in commands:
         return commands[args.command](args, sys.stdout, sys.stderr)
