@@ -44,7 +44,7 @@ from actors.messages import (
 from tests.helpers import WAIT, wait_until
 from tests.nodes import Keys, RawPeer, ScriptedNode, make_keys
 from transport.codec import VERSION, encode
-from transport.io import MAX_FRAME_BYTES
+from transport.io import MAX_BATCH, MAX_FRAME_BYTES
 from transport.listener import Listener
 from transport.protocol import PROTOCOL_VERSION
 
@@ -157,8 +157,8 @@ GARBAGE: list[tuple[str, list[bytes], int]] = [
     ("random bytes", [RNG.randbytes(64)], 1),
     ("random kilobytes", [RNG.randbytes(4096)], 1),
     ("empty frame", [b""], 1),
-    ("two good frames in one message", [encode(Heartbeat(0.0))] * 2, 1),
-    ("three empty frames in one message", [b"", b"", b""], 1),
+    ("more frames than a batch holds", [encode(Heartbeat(0.0))] * (MAX_BATCH + 1), 1),
+    ("three empty frames in one message", [b"", b"", b""], 3),
     ("an empty frame then a good one", [b"", encode(Heartbeat(0.0))], 1),
     ("msgpack, not an envelope", [msgpack.packb({"hello": "world"})], 1),
     ("unknown tag", [frame("Launch", [1])], 1),

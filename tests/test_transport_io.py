@@ -31,7 +31,7 @@ from actors.messages import (
 )
 from tests.helpers import WAIT
 from transport import VERSION, encode
-from transport.io import IOStats, NodeIO, SchedulerIO
+from transport.io import MAX_BATCH, IOStats, NodeIO, SchedulerIO
 from transport.protocol import PROTOCOL_VERSION, NodeMessage, SchedulerMessage
 
 LOOPBACK = "tcp://127.0.0.1:*"
@@ -160,6 +160,28 @@ def test_many_messages_keep_their_order_both_ways(
     ]
 
 
+def test_a_batch_is_one_network_message_of_many_arriving_in_order(
+    inbox: Inbox, sched: SchedulerIO, nodes: _Nodes
+) -> None:
+    node = _greet(inbox, sched, nodes, b"node-a")
+    node_sent, sched_sent = node.stats().sent, sched.stats().sent
+    node.send_many([Credit(slots=i + 1) for i in range(MAX_BATCH)])
+    sched.send_many(b"node-a", [Heartbeat(sent_at=float(i)) for i in range(MAX_BATCH)])
+    assert [inbox.next() for _ in range(MAX_BATCH)] == [
+        (b"node-a", Credit(slots=i + 1)) for i in range(MAX_BATCH)
+    ]
+    assert [nodes.next(b"node-a") for _ in range(MAX_BATCH)] == [
+        Heartbeat(sent_at=float(i)) for i in range(MAX_BATCH)
+    ]
+    # One send each way, not MAX_BATCH.
+    assert (node.stats().sent, sched.stats().sent) == (node_sent + 1, sched_sent + 1)
+    for bad in ([], [Credit(slots=1)] * (MAX_BATCH + 1)):
+        with pytest.raises(InvalidArgument):
+            node.send_many(bad)
+    with pytest.raises(InvalidArgument):
+        sched.send_many(b"node-a", [Credit(slots=1)])  # a node's message, not the scheduler's
+
+
 def test_two_nodes_are_addressed_separately(
     inbox: Inbox, sched: SchedulerIO, nodes: _Nodes
 ) -> None:
@@ -278,7 +300,7 @@ def _garbage() -> list[list[bytes]]:
         [msgpack.packb([VERSION, "Hello", ["x", "add", "one", 1]])],  # wrong schema
         [b"\x91" * 100_000 + b"\xc0"],  # nested 100,000 deep
         [b"\x00" * (MAX_MESSAGE_BYTES + 1)],  # over the size limit
-        [encode(_hello("x")), encode(_hello("x"))],  # two frames
+        [encode(Heartbeat(0.0))] * (MAX_BATCH + 1),  # more frames than a batch holds
     ]
     return frames
 

@@ -15,10 +15,16 @@ with `transport.protocol.decode_from_node` (or ``decode_from_scheduler``) and
 handed to the owner's ``on_message`` callback, on the I/O thread: it must be
 quick and must not block (``queue.put_nowait``, or ``tell`` to an actor).
 
+``send_many`` sends up to `MAX_BATCH` messages as one multipart message, a
+frame each: one hand-off and one network send for a batch of runs or of
+results. Each frame is read and checked on its own, so a bad frame in a batch
+is dropped and counted while the others are delivered; a multipart message of
+more than `MAX_BATCH` frames is dropped whole, counted once.
+
 Nothing a peer sends or fails to take reaches the I/O loop as an exception:
 
 - A frame that is no message the peer may send (random bytes, the wrong
-  direction's message, too long, too many frames) is dropped and counted in
+  direction's message, too long) is dropped and counted in
   `IOStats.malformed`; one warning per peer per ``log_interval`` says so on
   ``postroom.nodes``. A frame longer than `MAX_FRAME_BYTES` ends the peer's
   connection (ZeroMQ's ``MAXMSGSIZE``) without being read at all.
@@ -48,7 +54,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Self
 
 import zmq
@@ -73,12 +79,17 @@ from transport.protocol import (
 )
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_FRAME_BYTES",
     "IOStats",
     "NodeIO",
     "SchedulerIO",
     "Undeliverable",
 ]
+
+MAX_BATCH = 256
+"""Messages one multipart message may carry (`send_many`), a frame each; a
+peer's message with more frames is dropped as malformed."""
 
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 1
 """The longest message ZeroMQ reads at all; a longer one drops the connection
@@ -375,6 +386,15 @@ def _max_wire_frame(socket: zmq.Socket[bytes]) -> int:
     return MAX_FRAME_BYTES
 
 
+def _encode_all(msgs: Sequence[object], allowed: tuple[type, ...], side: str) -> list[bytes]:
+    if not 1 <= len(msgs) <= MAX_BATCH:
+        reason = f"a batch holds 1 to {MAX_BATCH} messages, not {len(msgs)}"
+        raise InvalidArgument(reason)
+    for msg in msgs:
+        _check_side(msg, allowed, side)
+    return [encode(msg) for msg in msgs]
+
+
 def _check_side(msg: object, allowed: tuple[type, ...], side: str) -> None:
     # The peer would drop it as malformed: better to say so to the sender.
     if type(msg) not in allowed:
@@ -467,6 +487,18 @@ class SchedulerIO(_IOThread):
         _check_side(msg, SCHEDULER_MESSAGES, "scheduler")
         self._hand_off([node, encode(msg)])
 
+    def send_many(self, node: bytes, msgs: Sequence[SchedulerMessage]) -> None:
+        """Send ``msgs`` to one node as one multipart message: a frame each.
+
+        One hand-off and one network send for them all (what a batch of runs
+        costs is then mostly their encoding). At most `MAX_BATCH` at once;
+        errors as `send`.
+        """
+        if not isinstance(node, bytes) or not node:
+            reason = f"a node's routing id is non-empty bytes, not {node!r:.60}"
+            raise InvalidArgument(reason)
+        self._hand_off([node, *_encode_all(msgs, SCHEDULER_MESSAGES, "scheduler")])
+
     def _open(self, socket: zmq.Socket[bytes], endpoint: str) -> str:
         # Without it a message to a gone node vanishes without a trace.
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -475,27 +507,27 @@ class SchedulerIO(_IOThread):
 
     def _on_frames(self, frames: list[Any]) -> None:
         peer: bytes = frames[0].bytes
-        if len(frames) != 2:
-            self._drop(peer, f"{len(frames) - 1} frames, not 1")
+        if not 2 <= len(frames) <= MAX_BATCH + 1:
+            self._drop(peer, f"{len(frames) - 1} frames, not 1 to {MAX_BATCH}")
             return
-        frame = frames[1]
-        try:
-            msg = decode_from_node(frame.buffer)
-        except DecodeError as exc:
-            self._drop(peer, str(exc))
-            if self._on_malformed is not None:
-                self._call(self._on_malformed, peer, exc)
-            return
-        self._received += 1
-        if type(msg) is Hello:
-            self.user = _user_of(frame)
-        try:
-            self._call(self._on_message, peer, msg)
-        finally:
-            self.user = None
+        for frame in frames[1:]:
+            try:
+                msg = decode_from_node(frame.buffer)
+            except DecodeError as exc:
+                self._drop(peer, str(exc))
+                if self._on_malformed is not None:
+                    self._call(self._on_malformed, peer, exc)
+                continue
+            self._received += 1
+            if type(msg) is Hello:
+                self.user = _user_of(frame)
+            try:
+                self._call(self._on_message, peer, msg)
+            finally:
+                self.user = None
 
     def _send_frames(self, frames: list[bytes]) -> None:
-        node, data = frames
+        node, *datas = frames
         reason: Undeliverable
         try:
             self._net.send_multipart(frames, zmq.DONTWAIT)
@@ -506,16 +538,17 @@ class SchedulerIO(_IOThread):
         else:
             self._sent += 1
             return
-        self._undeliverable += 1
-        msg = decode_from_scheduler(data)  # encoded by send(), so it decodes
-        nodes_logger.warning(
-            "scheduler I/O: node %s could not take %s (%s)",
-            node.hex()[:32],
-            type(msg).__name__,
-            reason,
-        )
-        if self._on_undeliverable is not None:
-            self._call(self._on_undeliverable, node, msg, reason)
+        for data in datas:
+            self._undeliverable += 1
+            msg = decode_from_scheduler(data)  # encoded by send(), so it decodes
+            nodes_logger.warning(
+                "scheduler I/O: node %s could not take %s (%s)",
+                node.hex()[:32],
+                type(msg).__name__,
+                reason,
+            )
+            if self._on_undeliverable is not None:
+                self._call(self._on_undeliverable, node, msg, reason)
 
 
 class NodeIO(_IOThread):
@@ -582,6 +615,13 @@ class NodeIO(_IOThread):
         _check_side(msg, NODE_MESSAGES, "node")
         self._hand_off([encode(msg)])
 
+    def send_many(self, msgs: Sequence[NodeMessage]) -> None:
+        """Send ``msgs`` to the scheduler as one multipart message: a frame each.
+
+        At most `MAX_BATCH` at once; errors as `send`.
+        """
+        self._hand_off(_encode_all(msgs, NODE_MESSAGES, "node"))
+
     def _open(self, socket: zmq.Socket[bytes], endpoint: str) -> str:
         if self._identity is not None:
             socket.setsockopt(zmq.IDENTITY, self._identity)
@@ -589,16 +629,17 @@ class NodeIO(_IOThread):
         return endpoint
 
     def _on_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 1:
-            self._drop(self._PEER, f"{len(frames)} frames, not 1")
+        if not 1 <= len(frames) <= MAX_BATCH:
+            self._drop(self._PEER, f"{len(frames)} frames, not 1 to {MAX_BATCH}")
             return
-        try:
-            msg = decode_from_scheduler(frames[0])
-        except DecodeError as exc:
-            self._drop(self._PEER, str(exc))
-            return
-        self._received += 1
-        self._call(self._on_message, msg)
+        for frame in frames:
+            try:
+                msg = decode_from_scheduler(frame)
+            except DecodeError as exc:
+                self._drop(self._PEER, str(exc))
+                continue
+            self._received += 1
+            self._call(self._on_message, msg)
 
     def _send_frames(self, frames: list[bytes]) -> None:
         try:
@@ -608,9 +649,12 @@ class NodeIO(_IOThread):
         else:
             self._sent += 1
             return
-        self._undeliverable += 1
-        msg = decode_from_node(frames[0])  # encoded by send(), so it decodes
-        nodes_logger.warning("node I/O: the scheduler could not take %s (full)", type(msg).__name__)
-        if self._on_undeliverable is not None:
-            self._call(self._on_undeliverable, msg, "full")
+        for frame in frames:
+            self._undeliverable += 1
+            msg = decode_from_node(frame)  # encoded by send(), so it decodes
+            nodes_logger.warning(
+                "node I/O: the scheduler could not take %s (full)", type(msg).__name__
+            )
+            if self._on_undeliverable is not None:
+                self._call(self._on_undeliverable, msg, "full")
 

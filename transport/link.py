@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,6 +69,7 @@ from actors.messages import (
     Run,
     Welcome,
 )
+from transport.io import MAX_BATCH
 from transport.protocol import SchedulerMessage
 
 __all__ = ["DRAIN", "LinkParts", "NodeLink", "NodeTotals", "Session"]
@@ -94,6 +95,8 @@ class LinkParts:
     timer: ActorRef[Any]
     send: Callable[[bytes, SchedulerMessage], None]
     """Sends a message to a node (the I/O thread's ``send``)."""
+    send_many: Callable[[bytes, Sequence[SchedulerMessage]], None]
+    """Sends up to `MAX_BATCH` messages to a node as one (``send_many``)."""
     heartbeat: float
     misses: int
 
@@ -413,8 +416,10 @@ class NodeLink(TimedActor):
         if runs and journal is not None and journal.waits:
             # Every start is on record before its handler can run (as a worker waits).
             journal.wait(self._recorded)
-        for run in runs:
-            self._send(run)
+        # One multipart message per batch: a credit of 64 costs one hand-off
+        # to the I/O thread and one network send, not 64.
+        for start in range(0, len(runs), MAX_BATCH):
+            self._send_many(runs[start : start + MAX_BATCH])
 
     def _wake(self) -> None:
         # On the thread that put a job: post and go (never block there).
@@ -547,6 +552,12 @@ class NodeLink(TimedActor):
         )
         self._on_ended(self)
         self.stop()
+
+    def _send_many(self, messages: Sequence[SchedulerMessage]) -> None:
+        try:
+            self._parts.send_many(self._session.node, messages)
+        except Exception:  # noqa: BLE001 - the I/O thread is closing: the session ends with it
+            logger.debug("node %s: could not send %d message(s)", self.node_id, len(messages))
 
     def _send(self, message: SchedulerMessage) -> None:
         try:

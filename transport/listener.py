@@ -138,6 +138,7 @@ class Listener:
             dispatcher=dispatcher,
             timer=timer,
             send=self._io.send,
+            send_many=self._io.send_many,
             heartbeat=heartbeat,
             misses=misses,
         )

@@ -59,7 +59,7 @@ from actors.messages import (
     Welcome,
 )
 from transport.app import app_path
-from transport.io import NodeIO
+from transport.io import MAX_BATCH, NodeIO
 from transport.process_runner import ProcessRunner
 from transport.protocol import PROTOCOL_VERSION, NodeMessage, SchedulerMessage
 from transport.runner import Runner, ThreadRunner
@@ -230,6 +230,8 @@ class Node:
         self._limit = capacity + prefetch
         """The most runs held at once: the credit never goes beyond it."""
         self._send: Callable[[NodeMessage], None] = _not_started
+        self._outbox: list[NodeMessage] = []
+        """What the main loop sends at the end of its pass (`_flush_outbox`)."""
         self._lock = threading.Lock()  # guards each _Held's scope/cancel/deadline
         self._held: dict[int, _Held] = {}
         """By lease: the runs this node holds (queued or running)."""
@@ -438,9 +440,14 @@ class Node:
     def _serve(self) -> None:
         io = self._io
         assert io is not None
-        self._send = io.send
+        # What the loop sends goes out as one multipart message per pass
+        # (`_flush`): the results of runs that ended together, and one Credit
+        # for all the slots they freed, cost the scheduler one receive.
+        outbox = self._outbox
+        self._send = outbox.append
         loop = _Loop(time.monotonic())
         while not self._tick(loop, time.monotonic()):
+            self._flush_outbox(io, outbox)
             wake = min(
                 loop.next_beat if loop.session else loop.next_hello,
                 self._next_deadline(),
@@ -450,18 +457,41 @@ class Node:
                 event = self._inbox.get(timeout=max(0.0, wake - time.monotonic()))
             except Empty:
                 continue
-            kind = event[0]
-            if kind == "msg":
-                self._on_scheduler(loop, event[1])
-            elif kind == "progress":
-                held, fraction, message = event[1], event[2], event[3]
-                if loop.session and held.run.lease in self._held:
-                    job = held.run.job
-                    self._send(Progress(job.id, job.attempt, held.run.lease, fraction, message))
-                    self._counts["progress"] += 1
-            elif kind == "done":
-                self._on_done(loop, event[1], event[2])
-            # "stop" only wakes the loop: _tick reads the flag.
+            self._handle(loop, event)
+            # Whatever else has come meanwhile, handled before anything is sent.
+            for _ in range(MAX_BATCH):
+                try:
+                    event = self._inbox.get_nowait()
+                except Empty:
+                    break
+                self._handle(loop, event)
+        self._flush_outbox(io, outbox)
+
+    def _flush_outbox(self, io: NodeIO, outbox: list[NodeMessage]) -> None:
+        """Send what the loop queued: credits merged into one, last."""
+        if not outbox:
+            return
+        credit = sum(m.slots for m in outbox if type(m) is Credit)
+        messages = [m for m in outbox if type(m) is not Credit]
+        if credit:
+            messages.append(Credit(credit))
+        outbox.clear()
+        for start in range(0, len(messages), MAX_BATCH):
+            io.send_many(messages[start : start + MAX_BATCH])
+
+    def _handle(self, loop: _Loop, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "msg":
+            self._on_scheduler(loop, event[1])
+        elif kind == "progress":
+            held, fraction, message = event[1], event[2], event[3]
+            if loop.session and held.run.lease in self._held:
+                job = held.run.job
+                self._send(Progress(job.id, job.attempt, held.run.lease, fraction, message))
+                self._counts["progress"] += 1
+        elif kind == "done":
+            self._on_done(loop, event[1], event[2])
+        # "stop" only wakes the loop: _tick reads the flag.
 
     def _tick(self, loop: _Loop, now: float) -> bool:
         """What time and the stop flag ask for; True once drained (Bye sent)."""
@@ -475,7 +505,9 @@ class Node:
             if loop.session:
                 self._send(Bye(self._node_id))
                 assert self._io is not None
-                self._flush(self._io)
+                target = self._io.stats().sent + 1  # the outbox goes as one message
+                self._flush_outbox(self._io, self._outbox)
+                self._flush(self._io, target)
             logger.info("node %s: drained", self._node_id)
             return True
         if not loop.session:
@@ -618,9 +650,8 @@ class Node:
             deadlines = [h.deadline for h in self._held.values() if h.deadline is not None]
         return min(deadlines, default=float("inf"))
 
-    def _flush(self, io: NodeIO) -> None:
+    def _flush(self, io: NodeIO, target: int) -> None:
         # NodeIO.close drops what ZeroMQ has not written yet: give Bye its chance.
-        target = io.stats().sent + 1
         until = time.monotonic() + _FLUSH
         while io.stats().sent < target and time.monotonic() < until:
             self._done.wait(0.005)
