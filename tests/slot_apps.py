@@ -70,6 +70,13 @@ def stuck_spin(ctx: JobContext, payload: Any) -> Any:
         pass
 
 
+def stuck_in_c(ctx: JobContext, payload: Any) -> Any:
+    ctx.progress(0.0, "summing")
+    # One C call that holds the GIL for hours: no other thread of the process
+    # runs, so not even the end of its stdin can make it leave.
+    return sum(range(10**14))
+
+
 def exit_now(ctx: JobContext, payload: Any) -> Any:
     os._exit(7)
 

@@ -28,10 +28,12 @@ from actors.messages import (
     Hello,
     Job,
     NodeFinished,
+    Progress,
     Run,
     Welcome,
 )
 from tests import node_app
+from tests.helpers import wait_until
 from transport.io import SchedulerIO
 from transport.protocol import NodeMessage
 
@@ -227,3 +229,38 @@ def test_hard_timeout_kills_a_stuck_handler_and_the_node_process_serves_on(fake:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_node_killed_outright_takes_its_stuck_slot_process_with_it(fake: Fake) -> None:
+    app = "tests.slot_apps:handlers"
+    process = _worker(fake, "--node-id", "k", "--hard-timeout", "30", app=app)
+    try:
+        peer, _ = fake.expect(Hello)
+        fake.io.send(peer, Welcome("k", 30.0, 10.0))
+        fake.expect(Credit)
+        fake.io.send(peer, Run(Job("j1", "echo", 5, 1), 1))
+        _, done = fake.expect(NodeFinished)
+        child = done.outcome.result["pid"]  # type: ignore[index]
+        # Stuck in C code holding the GIL, deaf to everything but a kill, with
+        # no deadline near: it cannot even notice its node is gone.
+        fake.io.send(peer, Run(Job("j2", "stuck_in_c", None, 2), 2))
+        _, msg = fake.next()
+        while not isinstance(msg, Progress):  # credit for the slot j1 freed, first
+            _, msg = fake.next()
+        assert msg.job_id == "j2"  # it is in the C call now
+        process.kill()  # SIGKILL: the node cannot tell its child anything
+        process.wait(PROCESS_WAIT)
+        gone = "the slot process gone with its node"
+        wait_until(lambda: not _alive(child), gone, timeout=PROCESS_WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(PROCESS_WAIT)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie waits for its reaper: it runs no more

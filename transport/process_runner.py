@@ -111,6 +111,8 @@ class _Child:
             app,
             "--max-payload-bytes",
             str(max_payload_bytes),
+            "--parent",
+            str(os.getpid()),
         ]
         self.process = subprocess.Popen(
             command,

@@ -24,6 +24,7 @@ the whole process group, and what a slot does about it is its parent's call.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import queue
@@ -183,12 +184,33 @@ def _take_pipes() -> tuple[BinaryIO, int]:
     return frames_in, frames_out
 
 
+_PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends this process when its parent dies."""
+
+def _die_with(parent: int) -> None:
+    """Be killed when the node that started this child dies, however it dies.
+
+    A child stuck in C code never reads the end of its stdin: without this,
+    a node killed with SIGKILL would leave it running, an orphan, for ever.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a stuck child outlives
+    a killed node.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(REFUSED_EXIT)  # the node died before the line above took effect
+
+
 def main(argv: list[str] | None = None) -> int:
     """Load the app, say `Hello` (or `Refused`), then serve runs until stdin ends."""
     parser = argparse.ArgumentParser(prog="python -m transport.slot_child")
     parser.add_argument("--app", required=True)
     parser.add_argument("--max-payload-bytes", type=int, default=DEFAULT_MAX_PAYLOAD_BYTES)
+    parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        _die_with(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     global frames_out  # one child, one pipe
