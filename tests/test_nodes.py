@@ -23,6 +23,7 @@ from actors import (
     JobFailed,
     JobTimedOut,
     Priority,
+    Queue,
     Scheduler,
     SchedulerClosed,
 )
@@ -442,3 +443,59 @@ def test_a_node_silent_from_its_hello_on_gets_heartbeats_and_is_declared_dead(
         assert listener.totals()["n1"].heartbeat_misses >= 3
     finally:
         node.close()
+
+
+def test_a_named_queue_is_served_by_the_nodes_that_name_it(tmp_path: Path) -> None:
+    sched = Scheduler(workers=0, metrics=False, queues={"gpu": Queue(workers=0)})
+    sched.register("echo", lambda ctx, payload: payload)
+    sched.start()
+    listener = sched.listen("tcp://127.0.0.1:0", insecure=True, heartbeat=30.0)
+    gpu, default = ScriptedNode(listener.endpoint), ScriptedNode(listener.endpoint)
+    try:
+        gpu.hello(node_id="gpu-1", queue="gpu")
+        default.hello(node_id="cpu-1")
+        on_gpu = sched.submit("echo", "g", queue="gpu")
+        on_default = sched.submit("echo", "d")
+        gpu.credit(2)
+        default.credit(2)
+        gpu_run, default_run = gpu.expect(Run), default.expect(Run)
+        assert (gpu_run.job.id, default_run.job.id) == (on_gpu.id, on_default.id)
+        gpu.nothing_but_heartbeats(0.2)
+        default.nothing_but_heartbeats(0.2)
+        gpu.finish(gpu_run, "g")
+        default.finish(default_run, "d")
+        assert (on_gpu.result(WAIT), on_default.result(WAIT)) == ("g", "d")
+    finally:
+        gpu.close()
+        default.close()
+        sched.shutdown()
+
+
+def test_with_a_store_a_run_lost_with_its_node_is_recorded_interrupted(tmp_path: Path) -> None:
+    sched = Scheduler(workers=0, metrics=False, store=tmp_path / "jobs.db")
+    sched.register("echo", lambda ctx, payload: payload)
+    sched.start()
+    listener = sched.listen("tcp://127.0.0.1:0", insecure=True, heartbeat=30.0)
+    first, second = ScriptedNode(listener.endpoint), ScriptedNode(listener.endpoint)
+    try:
+        handle = sched.submit("echo", "x", max_retries=1)
+        first.hello(node_id="n1")
+        first.credit(1)
+        first.expect(Run)
+        first.bye("n1")
+        second.hello(node_id="n2")
+        second.credit(1)
+        second.finish(second.expect(Run), "ok")
+        assert handle.result(WAIT) == "ok"
+    finally:
+        first.close()
+        second.close()
+        sched.shutdown()
+    # Read back from the store, by a scheduler that never ran these jobs.
+    again = Scheduler(workers=1, metrics=False, store=tmp_path / "jobs.db")
+    again.register("echo", lambda ctx, payload: payload)
+    with again:
+        lost, done = again.runs(handle.id)
+    assert (lost.outcome, lost.worker) == ("interrupted", "node:n1")
+    assert lost.error is not None and lost.error.type == "postroom.NodeLost"
+    assert (done.outcome, done.worker) == ("completed", "node:n2")
