@@ -445,7 +445,7 @@ def test_a_node_silent_from_its_hello_on_gets_heartbeats_and_is_declared_dead(
         node.close()
 
 
-def test_a_named_queue_is_served_by_the_nodes_that_name_it(tmp_path: Path) -> None:
+def test_a_named_queue_is_served_by_the_nodes_that_name_it() -> None:
     sched = Scheduler(workers=0, metrics=False, queues={"gpu": Queue(workers=0)})
     sched.register("echo", lambda ctx, payload: payload)
     sched.start()
