@@ -1,16 +1,16 @@
-"""Hypothesis drives a real scheduler's worker nodes and checks rules 1, 2, 5, 12 and 13.
+"""Hypothesis drives a real scheduler's worker nodes: rules 1, 2, 5, 12 and 13 hold.
 
-One scheduler (no local worker) listens on loopback; three `ScriptedNode`s, real
-DEALER sockets, speak the node protocol as the machine says: they give credit,
-answer their runs (completed, failed and retryable, failed for good), send
-results under stale or forged leases, say Bye while they hold runs, come back
-with the same id, and try to open a second session under an id in use. The
-machine submits jobs (with repos, priorities, retries, and a handler only one
-node offers) and cancels them. It keeps a model of what the scheduler must do,
-and after every step it waits, on the nodes' own queues with a deadline, until
-every run the model says must come has come; then it holds what the nodes
-received and what the scheduler says (handles, `job()`, `runs()`, `nodes()`,
-`Listener.totals()`) to the rules:
+The rules are docs/guarantees.md's. One scheduler (no local worker) listens on
+loopback; three `ScriptedNode`s, real DEALER sockets, speak the node protocol as the
+machine says: they give credit, answer their runs (completed, failed and retryable,
+failed for good), send results under stale or forged leases, say Bye while they hold
+runs, come back with the same id, and try to open a second session under an id in
+use. The machine submits jobs (with repos, priorities, retries, and a handler only
+one node offers) and cancels them. It keeps a model of what the scheduler must do,
+and after every step it waits, on the nodes' own queues with a deadline, until every
+run the model says must come has come; then it holds what the nodes received and
+what the scheduler says (handles, `job()`, `runs()`, `nodes()`, `Listener.totals()`)
+to the rules:
 
 - credit: a node never receives more runs than the credit it gave;
 - handlers: a node receives only runs of handlers it offered;
