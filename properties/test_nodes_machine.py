@@ -386,6 +386,7 @@ class NodesMachine(RuleBasedStateMachine):
             for model in self.jobs.values()
         }
         counted = _stale_count(listener)
+        own = listener.totals()[slot.node_id].stale
         event(f"stale result: {'forged' if lease == 1 + pick else 'stale'}")
         slot.node.send(NodeFinished(job_id, attempt, lease, Outcome("completed", "forged")))
         _wait(
@@ -393,6 +394,10 @@ class NodesMachine(RuleBasedStateMachine):
             f"rule 13: a result under lease {lease} for job {job_id} never counted stale",
         )
         assert _stale_count(listener) == counted + 1
+        mine = listener.totals()[slot.node_id].stale
+        assert mine == own + 1, f"rule 13: node {slot.node_id} has {mine} stale, not {own + 1}"
+        [info] = [i for i in self.sched.nodes() if i.node_id == slot.node_id]
+        assert info.stale_rejected == mine, f"rule 13: nodes() says {info.stale_rejected}"
         for model in self.jobs.values():
             now = (model.handle.status, self.sched.job(model.handle.id).status)
             assert now == before[model.handle.id], (
