@@ -260,9 +260,11 @@ class AdminApp:
                 if method not in methods:
                     raise _not_allowed(method, sorted(methods))
                 checked = _id(segment)
+                parsed = None
                 if method != "GET":
                     self._authorize(environ)
-                document = self._call(methods[method], checked, body)
+                    parsed = _json_body(body)
+                document = self._call(methods[method], checked, parsed)
                 return 200, _encode(document), "application/json", []
         raise _Reply(404, "not_found", f"no such path: {path!r}")
 
@@ -474,12 +476,13 @@ def _int(params: dict[str, str], name: str, default: int, most: int) -> int:
     return int(text)
 
 
-def _read_body(environ: WSGIEnvironment) -> Any:
-    """The request's body as JSON (None when empty).
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    """The request's body, read whatever the request (a server that closes with
+    unread input makes the client's socket reset, and the client may lose the answer).
 
     Raises:
-        _Reply: 400 for a bad length, a body that did not arrive, or one that
-            is not a JSON object; 413 for one over `MAX_BODY`.
+        _Reply: 400 for a bad length or a body that did not arrive; 413 for
+            one over `MAX_BODY`.
     """
     text = str(environ.get("CONTENT_LENGTH") or "0").strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
@@ -498,13 +501,24 @@ def _read_body(environ: WSGIEnvironment) -> Any:
                 pass  # the client stalled or left: the answer is the same
         raise _Reply(413, "too_large", f"the body is over {MAX_BODY} bytes")
     if not length:
-        return None
+        return b""
     try:
         data = stream.read(length)
     except OSError:
         raise _Reply(400, "bad_request", "the body did not arrive in time") from None
     if len(data) != length:
         raise _Reply(400, "bad_request", "the body is shorter than its Content-Length")
+    return bytes(data)
+
+
+def _json_body(data: bytes) -> Any:
+    """A mutation's body: a JSON object, or None when empty.
+
+    Raises:
+        _Reply: 400 for a body that is not a JSON object.
+    """
+    if not data:
+        return None
     try:
         body = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
