@@ -640,3 +640,77 @@ def test_bad_arguments_and_a_stopped_scheduler() -> None:
     # The scheduler's shutdown stopped the server.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT)
+
+
+# --- readiness ----------------------------------------------------------------------------
+
+
+def _wsgi(
+    app: Any, method: str, path: str, *, token: str | None = None, body: bytes = b""
+) -> tuple[int, Any]:
+    """One request through the WSGI app alone (a scheduler not running has no server)."""
+    import io
+
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"] = int(status.split(maxsplit=1)[0])
+        return lambda data: None
+
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    if token is not None:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    body = json.loads(b"".join(app(environ, start_response)))
+    return answer["status"], body
+
+
+def test_not_ready_before_start_and_after_shutdown() -> None:
+    sched, _gate = _scheduler()
+    app = sched.admin_app(token=TOKEN)
+    status, body = _wsgi(app, "GET", "/readyz")
+    assert (status, body["error"]) == (503, "not_ready")
+    assert "not started" in body["message"]
+    assert _wsgi(app, "GET", "/healthz") == (200, {"status": "alive"})
+    sched.start()
+    try:
+        assert _wsgi(app, "GET", "/readyz") == (200, {"status": "ready"})
+    finally:
+        sched.shutdown(timeout=WAIT)
+    status, body = _wsgi(app, "GET", "/readyz")
+    assert (status, body["error"]) == (503, "not_ready")
+    assert "closed" in body["message"]
+    # A change on a scheduler that stopped: 503, never a 500.
+    status, body = _wsgi(
+        app, "POST", "/api/v1/queues/default/resize", token=TOKEN, body=b'{"workers": 1}'
+    )
+    assert (status, body["error"]) == (503, "unavailable")
+    assert _wsgi(app, "GET", "/api/v1/stats")[0] == 200  # the final figures
+
+
+def test_not_ready_when_the_store_cannot_be_written(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    sched = Scheduler(store=str(tmp_path / "jobs.db"))
+    with sched:
+        server = sched.serve_admin(0, token=TOKEN)
+        api = Api(sched, server, Gate())
+        assert api.get("/readyz").status == 200
+        real = os.access
+        # Root may write anywhere, so the file's mode cannot make it read-only here.
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda path, mode: not str(path).startswith(str(tmp_path)) and real(path, mode),
+        )
+        reply = api.get("/readyz")
+        _error(reply, 503, "not_ready")
+        assert "cannot be written" in reply.body["message"]
+        assert api.get("/healthz").status == 200  # alive all the same
