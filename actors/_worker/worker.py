@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
@@ -30,6 +30,9 @@ from actors._timer.clock import Clock
 from actors._worker.attempt import AttemptRunner, error_info, run_outcome
 from actors._worker.cancel import CancelScope
 from actors.messages import PULL, After, CancelTimer, Finished, Job, Outcome, Pull
+
+if TYPE_CHECKING:
+    from actors._tracing import Tracing
 
 __all__ = ["Worker", "error_info"]
 
@@ -79,6 +82,9 @@ class Worker(PostroomActor):
         self._name = f"worker-{worker_id}"
         """How run history names this worker."""
         self._journal = table.journal
+        self._tracing = table.tracing
+        self._failure: BaseException | None = None
+        """A traced attempt's exception, from `_keep_exception` to its span."""
 
     def on_start(self) -> None:
         """Start pulling."""
@@ -126,10 +132,10 @@ class Worker(PostroomActor):
             # cycle outlives its job until the cyclic GC runs, and forever if it
             # was frozen (`gc.freeze()`, docs/capacity.md).
             del state
-            if job.timeout is None:
+            if job.timeout is None and self._tracing is None:  # the hot path
                 outcome = self._run(job, None, started_at)
             else:
-                outcome = self._timed_run(job, started_at)
+                outcome = self._guarded_run(job, started_at)
             # Keyed by the job's (queue, handler) record: hashed by identity, no
             # key to build. A new key: readers copy the dict before iterating.
             histogram = self._run_times.get(counts)  # type: ignore[arg-type]
@@ -162,6 +168,28 @@ class Worker(PostroomActor):
             # crash from here on leaves an interrupted run.
             journal.wait(number)
 
+    def _guarded_run(self, job: Job, started_at: float) -> Outcome:
+        """An attempt with a deadline, or a span, or both."""
+        if self._tracing is None:
+            return self._timed_run(job, started_at)
+        return self._traced_run(self._tracing, job, started_at)
+
+    def _traced_run(self, tracing: Tracing, job: Job, started_at: float) -> Outcome:
+        # The span is current on this thread while the handler runs, so the
+        # spans a handler makes (and the jobs ``ctx.submit`` makes) are its children.
+        span = tracing.start(job)
+        outcome: Outcome | None = None
+        try:
+            if job.timeout is None:
+                outcome = self._run(job, None, started_at)
+            else:
+                outcome = self._timed_run(job, started_at)
+        finally:
+            failure, self._failure = self._failure, None
+            tracing.end(span, outcome, failure)
+            del failure  # its traceback holds this frame: no cycle left behind
+        return outcome
+
     def _timed_run(self, job: Job, started_at: float) -> Outcome:
         assert job.timeout is not None
         deadline = self._clock.now() + job.timeout
@@ -177,6 +205,8 @@ class Worker(PostroomActor):
         self._runner.close()
 
     def _keep_exception(self, job_id: str, exc: BaseException) -> None:
+        if self._tracing is not None:
+            self._failure = exc  # recorded on the attempt's span
         # In process, a failed handle chains the handler's real exception.
         state = self._table.active.get(job_id)
         if state is not None:
