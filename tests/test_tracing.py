@@ -12,6 +12,7 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,33 @@ def test_a_failed_attempt_records_its_exception_and_status_error(
     assert event_attributes["exception.type"] == "ValueError"
     assert event_attributes["exception.message"] == "bad input 3"
     assert "ValueError: bad input 3" in str(event_attributes["exception.stacktrace"])
+
+
+@needs_otel
+def test_a_timed_out_attempt_is_spanned_with_postroom_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An attempt with a deadline is spanned too; stopped at it, its span says
+    ``timed_out``, status ERROR, with postroom's `JobTimedOut` as its event."""
+    clock = ManualClock()
+    started = threading.Event()
+    with _scheduler(provider, clock=clock) as sched:
+
+        @sched.handler("slow", timeout=1)
+        def slow(ctx: JobContext, payload: Any) -> Any:
+            started.set()
+            ctx.wait(WAIT)  # returns as soon as the deadline signals it
+
+        handle = sched.submit("slow", None)
+        assert started.wait(WAIT)
+        clock.advance(1)
+        handle.wait(timeout=WAIT)
+    [span] = _attempts(exporter)
+    assert span.parent is None  # submitted with no span current: a root
+    assert dict(span.attributes or {})["postroom.job.outcome"] == "timed_out"
+    assert span.status.status_code is StatusCode.ERROR
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert dict(event.attributes or {})["exception.type"] == "postroom.JobTimedOut"
 
 
 @needs_otel

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors._jobs.ready import ReadyQueue
 from actors._jobs.state import LabelCounts
@@ -30,9 +30,6 @@ from actors._timer.clock import Clock
 from actors._worker.attempt import AttemptRunner, error_info, run_outcome
 from actors._worker.cancel import CancelScope
 from actors.messages import PULL, After, CancelTimer, Finished, Job, Outcome, Pull
-
-if TYPE_CHECKING:
-    from actors._tracing import Tracing
 
 __all__ = ["Worker", "error_info"]
 
@@ -76,15 +73,16 @@ class Worker(PostroomActor):
             keep_exception=self._keep_exception,
             max_result_bytes=max_result_bytes,
         )
-        self._run = self._runner.run
+        self._tracing = table.tracing
+        self._failure: BaseException | None = None
+        """A traced attempt's exception, from `_keep_exception` to its span."""
+        # Chosen once: without tracing, the hot path pays not even a test for it.
+        self._run = self._runner.run if self._tracing is None else self._traced_run
         """Runs one attempt: bound once, so the hot path pays no extra lookup."""
         self._stopped = self._runner.stopped
         self._name = f"worker-{worker_id}"
         """How run history names this worker."""
         self._journal = table.journal
-        self._tracing = table.tracing
-        self._failure: BaseException | None = None
-        """A traced attempt's exception, from `_keep_exception` to its span."""
 
     def on_start(self) -> None:
         """Start pulling."""
@@ -132,10 +130,10 @@ class Worker(PostroomActor):
             # cycle outlives its job until the cyclic GC runs, and forever if it
             # was frozen (`gc.freeze()`, docs/capacity.md).
             del state
-            if job.timeout is None and self._tracing is None:  # the hot path
+            if job.timeout is None:
                 outcome = self._run(job, None, started_at)
             else:
-                outcome = self._guarded_run(job, started_at)
+                outcome = self._timed_run(job, started_at)
             # Keyed by the job's (queue, handler) record: hashed by identity, no
             # key to build. A new key: readers copy the dict before iterating.
             histogram = self._run_times.get(counts)  # type: ignore[arg-type]
@@ -168,22 +166,16 @@ class Worker(PostroomActor):
             # crash from here on leaves an interrupted run.
             journal.wait(number)
 
-    def _guarded_run(self, job: Job, started_at: float) -> Outcome:
-        """An attempt with a deadline, or a span, or both."""
-        if self._tracing is None:
-            return self._timed_run(job, started_at)
-        return self._traced_run(self._tracing, job, started_at)
-
-    def _traced_run(self, tracing: Tracing, job: Job, started_at: float) -> Outcome:
+    def _traced_run(self, job: Job, deadline: float | None, started_at: float) -> Outcome:
+        """`AttemptRunner.run` inside the attempt's span (``self._run`` when tracing)."""
+        tracing = self._tracing
+        assert tracing is not None
         # The span is current on this thread while the handler runs, so the
         # spans a handler makes (and the jobs ``ctx.submit`` makes) are its children.
         span = tracing.start(job)
         outcome: Outcome | None = None
         try:
-            if job.timeout is None:
-                outcome = self._run(job, None, started_at)
-            else:
-                outcome = self._timed_run(job, started_at)
+            outcome = self._runner.run(job, deadline, started_at)
         finally:
             failure, self._failure = self._failure, None
             tracing.end(span, outcome, failure)
