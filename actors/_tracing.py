@@ -66,18 +66,20 @@ class Tracing:
 
     Args:
         provider: the ``TracerProvider`` to make spans with (None: the one
-            OpenTelemetry holds globally, read when a span is made, so a
-            provider set after the scheduler is built still serves).
+            OpenTelemetry holds globally; one set after the scheduler is built
+            still serves, through OpenTelemetry's proxy tracer).
     """
 
-    __slots__ = ("_propagator", "_provider", "_trace")
+    __slots__ = ("_propagator", "_trace", "_tracer")
 
     def __init__(self, provider: Any) -> None:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._trace = trace
-        self._provider = provider
+        # Got once: a tracer costs tens of microseconds to make. From the global
+        # provider it is a proxy that follows a provider set later.
+        self._tracer = trace.get_tracer(_SCOPE, tracer_provider=provider)
         # W3C Trace Context whatever the application's global propagator is:
         # the job carries exactly traceparent and tracestate.
         self._propagator = TraceContextTextMapPropagator()
@@ -111,7 +113,6 @@ class Tracing:
                 carrier["tracestate"] = state
             parent = self._propagator.extract(carrier)
         trace = self._trace
-        tracer = trace.get_tracer(_SCOPE, tracer_provider=self._provider)
         attributes: dict[str, str | int] = {
             "postroom.job.id": job.id,
             "postroom.job.handler": job.handler,
@@ -120,7 +121,7 @@ class Tracing:
         }
         if job.repo is not None:
             attributes["postroom.job.repo_hash"] = repo_hash(job.repo)
-        span = tracer.start_span(
+        span = self._tracer.start_span(
             f"postroom run {job.handler}",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
