@@ -81,9 +81,12 @@ from actors._schedules.book import OverlapPolicy, ScheduleInfo
 from actors._schedules.misfire import MisfirePolicy
 from actors._schedules.triggers import AtTrigger, CronTrigger, IntervalTrigger
 from actors._timer.clock import Clock, MonotonicClock
+from actors._tracing import tracing_of
 from actors.messages import BOOT, GET_STATS, Cancel, Resize
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from transport.listener import Listener
 
 __all__ = ["OnFull", "Scheduler"]
@@ -156,6 +159,7 @@ class Scheduler:
         busy_timeout: float = 5.0,
         keep_finished: KeepFinished | None = DEFAULT_KEEP_FINISHED,
         handlers: Handlers | None = None,
+        tracing: bool | TracerProvider = False,
     ) -> None:
         """Configure a scheduler; `start` it (or use ``with``) before submitting.
 
@@ -214,10 +218,17 @@ class Scheduler:
                 background (default: a week); None keeps them all.
             handlers: registrations made apart from the scheduler (a `Handlers`),
                 registered here as `include` does.
+            tracing: OpenTelemetry spans, one per attempt, each a child of the
+                span that submitted the job (docs/admin.md, "OpenTelemetry");
+                needs ``pip install 'postroom[otel]'``. ``True``: spans from the
+                global tracer provider; a ``TracerProvider``: from that one.
+                ``False`` (the default): nothing of OpenTelemetry is imported
+                or called.
 
         Raises:
             InvalidArgument: an argument is out of range or of the wrong type,
-                or ``handlers`` is not a `Handlers` (or holds a name twice).
+                or ``handlers`` is not a `Handlers` (or holds a name twice), or
+                ``tracing`` is asked for without OpenTelemetry installed.
             UnknownQueue: a handler of ``handlers`` names a queue it lacks.
             GILRequired: a free-threaded Python runs without the GIL (docs/errors.md).
         """
@@ -255,6 +266,8 @@ class Scheduler:
         }
         self._readies = {name: ReadyQueue() for name in self._queues}
         self._table = JobTable(self._capacities, history, gate)
+        # Read once by the submitter and each worker as they are built.
+        self._table.tracing = tracing_of(tracing)
         # Timer tokens, drawn by the submit path for delayed jobs and by the actors for theirs.
         self._tokens = itertools.count(1)
         self._reaper = Reaper()

@@ -150,6 +150,10 @@ class Job:
     """Wall-clock time of submission (seconds since the epoch)."""
     queue: str = "default"
     """The named queue whose workers run it (and whose bound it counts against)."""
+    trace: str | None = None
+    """The submitter's trace context, when the scheduler traces (``tracing=``):
+    the W3C ``traceparent``, then ``tracestate`` if any, one per line. Each
+    attempt's span is a child of it (``actors/_tracing.py``)."""
 
     def next_attempt(self, not_before: float | None) -> Job:
         """The same job, ready for its next attempt no earlier than ``not_before``."""

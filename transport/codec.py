@@ -44,8 +44,11 @@ from actors.messages import MESSAGE_TYPES
 
 __all__ = ["VERSION", "decode", "encode"]
 
-VERSION = 3
-"""The envelope layout version. Bump it whenever a message type's fields change."""
+VERSION = 4
+"""The envelope layout version. Bump it whenever a message type's fields change.
+
+4: `Job` gained ``trace`` (the submitter's trace context), so a job's body has
+one field more, and a peer on 3 would refuse it as the wrong length anyway."""
 
 _MAX_BYTES = MAX_MESSAGE_BYTES
 """Longest encoded message; longer input is refused before it is parsed. A

@@ -125,6 +125,9 @@ class _Lease:
     token: int | None
     """The deadline's timer token, if the job has a timeout."""
     started_at: float
+    span: Any = None
+    """The attempt's span, when the scheduler traces (``tracing=``): made
+    here, around the lease, so a node needs no OpenTelemetry of its own."""
 
 
 class _RunSignal:
@@ -453,7 +456,9 @@ class NodeLink(TimedActor):
             token = next(parts.tokens)
             due = parts.clock.now() + job.timeout
             post(parts.timer, After(token, due, "deadline", job.id, job.attempt))
-        self._leases[signal.lease] = _Lease(job, signal, token, started_at)
+        tracing = parts.table.tracing
+        span = None if tracing is None else tracing.start(job, current=False)
+        self._leases[signal.lease] = _Lease(job, signal, token, started_at, span)
         self._credit -= 1
         self.totals.dispatched += 1
         return Run(job, signal.lease)
@@ -473,6 +478,10 @@ class NodeLink(TimedActor):
         if lease.token is not None:
             post(parts.timer, CancelTimer(lease.token))
         self._ready.done(job.id)
+        if lease.span is not None:
+            tracing = parts.table.tracing
+            assert tracing is not None  # a lease has a span only when it traces
+            tracing.end(lease.span, outcome, None, interrupted=how == "interrupted")
         journal = parts.table.journal
         if journal is not None:
             run_outcome = how if how == "interrupted" else _run_outcome(outcome)

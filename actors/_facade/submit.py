@@ -111,6 +111,8 @@ class Submitter:
         self._id_prefix = uuid.uuid4().hex[:16]
         self._dropped = 0
         self._rejected = 0
+        self._tracing = table.tracing
+        """Captures the submitter's trace context (None: the scheduler does not trace)."""
 
     def attach_links(self, links: Links) -> None:
         """The scheduler's job links, once they are built (they need this
@@ -190,7 +192,8 @@ class Submitter:
         seq = next(self._seq)
         # Positional (the hot path): id, handler, payload, seq, priority, repo,
         # attempt, max_retries, timeout, retry, not_before, idempotency_key,
-        # submitted_at, queue. Defaults: submit > handler > queue > built-in.
+        # submitted_at, queue, trace. Defaults: submit > handler > queue > built-in.
+        tracing = self._tracing
         job = Job(
             f"{self._id_prefix}-{seq}",
             handler,
@@ -206,6 +209,7 @@ class Submitter:
             idempotency_key,
             time.time(),
             name,
+            None if tracing is None else tracing.capture(),
         )
         # A job without a repo needs no routing: it goes straight to the ready
         # queue (or, delayed, to the Timer, which puts it there when due), and
@@ -348,6 +352,7 @@ class Submitter:
             row.idempotency_key,
             row.submitted_at,
             row.queue,
+            row.trace,
         )
         status = _RESTORED_STATUS[row.status]
         counts = self._table.label_counts(row.queue, row.handler)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from actors._jobs.capacity import Capacity
     from actors._jobs.links import Links
     from actors._journal.link import JournalLink
+    from actors._tracing import Tracing
 
 __all__ = ["JobCounts", "JobTable"]
 
@@ -102,6 +103,9 @@ class JobTable:
         self.links: Links | None = None
         """The scheduler's job links, which ``ctx.submit`` needs: a worker
         reaches them through the table it already holds (`attach_links`)."""
+        self.tracing: Tracing | None = None
+        """Spans per attempt, when the scheduler traces (``tracing=``): set
+        before the submitter and the workers are built, which read it once."""
         self.journal: JournalLink | None = None
         """The store's link, when the scheduler has a store (`attach_journal`):
         every part that records a change reaches it through the table."""

@@ -65,6 +65,7 @@ JOB_COLUMNS = (
     "fire_time",
     "parent",
     "link",
+    "trace",
 )
 _COL = {name: i for i, name in enumerate(JOB_COLUMNS)}
 _INSERT_JOB = (
@@ -277,6 +278,7 @@ class Batch:
             record.fire_time,
             record.parent,
             record.link,
+            job.trace,
         ]
         if record.waited:
             self.waited.add(job.id)

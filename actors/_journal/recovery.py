@@ -81,6 +81,8 @@ class Recovered:
     fire_time: float | None
     parent: str | None
     link: str | None
+    trace: str | None = None
+    """The submitter's trace context (`Job.trace`), if it was traced."""
 
 
 @dataclass(slots=True)
@@ -103,7 +105,7 @@ _UNFINISHED = """
 SELECT id, seq, handler, queue, repo, priority, status, attempts, max_retries, timeout,
        retry, payload, idempotency_key, submitted_at, started_at, due_at,
        error_type, error_message, error_traceback, retry_of, schedule_id, fire_time,
-       parent, link
+       parent, link, trace
 FROM jobs WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY seq
 """
 
@@ -278,7 +280,7 @@ def _decoded(values: tuple[object, ...]) -> Recovered:
         job_id, seq, handler, queue, repo, priority, status, attempts, max_retries, timeout,
         retry, payload, key, submitted_at, started_at, due_at,
         error_type, error_message, error_traceback, retry_of, schedule_id, fire_time,
-        parent, link,
+        parent, link, trace,
     ) = values  # fmt: skip
     error = error_of(error_type, error_message, error_traceback)
     return Recovered(
@@ -304,6 +306,7 @@ def _decoded(values: tuple[object, ...]) -> Recovered:
         fire_time=None if fire_time is None else float(fire_time),  # type: ignore[arg-type]
         parent=None if parent is None else str(parent),
         link=None if link is None else str(link),
+        trace=None if trace is None else str(trace),
     )
 
 

@@ -11,7 +11,7 @@ Times are wall-clock seconds since the epoch (REAL). Payloads, results and
 options are JSON text, so ``sqlite3 jobs.db`` can read and query them
 (``json_extract(payload, '$.sha')``).
 
-The tables (version 4):
+The tables (version 6):
 
 ``jobs``
     One row per job, written when it is accepted and updated as it moves.
@@ -41,7 +41,10 @@ Version 3 adds the index ``jobs_failed_or_cancelled``: listing the failed
 (or cancelled) jobs, newest first, walks those only instead of every job
 (``reader.py`` says what each query costs). Version 4 adds
 ``schedules.last_job``: the id of the last job a schedule made, which its
-overlap policy asks about after a restart.
+overlap policy asks about after a restart. Version 6 adds ``jobs.trace``: the
+submitter's trace context (`Job.trace`, W3C ``traceparent`` and ``tracestate``),
+so an attempt after a restart is still a child of the span that submitted it
+(``actors/_tracing.py``); NULL when the scheduler did not trace.
 """
 
 from __future__ import annotations
@@ -149,7 +152,11 @@ _V5 = """
 ALTER TABLE runs ADD COLUMN retryable INTEGER;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = """
+ALTER TABLE jobs ADD COLUMN trace TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Migration N (1-based) takes a store from version N-1 to N."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

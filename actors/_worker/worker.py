@@ -73,7 +73,11 @@ class Worker(PostroomActor):
             keep_exception=self._keep_exception,
             max_result_bytes=max_result_bytes,
         )
-        self._run = self._runner.run
+        self._tracing = table.tracing
+        self._failure: BaseException | None = None
+        """A traced attempt's exception, from `_keep_exception` to its span."""
+        # Chosen once: without tracing, the hot path pays not even a test for it.
+        self._run = self._runner.run if self._tracing is None else self._traced_run
         """Runs one attempt: bound once, so the hot path pays no extra lookup."""
         self._stopped = self._runner.stopped
         self._name = f"worker-{worker_id}"
@@ -162,6 +166,22 @@ class Worker(PostroomActor):
             # crash from here on leaves an interrupted run.
             journal.wait(number)
 
+    def _traced_run(self, job: Job, deadline: float | None, started_at: float) -> Outcome:
+        """`AttemptRunner.run` inside the attempt's span (``self._run`` when tracing)."""
+        tracing = self._tracing
+        assert tracing is not None
+        # The span is current on this thread while the handler runs, so the
+        # spans a handler makes (and the jobs ``ctx.submit`` makes) are its children.
+        span = tracing.start(job)
+        outcome: Outcome | None = None
+        try:
+            outcome = self._runner.run(job, deadline, started_at)
+        finally:
+            failure, self._failure = self._failure, None
+            tracing.end(span, outcome, failure)
+            del failure  # its traceback holds this frame: no cycle left behind
+        return outcome
+
     def _timed_run(self, job: Job, started_at: float) -> Outcome:
         assert job.timeout is not None
         deadline = self._clock.now() + job.timeout
@@ -177,6 +197,8 @@ class Worker(PostroomActor):
         self._runner.close()
 
     def _keep_exception(self, job_id: str, exc: BaseException) -> None:
+        if self._tracing is not None:
+            self._failure = exc  # recorded on the attempt's span
         # In process, a failed handle chains the handler's real exception.
         state = self._table.active.get(job_id)
         if state is not None:
