@@ -24,6 +24,7 @@ __all__ = [
     "runtime_logger",
     "journal_logger",
     "nodes_logger",
+    "admin_logger",
     "job_extra",
     "job_logger",
 ]
@@ -61,6 +62,9 @@ journal_logger = logger.getChild("journal")
 nodes_logger = logger.getChild("nodes")
 """Worker nodes and their ZeroMQ I/O (``transport/io.py``): malformed frames,
 messages a peer could not take."""
+admin_logger = logger.getChild("admin")
+"""The admin API and its server (``actors/_admin/``): the generated token (once,
+at WARNING), requests that failed on a postroom bug."""
 
 
 def job_extra(job: Job) -> dict[str, object]:

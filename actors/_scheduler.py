@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
 
+from actors._admin.api import AdminApp, check_token
+from actors._admin.server import AdminServer
+from actors._admin.source import SchedulerSource
 from actors._dispatcher.config import DispatcherConfig
 from actors._dispatcher.dispatcher import Dispatcher
 from actors._errors import (
@@ -38,7 +41,7 @@ from actors._errors import (
     SchedulerUnresponsive,
 )
 from actors._facade.durable import Durable
-from actors._facade.life import CLOSING, FORKED, NEW, RUNNING, Life
+from actors._facade.life import CLOSING, CRASHED, FORKED, NEW, RUNNING, Life
 from actors._facade.lifecycle import Shutdown
 from actors._facade.metrics import Metrics
 from actors._facade.nodes import Nodes
@@ -1064,3 +1067,78 @@ class Scheduler:
             SchedulerClosed: the scheduler is not running.
         """
         return self._metrics.serve(port, addr)
+
+    # --- admin ----------------------------------------------------------------------
+
+    def admin_app(self, *, token: str | None = None, read_only: bool = False) -> AdminApp:
+        """The admin API (docs/admin.md) as a WSGI app, for a service to mount.
+
+        Reads need no token; every mutation (cancel, retry, pause, resume,
+        trigger, remove, resize) needs ``Authorization: Bearer <token>``.
+
+        Args:
+            token: the bearer token mutations need; None generates one
+                (`AdminApp.token`), logged once at WARNING on ``postroom.admin``.
+            read_only: serve no mutation at all (403); no token is made.
+
+        Raises:
+            InvalidArgument: ``token`` is not None nor a str of 16 to 1024
+                visible ASCII characters.
+        """
+        if not isinstance(read_only, bool):
+            msg = f"read_only must be a bool, not {read_only!r}"
+            raise InvalidArgument(msg)
+        checked = check_token(token, read_only=read_only)
+        return AdminApp(SchedulerSource(self), token=checked, read_only=read_only)
+
+    def serve_admin(
+        self,
+        port: int,
+        addr: str = "127.0.0.1",
+        *,
+        token: str | None = None,
+        read_only: bool = False,
+    ) -> AdminServer:
+        """Serve the admin API (`admin_app`) at ``http://addr:port/``, with this
+        scheduler's ``/metrics`` on the same port (unless ``metrics=False``).
+
+        The server runs on threads of its own until `shutdown`. Port 0 picks a
+        free port: read it from the returned server's ``port``; its ``token``
+        is the one mutations need. It binds loopback unless told otherwise: see
+        docs/admin.md before serving it beyond the machine.
+
+        Raises:
+            InvalidArgument: a bad port, address or token, or an address that
+                cannot be bound.
+            SchedulerClosed: the scheduler is not running.
+        """
+        if not self._life.running:
+            raise self._life.closed_error()
+        app = self.admin_app(token=token, read_only=read_only)
+        server = AdminServer(
+            port,
+            app=app,
+            addr=addr,
+            registry=self._metrics.registry,
+            metrics=self._metrics.enabled,
+        )
+        self._metrics.start(server)
+        return server
+
+    def _not_ready(self) -> str | None:
+        """Why the admin API's ``/readyz`` is 503, or None."""
+        life = self._life
+        if life.state == NEW:
+            return "the scheduler has not started"
+        if life.state == CRASHED:
+            return f"the scheduler crashed: {life.crash_reason}"
+        if life.state != RUNNING:
+            return f"the scheduler is {life.state}"
+        durable = self._durable
+        if durable is not None:
+            path = os.path.abspath(durable.path)
+            # SQLite writes beside the file too (its WAL and journal files).
+            for where in (path, os.path.dirname(path)):
+                if not os.access(where, os.W_OK):
+                    return f"the store cannot be written: {where} is not writable"
+        return None

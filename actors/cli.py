@@ -12,7 +12,8 @@ scheduler's store (``actors/_journal/cli.py``); ``postroom keys`` makes a CURVE
 keypair for a node or a scheduler (``transport/keys_cli.py``); ``postroom
 worker`` runs a worker node, or N node processes (``transport/worker_cli.py``);
 ``postroom serve`` runs a scheduler as a process of its own
-(``transport/serve_cli.py``).
+(``transport/serve_cli.py``); ``postroom dashboard`` serves the admin API and
+page read-only over a store file (``actors/_admin/cli.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from actors import (
     StoreError,
     __version__,
 )
+from actors._admin import cli as dashboard_cli
 from actors._demo_workload import (
     HIGH,
     HIGH_WORKERS,
@@ -352,6 +354,7 @@ def parser() -> argparse.ArgumentParser:
     keys_cli.add_command(commands)
     worker_cli.add_command(commands)
     serve_cli.add_command(commands)
+    dashboard_cli.add_command(commands)
     return root
 
 
@@ -362,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys_cli.COMMAND: keys_cli.run,
         worker_cli.COMMAND: worker_cli.run,
         serve_cli.COMMAND: serve_cli.run,
+        dashboard_cli.COMMAND: dashboard_cli.run,
     }
     if args.command in commands:
         return commands[args.command](args, sys.stdout, sys.stderr)

@@ -1,1 +1,4 @@
-"""The operator's view: the admin API (JSON over HTTP) and the dashboard page."""
+"""The admin API: the WSGI app (``api.py``), what it reads and does (``source.py``),
+its server (``server.py``)."""
+
+__all__: list[str] = []

@@ -55,20 +55,29 @@ class Metrics:
 
     def serve(self, port: int, addr: str) -> MetricsServer:
         """`Scheduler.serve_metrics`."""
-        life = self._life
         if not self.enabled:
             msg = "this scheduler was made with metrics=False: there is nothing to serve"
             raise InvalidArgument(msg)
+        server = MetricsServer(port, addr=addr, registry=self.registry)
+        self.start(server)
+        return server
+
+    def start(self, server: MetricsServer) -> None:
+        """Start ``server`` (a `MetricsServer` or an `AdminServer`); shutdown stops it.
+
+        Raises:
+            InvalidArgument: its address cannot be bound.
+            SchedulerClosed: the scheduler is not running.
+        """
+        life = self._life
         if not life.running:
             # Also before the gate, which a forked child's copy must not take.
             raise life.closed_error()
-        server = MetricsServer(port, addr=addr, registry=self.registry)
         with life.gate:
             if not life.running:
                 raise life.closed_error()
             server.start()
             self._servers.append(server)
-        return server
 
     def snapshot(self) -> MetricsSnapshot:
         """The dispatcher's figures; its last ones once it has stopped."""

@@ -19,7 +19,7 @@ from actors._log import metrics_logger as logger
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["MetricsServer"]
+__all__ = ["Handler", "MetricsServer", "Server"]
 
 
 _numbers = itertools.count(1)
@@ -28,7 +28,9 @@ _CLIENT_TIMEOUT = 5.0
 """Seconds a client may take to send its request; the server serves one at a time."""
 
 
-class _Handler(WSGIRequestHandler):
+class Handler(WSGIRequestHandler):
+    """wsgiref's handler, quiet, with a timeout on each read and write."""
+
     timeout = _CLIENT_TIMEOUT
 
     def log_message(self, format: str, *args: object) -> None:
@@ -36,10 +38,17 @@ class _Handler(WSGIRequestHandler):
         logger.debug("metrics: " + format, *args)
 
 
-class _Server(WSGIServer):
-    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+class Server(WSGIServer):
+    """wsgiref's server, bound without a DNS lookup, its errors logged."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        family: socket.AddressFamily,
+        handler: type[WSGIRequestHandler] = Handler,
+    ) -> None:
         self.address_family = family
-        super().__init__(address, _Handler)
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host's FQDN up, which can wait on DNS.
@@ -51,6 +60,9 @@ class _Server(WSGIServer):
     def handle_error(self, request: object, client_address: object) -> None:
         # socketserver prints the traceback to stderr; ours go to the logger.
         logger.exception("metrics: error serving %r", client_address)
+
+    def stopping(self) -> None:
+        """`MetricsServer.stop` is about to join the serving thread: wake it if it waits."""
 
 
 def _only_metrics(app: WSGIApplication) -> WSGIApplication:
@@ -92,15 +104,30 @@ class MetricsServer:
         """The port: as given until `start`, then the bound one (useful with 0, any free port)."""
         self._registry = REGISTRY if registry is None else registry
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
+
+    _what = "metrics"
+    """What the server serves, for an error's message."""
+    _thread_name = "Metrics"
 
     @property
     def url(self) -> str:
         """Where the metrics are served (meaningful once started)."""
+        return f"{self._root()}/metrics"
+
+    def _root(self) -> str:
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
-        return f"http://{host}:{self.port}/metrics"
+        return f"http://{host}:{self.port}"
+
+    def _make_server(self, address: tuple[str, int], family: socket.AddressFamily) -> Server:
+        """The server that binds ``address`` (a subclass serves otherwise)."""
+        return Server(address, family)
+
+    def _app(self) -> WSGIApplication:
+        """What the server answers with."""
+        return _only_metrics(make_wsgi_app(self._registry))
 
     def start(self) -> None:
         """Bind and start serving; does nothing if already serving.
@@ -114,18 +141,18 @@ class MetricsServer:
                 return
             try:
                 infos = socket.getaddrinfo(self.addr, self.port, type=socket.SOCK_STREAM)
-                server = _Server((self.addr, self.port), infos[0][0])
+                server = self._make_server((self.addr, self.port), infos[0][0])
             except OSError as exc:
-                msg = f"cannot serve metrics on addr={self.addr!r} port={self.port!r}: {exc}"
+                msg = f"cannot serve {self._what} on addr={self.addr!r} port={self.port!r}: {exc}"
                 raise InvalidArgument(msg) from exc
-            server.set_app(_only_metrics(make_wsgi_app(self._registry)))
+            server.set_app(self._app())
             server.socket.setblocking(False)  # accept never waits: see _serve
             self.port = int(server.server_address[1])
             wake = socket.socketpair()
             thread = threading.Thread(
                 target=self._serve,
                 args=(server, wake[0]),
-                name=f"postroom-Metrics-{next(_numbers)}",
+                name=f"postroom-{self._thread_name}-{next(_numbers)}",
                 # Daemon: Python joins non-daemon threads before atexit handlers run,
                 # so one would hang the exit of a program that relies on atexit to
                 # shut its scheduler down. stop() joins it all the same.
@@ -142,6 +169,7 @@ class MetricsServer:
         if server is None or thread is None or wake is None:
             return
         wake[1].send(b"x")
+        server.stopping()
         thread.join()
         server.server_close()
         for end in wake:
@@ -170,7 +198,7 @@ class MetricsServer:
         self.stop()
 
     @staticmethod
-    def _serve(server: _Server, wake: socket.socket) -> None:
+    def _serve(server: Server, wake: socket.socket) -> None:
         # Not serve_forever: its shutdown() waits up to a poll interval; a wake-up
         # socket makes stop() immediate and the loop sleeps until there is work.
         with selectors.DefaultSelector() as selector:
