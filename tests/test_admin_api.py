@@ -490,6 +490,9 @@ def test_wrong_content_lengths_are_400(api: Api) -> None:
                  + b"\r\n\r\n{\"workers\": 1}")  # fmt: skip
     assert short.startswith(b"HTTP/1.0 400 ")
     assert b"shorter than its Content-Length" in short
+    chunked = _raw(api, head + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{}{}{\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.0 400 ")
+    assert b"not chunked" in chunked
     assert api.sched.stats().queue("default").workers == 2
 
 
@@ -714,3 +717,57 @@ def test_not_ready_when_the_store_cannot_be_written(
         _error(reply, 503, "not_ready")
         assert "cannot be written" in reply.body["message"]
         assert api.get("/healthz").status == 200  # alive all the same
+
+
+def test_a_trickling_client_is_cut_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admin_server._AdminHandler, "deadline", 1.0)
+    sched, gate = _scheduler()
+    sched.start()
+    try:
+        server = sched.serve_admin(0, token=TOKEN)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            began = time.monotonic()
+            cut = threading.Event()
+            # A byte every 0.1 s: never 5 s silent, so only the deadline can cut it.
+            for byte in b"GET /api/v1/stats HTTP/1.1\r\nX-Slow: " + b"a" * 200:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    cut.set()
+                    break
+                if cut.wait(0.1):
+                    break
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1) == b"":
+                        cut.set()
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    cut.set()
+                finally:
+                    sock.setblocking(True)
+                    sock.settimeout(WAIT)
+            took = time.monotonic() - began
+        assert cut.is_set()
+        assert 1.0 <= took < 1.0 + 2.0, took
+        assert Api(sched, server, gate).get("/readyz").status == 200
+    finally:
+        sched.shutdown(timeout=WAIT)
+
+
+def test_stop_does_not_wait_for_a_stalled_client() -> None:
+    sched, _gate = _scheduler()
+    sched.start()
+    try:
+        server = sched.serve_admin(0, token=TOKEN)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        sock.sendall(b"GET /api/v1/stats HTTP/1.1\r\nHo")
+        Api(sched, server, _gate).get("/healthz")  # served: the stalled one is being read
+    finally:
+        began = time.monotonic()
+        sched.shutdown(timeout=WAIT)
+        took = time.monotonic() - began
+    assert sock.recv(1) == b""  # cut
+    sock.close()
+    assert took < 2.0, took  # not the 5 s client timeout

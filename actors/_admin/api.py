@@ -484,6 +484,9 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
         _Reply: 400 for a bad length or a body that did not arrive; 413 for
             one over `MAX_BODY`.
     """
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        # wsgiref does not decode chunked bodies: refused, not misread.
+        raise _Reply(400, "bad_request", "send the body with a Content-Length, not chunked")
     text = str(environ.get("CONTENT_LENGTH") or "0").strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise _Reply(400, "bad_request", "malformed Content-Length")

@@ -4,16 +4,20 @@ A `MetricsServer` serves one request at a time, which suits a scrape; an
 operator's API cannot let one slow client stall everyone, so this one hands
 each connection to a thread of its own, at most `MAX_THREADS` at once (the
 next waits to be accepted until one ends: a client holds a thread for at most
-the client timeout per read). `stop` joins them all.
+`REQUEST_DEADLINE` while it sends). `stop` cuts the open connections and joins
+every thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +30,7 @@ from actors._metrics.server import Handler, MetricsServer, Server
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["MAX_THREADS", "AdminServer"]
+__all__ = ["MAX_THREADS", "REQUEST_DEADLINE", "AdminServer"]
 
 MAX_THREADS = 16
 """Requests served at once by one `AdminServer`."""
@@ -39,7 +43,46 @@ _CODES = {400: "bad_request", 408: "bad_request", 413: "too_large", 414: "uri_to
 """The API's error codes for what the HTTP layer refuses before the app sees it."""
 
 
+REQUEST_DEADLINE = 10.0
+"""Seconds a client has to send a whole request (line, headers and body), however
+it trickles it: each read also waits at most the client timeout (5 s)."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's input that refuses to wait past a deadline.
+
+    A per-read timeout alone lets a client that sends a byte every few seconds
+    hold a thread for ever; this bounds the whole request.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, per_read: float | None) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._per_read = per_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            msg = "the request did not arrive within the deadline"
+            raise TimeoutError(msg)
+        self._sock.settimeout(left if self._per_read is None else min(left, self._per_read))
+        return self._sock.recv_into(buffer)
+
+
 class _AdminHandler(Handler):
+    deadline = REQUEST_DEADLINE
+
+    def setup(self) -> None:
+        super().setup()
+        # The file setup() made holds a reference on the socket: closed, or the
+        # socket's descriptor would stay open after the request.
+        self.rfile.close()
+        raw = _DeadlineReader(self.connection, time.monotonic() + self.deadline, self.timeout)
+        self.rfile = io.BufferedReader(raw, self.rbufsize if self.rbufsize > 0 else 8192)
+
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("admin: " + format, *args)
 
@@ -69,6 +112,7 @@ class _ThreadingServer(Server):
         super().__init__(address, family, _AdminHandler)
         self._slots = threading.Semaphore(MAX_THREADS)
         self._threads: set[threading.Thread] = set()
+        self._requests: set[Any] = set()
         self._lock = threading.Lock()
         self._closing = False
 
@@ -88,6 +132,7 @@ class _ThreadingServer(Server):
         )
         with self._lock:
             self._threads.add(thread)
+            self._requests.add(request)
         thread.start()
 
     def _work(self, request: Any, client_address: Any) -> None:
@@ -99,6 +144,7 @@ class _ThreadingServer(Server):
             self.shutdown_request(request)
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self._requests.discard(request)
             self._slots.release()
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -117,6 +163,13 @@ class _ThreadingServer(Server):
         super().server_close()
         with self._lock:
             threads = list(self._threads)
+            requests = list(self._requests)
+        # A client that stalls would hold stop() for its timeout: cut them all,
+        # their threads then end at once (an answer being written is lost: the
+        # server is going away).
+        for request in requests:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
         for thread in threads:
             thread.join()
 
@@ -126,8 +179,9 @@ class AdminServer(MetricsServer):
     ``/metrics`` on the same port, on threads of its own.
 
     Each request is served on a thread (at most 16 at once); a client gets 5
-    seconds per read or write before it is dropped. `stop` shuts the server
-    down and joins every thread; `start` again binds the same port.
+    seconds per read or write, and 10 to send its whole request, before it is
+    dropped. `stop` shuts the server down, cuts the connections still open and
+    joins every thread; `start` again binds the same port.
 
     Raises:
         InvalidArgument: ``port`` is not an int from 0 to 65535, or ``addr`` is
