@@ -179,6 +179,7 @@ def watch(
     if tty:
         out.write("\n")
     elapsed = time.monotonic() - start
+    work.finished = sched.stats().finished
     if stay is not None:
         stay()
     work.final = [handle.remove() for handle in work.schedules]
@@ -262,6 +263,7 @@ def summary(sched: Scheduler, work: Workload, elapsed: float, seed: int) -> list
     cancels = ", ".join(f"{n} {result.value}" for result, n in sorted(work.cancels.items()))
     waits, urgent = waits_ms(infos), waits_ms(handle.info() for handle in work.urgent)
     fires = sum(info.fires for info in work.final)
+    finished = stats.finished if work.finished is None else work.finished
     return [
         (
             "submitted",
@@ -272,7 +274,7 @@ def summary(sched: Scheduler, work: Workload, elapsed: float, seed: int) -> list
         ("failed", f"{stats.failed} ({timeouts} timed out)"),
         ("cancelled", f"{stats.cancelled} (cancel calls: {cancels or 'none'})"),
         ("retried", f"{stats.retried}"),
-        ("throughput", f"{stats.finished / elapsed if elapsed else 0.0:,.0f} jobs/s"),
+        ("throughput", f"{finished / elapsed if elapsed else 0.0:,.0f} jobs/s"),
         ("queue wait p50", ms(percentile(waits, 50))),
         ("queue wait p99", ms(percentile(waits, 99))),
         ("p50, priority 1", ms(percentile(urgent, 50))),
