@@ -83,6 +83,9 @@ class Workload:
     cancels: Counter[CancelResult] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     """When the first schedule was about to be added and the first job submitted."""
+    finished: int | None = None
+    """Jobs finished when the workload was done (`Stats.finished`): the throughput's
+    count, without what the schedules fire while ``--serve`` keeps the demo live."""
 
 
 def build(ctx: JobContext, payload: Mapping[str, float]) -> dict[str, int]:

@@ -5,7 +5,9 @@ per repository with retries, timeouts and cancels, hotfixes on a queue of their
 own followed by deploys, a cron and an interval schedule) on an in-process
 scheduler. A live line shows per-queue figures and the furthest running job's
 progress; a summary table follows, with the queues, the deploys and the
-schedules' counts.
+schedules' counts. With ``--serve PORT`` the admin API and the dashboard are
+live on that port while it runs (the URL and the token are printed), and stay
+live after the jobs are done, until Ctrl-C.
 
 ``postroom jobs``, ``postroom job`` and ``postroom prune`` read and prune a
 scheduler's store (``actors/_journal/cli.py``); ``postroom keys`` makes a CURVE
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import math
 import os
 import random
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -126,9 +130,16 @@ def progress_line(
     return fit(pieces, width)
 
 
-def watch(sched: Scheduler, work: Workload, out: TextIO, tty: bool) -> float:
+def watch(
+    sched: Scheduler,
+    work: Workload,
+    out: TextIO,
+    tty: bool,
+    stay: Callable[[], None] | None = None,
+) -> float:
     """Show progress until every job is done and each schedule has run a job; cancel
-    hung builds once they run; then remove the schedules (keeping their figures).
+    hung builds once they run; call ``stay`` (the dashboard stays live); then remove
+    the schedules (keeping their figures).
 
     Returns:
         Seconds from the start until then.
@@ -167,8 +178,12 @@ def watch(sched: Scheduler, work: Workload, out: TextIO, tty: bool) -> float:
             break
     if tty:
         out.write("\n")
+    elapsed = time.monotonic() - start
+    work.finished = sched.stats().finished
+    if stay is not None:
+        stay()
     work.final = [handle.remove() for handle in work.schedules]
-    return time.monotonic() - start
+    return elapsed
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -248,6 +263,7 @@ def summary(sched: Scheduler, work: Workload, elapsed: float, seed: int) -> list
     cancels = ", ".join(f"{n} {result.value}" for result, n in sorted(work.cancels.items()))
     waits, urgent = waits_ms(infos), waits_ms(handle.info() for handle in work.urgent)
     fires = sum(info.fires for info in work.final)
+    finished = stats.finished if work.finished is None else work.finished
     return [
         (
             "submitted",
@@ -258,7 +274,7 @@ def summary(sched: Scheduler, work: Workload, elapsed: float, seed: int) -> list
         ("failed", f"{stats.failed} ({timeouts} timed out)"),
         ("cancelled", f"{stats.cancelled} (cancel calls: {cancels or 'none'})"),
         ("retried", f"{stats.retried}"),
-        ("throughput", f"{stats.finished / elapsed if elapsed else 0.0:,.0f} jobs/s"),
+        ("throughput", f"{finished / elapsed if elapsed else 0.0:,.0f} jobs/s"),
         ("queue wait p50", ms(percentile(waits, 50))),
         ("queue wait p99", ms(percentile(waits, 99))),
         ("p50, priority 1", ms(percentile(urgent, 50))),
@@ -286,8 +302,24 @@ def quiet_log(quiet: bool) -> Iterator[None]:
         log.setLevel(level)
 
 
-def demo(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the simulated CI workload and print the summary."""
+def linger(url: str, out: TextIO) -> None:
+    """Keep the dashboard live after the demo's jobs are done, until Ctrl-C."""
+    out.write(f"the demo's jobs are done; the dashboard stays live at {url} (Ctrl-C to stop)\n")
+    out.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    out.write("\n")
+
+
+def demo(
+    args: argparse.Namespace, out: TextIO, *, stay: Callable[[str, TextIO], None] = linger
+) -> int:
+    """Run the simulated CI workload and print the summary.
+
+    With ``args.serve`` (a port), the admin API and the dashboard are served
+    while it runs, and ``stay(url, out)`` keeps them live once the jobs are done
+    (the schedules still firing) until it returns: by default until Ctrl-C.
+    """
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     tty = out.isatty()
@@ -297,10 +329,18 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
         f"rollup on cron '{ROLLUP_CRON}', probe every {PROBE_EVERY:g} s\n"
     )
     with quiet_log(not args.verbose), make_scheduler(args.workers, args.store) as sched:
+        live: Callable[[], None] | None = None
+        if args.serve is not None:
+            server = sched.serve_admin(args.serve, args.addr)
+            # The token is printed here: the log line serve_admin writes is
+            # hidden with the rest of postroom's log unless --verbose.
+            out.write(f"dashboard: {server.url}  admin token: {server.token}\n")
+            out.flush()
+            live = functools.partial(stay, server.url, out)
         work = Workload()
         add_schedules(sched, work)
         submit_all(sched, work, args, rng)
-        elapsed = watch(sched, work, out, tty)
+        elapsed = watch(sched, work, out, tty, live)
     rows = summary(sched, work, elapsed, seed)
     width = max(len(name) for name, _ in rows)
     out.write("".join(f"  {name.ljust(width)}  {value}\n" for name, value in rows))
@@ -343,6 +383,19 @@ def parser() -> argparse.ArgumentParser:
         )
     run.add_argument("--seed", type=int, metavar="S", help="random seed (random)")
     run.add_argument("--verbose", action="store_true", help="show postroom's warnings and errors")
+    run.add_argument(
+        "--serve",
+        type=_bounded(int, 0, 65535),
+        metavar="PORT",
+        help="serve the admin API and the dashboard on this port while the demo runs "
+        "(0: any free port), and after its jobs are done until Ctrl-C",
+    )
+    run.add_argument(
+        "--addr",
+        default="127.0.0.1",
+        metavar="A",
+        help="the address --serve listens on (127.0.0.1)",
+    )
     store_commands.add_store_option(
         run,
         required=False,

@@ -7,8 +7,11 @@ what it printed. They wait on nothing but the demo itself returning.
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -155,3 +158,69 @@ def test_demo_options_are_still_checked(capsys: pytest.CaptureFixture[str]) -> N
         main(["demo", "--jobs", "-1"])
     assert exit_.value.code == 2
     assert "--jobs: must be an integer >= 0, not '-1'" in capsys.readouterr().err
+
+
+LINGER_JOBS = 10
+"""Jobs the --serve test makes while the demo lingers."""
+
+
+def test_demo_serve_prints_the_url_and_token_and_keeps_the_dashboard_live() -> None:
+    """``--serve``: the page and the API answer on the printed URL while the demo
+    runs and after its jobs are done; the printed token mutates; after the demo
+    the server is gone."""
+    seen: dict[str, object] = {}
+
+    def stay(url: str, out: io.StringIO) -> None:
+        # Called once the jobs are done: the dashboard is still live.
+        printed = re.search(r"^dashboard: (\S+)  admin token: (\S+)$", out.getvalue(), re.M)
+        assert printed is not None, out.getvalue()
+        assert printed[1] == url
+        with urllib.request.urlopen(url, timeout=WAIT) as page:
+            seen["page"] = page.read()
+        with urllib.request.urlopen(url + "api/v1/stats", timeout=WAIT) as stats:
+            seen["stats"] = json.load(stats)
+        pause = urllib.request.Request(url + "api/v1/schedules/probe/pause", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(pause, timeout=WAIT)
+        seen["no token"] = refused.value.code
+        pause.add_header("Authorization", f"Bearer {printed[2]}")
+        with urllib.request.urlopen(pause, timeout=WAIT) as paused:
+            seen["paused"] = json.load(paused)["schedule"]["paused"]
+        # Jobs made while it lingers (a paused schedule still triggers) do not
+        # count in the workload's throughput.
+        trigger = urllib.request.Request(url + "api/v1/schedules/probe/trigger", method="POST")
+        trigger.add_header("Authorization", f"Bearer {printed[2]}")
+        for _ in range(LINGER_JOBS):
+            with urllib.request.urlopen(trigger, timeout=WAIT) as triggered:
+                job = json.load(triggered)["job"]
+            assert job is not None
+            while job["finished_at"] is None:  # a probe: a few ms
+                with urllib.request.urlopen(f"{url}api/v1/jobs/{job['id']}", timeout=WAIT) as r:
+                    job = json.load(r)["job"]
+        seen["url"] = url
+
+    out = io.StringIO()
+    assert demo(parser().parse_args([*DEMO, "--serve", "0"]), out, stay=stay) == 0
+    assert b"<title>postroom</title>" in seen["page"]  # type: ignore[operator]
+    stats = seen["stats"]
+    assert isinstance(stats, dict)
+    assert stats["submitted"] >= 30
+    assert seen["no token"] == 401
+    assert seen["paused"] is True
+    rows = summary_rows(out.getvalue())
+    submitted = int(rows["submitted"].split()[0])
+    throughput = float(rows["throughput"].split()[0].replace(",", ""))
+    wall = float(rows["wall time"].split()[0])
+    # Rounded as printed (to a job/s and 10 ms), throughput x wall time is off the
+    # count it was made of by less than the slack; the lingering jobs are beyond it.
+    slack = 1 + 0.5 * wall + 0.005 * throughput
+    assert throughput * wall < submitted - LINGER_JOBS + slack
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(str(seen["url"]) + "healthz", timeout=WAIT)
+
+
+def test_demo_serve_takes_a_port() -> None:
+    assert parser().parse_args([*DEMO, "--serve", "8080"]).serve == 8080
+    assert parser().parse_args(DEMO).serve is None
+    with pytest.raises(SystemExit):
+        parser().parse_args([*DEMO, "--serve", "65536"])
