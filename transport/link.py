@@ -37,7 +37,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from actors._jobs.info import NodeInfo
@@ -51,6 +51,7 @@ from actors._runtime.actor import FailureReport, post
 from actors._runtime.refs import ActorDead, ActorRef
 from actors._runtime.timed import TimedActor
 from actors._timer.clock import Clock, MonotonicClock
+from actors._worker.attempt import run_outcome, stopped_outcome
 from actors._worker.cancel import CancelReason
 from actors.messages import (
     After,
@@ -484,8 +485,8 @@ class NodeLink(TimedActor):
             tracing.end(lease.span, outcome, None, interrupted=how == "interrupted")
         journal = parts.table.journal
         if journal is not None:
-            run_outcome = how if how == "interrupted" else _run_outcome(outcome)
-            journal.run_ended(job, run_outcome, outcome.error, retryable=outcome.retryable)
+            ended = how if how == "interrupted" else run_outcome(outcome)
+            journal.run_ended(job, ended, outcome.error, retryable=outcome.retryable)
         if outcome.status == "completed":
             self.totals.completed += 1
         elif how != "interrupted":
@@ -581,15 +582,7 @@ def _as_told(lease: _Lease, outcome: Outcome) -> Outcome:
     reason = lease.signal.reason
     if reason is None or outcome.status == "cancelled" or outcome.timed_out:
         return outcome
-    job = lease.job
-    if reason == "timeout":
-        error = ErrorInfo(
-            "postroom.JobTimedOut", f"attempt {job.attempt} ran past its timeout of {job.timeout}s"
-        )
-        return replace(outcome, status="failed", result=None, error=error, timed_out=True)
-    why = "its parent job was cancelled" if reason == "parent" else reason
-    error = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({why})")
-    return replace(outcome, status="cancelled", result=None, error=error, retryable=False)
+    return stopped_outcome(lease.job, reason, outcome.started_at, outcome.run_time)
 
 
 def _lost(lease: _Lease, what: str, *, retryable: bool, link: NodeLink) -> Outcome:
@@ -605,9 +598,3 @@ def _lost(lease: _Lease, what: str, *, retryable: bool, link: NodeLink) -> Outco
         started_at=lease.started_at,
         run_time=max(0.0, time.time() - lease.started_at),
     )
-
-
-def _run_outcome(outcome: Outcome) -> str:
-    if outcome.status == "failed" and outcome.timed_out:
-        return "timed_out"
-    return outcome.status

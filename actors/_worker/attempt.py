@@ -29,14 +29,14 @@ from actors._policy.payloads import (
     SHORT_STR,
     json_copy,
 )
-from actors._worker.cancel import CancelScope
+from actors._worker.cancel import CancelReason, CancelScope
 from actors._worker.context import JobContext, ProgressSink
 from actors.messages import ErrorInfo, Job, Outcome
 
 if TYPE_CHECKING:
     from actors._jobs.links import Links
 
-__all__ = ["AttemptRunner", "error_info", "run_outcome"]
+__all__ = ["AttemptRunner", "error_info", "run_outcome", "stopped_outcome"]
 
 ExceptionSink = Callable[[str, BaseException], None]
 """Receives ``(job_id, exception)`` of a failed attempt, for a handle to chain."""
@@ -64,6 +64,40 @@ def run_outcome(outcome: Outcome) -> str:
     if outcome.status == "failed" and outcome.timed_out:
         return "timed_out"
     return outcome.status
+
+
+def stopped_outcome(
+    job: Job,
+    reason: CancelReason | None,
+    started_at: float,
+    run_time: float,
+    trace: str = "",
+) -> Outcome:
+    """The outcome of an attempt told to stop for ``reason``, however its handler
+    ended: timed out at a deadline, else cancelled (a worker's attempt, or a
+    node's run as its link reads it)."""
+    if reason == "timeout":
+        info = ErrorInfo(
+            "postroom.JobTimedOut",
+            f"attempt {job.attempt} ran past its timeout of {job.timeout}s",
+            trace,
+        )
+        return Outcome(
+            "failed",
+            error=info,
+            timed_out=True,
+            started_at=started_at,
+            run_time=run_time,
+        )
+    why = "its parent job was cancelled" if reason == "parent" else reason
+    info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({why})")
+    return Outcome(
+        "cancelled",
+        error=info,
+        retryable=False,
+        started_at=started_at,
+        run_time=run_time,
+    )
 
 
 _PLAIN = (str, int, float, list, dict, type(None))
@@ -175,29 +209,8 @@ class AttemptRunner:
         self, job: Job, exc: BaseException | None, started_at: float, run_time: float
     ) -> Outcome:
         """The outcome of an attempt told to stop (``scope.reason`` says why)."""
-        reason = self._scope.reason
-        if reason == "timeout":
-            info = ErrorInfo(
-                "postroom.JobTimedOut",
-                f"attempt {job.attempt} ran past its timeout of {job.timeout}s",
-                error_info(exc).traceback if exc is not None else "",
-            )
-            return Outcome(
-                "failed",
-                error=info,
-                timed_out=True,
-                started_at=started_at,
-                run_time=run_time,
-            )
-        why = "its parent job was cancelled" if reason == "parent" else reason
-        info = ErrorInfo("postroom.JobCancelled", f"attempt {job.attempt} was cancelled ({why})")
-        return Outcome(
-            "cancelled",
-            error=info,
-            retryable=False,
-            started_at=started_at,
-            run_time=run_time,
-        )
+        trace = error_info(exc).traceback if exc is not None else ""
+        return stopped_outcome(job, self._scope.reason, started_at, run_time, trace)
 
     def _failed(
         self,
